@@ -1,0 +1,1 @@
+"""trio-kad: a Kademlia distributed hash table on Trio."""

@@ -1,0 +1,70 @@
+"""Tunable parameters of a node, validated once at construction."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Every size, count, wait and interval a node uses.
+
+    Defaults follow the Kademlia paper (k = 20, alpha = 3, the hour and day
+    timers of section 2). Times are in seconds, sizes in bytes.
+    """
+
+    k: int = 20
+    """Bucket size and replication factor."""
+    alpha: int = 3
+    """Most RPCs one lookup has in flight at once (strict parallelism)."""
+    rpc_timeout: float = 2.0
+    """How long one RPC may take, connecting included, before the peer counts as failed."""
+    io_timeout: float = 10.0
+    """Deadline for reading or writing one whole frame once it has begun."""
+    idle_timeout: float = 60.0
+    """A connection with no traffic for this long is closed."""
+    max_frame_size: int = 1024 * 1024
+    """Largest frame accepted, checked from the length prefix before reading the body."""
+    max_value_size: int = 64 * 1024
+    """Largest value, measured as its CBOR encoding."""
+    max_inbound_connections: int = 512
+    """Inbound connections served at once; more are closed on accept."""
+    max_outbound_connections: int = 256
+    """Outbound connections kept open at once; the least recently used idle one is closed."""
+    max_requests_per_connection: int = 64
+    """Requests being handled at once for one inbound connection."""
+    max_records: int = 100_000
+    """Records one node stores for the network."""
+    max_failures: int = 3
+    """Consecutive failed RPCs after which a contact is dropped even with no replacement."""
+    replacement_cache_size: int = 20
+    """Contacts remembered per bucket to replace ones that fail."""
+    bootstrap_timeout: float = 10.0
+    """How long joining through the bootstrap peers may take in all."""
+    refresh_interval: float = 3600.0
+    """tRefresh: a bucket not looked up for this long gets a lookup of a random id in it."""
+    replicate_interval: float = 3600.0
+    """tReplicate: stored pairs are re-sent to the current k closest nodes this often."""
+    republish_interval: float = 86400.0
+    """tRepublish: the original publisher re-stores its pairs this often."""
+    expire_interval: float = 86400.0
+    """tExpire: a pair is dropped this long after its last publication."""
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(f"Config.{field.name} must be a number, not {value!r}")
+            if field.type == "int" and not isinstance(value, int):
+                raise TypeError(f"Config.{field.name} must be an int, not {value!r}")
+            if not value > 0:
+                raise ValueError(f"Config.{field.name} must be > 0, got {value!r}")
+        if self.alpha > self.k:
+            raise ValueError(f"Config.alpha ({self.alpha}) must not exceed Config.k ({self.k})")
+        if self.max_value_size + 1024 > self.max_frame_size:
+            raise ValueError("Config.max_frame_size must leave room for a value of max_value_size")
+
+    def replace(self, **changes: float) -> Config:
+        """Return a copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,40 @@
+"""Exceptions a user of trio-kad can catch and act on."""
+
+from __future__ import annotations
+
+
+class DhtError(Exception):
+    """Base class of every error trio-kad raises on purpose."""
+
+
+class BootstrapError(DhtError):
+    """No peer given to join through answered."""
+
+
+class StoreError(DhtError):
+    """No node (not even the local one) accepted a value."""
+
+
+class TransportError(DhtError):
+    """A peer could not be reached, or closed the connection before replying."""
+
+
+class ProtocolError(DhtError):
+    """Bytes received from the network are not a valid trio-kad message.
+
+    ``request_id`` is set when the frame was readable far enough to know which
+    request it belonged to, so the receiver can still send an error reply.
+    """
+
+    def __init__(self, message: str, *, request_id: int | None = None) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+
+
+class RemoteError(DhtError):
+    """A peer answered a request with an error reply."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"peer error {code}: {message}")
+        self.code = code
+        self.message = message

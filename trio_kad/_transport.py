@@ -1,0 +1,80 @@
+"""The interface between a node and the network that carries its frames."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import trio
+
+from ._config import Config
+from ._ids import Address
+from ._messages import Reply, ReplyFrame, Request, RequestFrame
+
+RequestHandler = Callable[[RequestFrame, Address], Awaitable[Reply]]
+"""Serves one request. Gets the frame and the remote (host, port) it came from."""
+
+
+@dataclass(slots=True)
+class TransportStatistics:
+    """Counters a transport keeps, for tests, benchmarks and ``Dht.statistics()``."""
+
+    requests_sent: int = 0
+    requests_failed: int = 0
+    requests_received: int = 0
+    frames_sent: int = 0
+    frames_received: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    connections_opened: int = 0
+    connections_open: int = 0
+    protocol_errors: int = 0
+
+
+class Transport(abc.ABC):
+    """Carries request and reply frames between nodes.
+
+    One transport serves one node. The node starts it with
+    ``await nursery.start(transport.run, config, host, port, handler)``; every
+    connection and task the transport owns lives inside ``run``, and
+    cancelling ``run`` closes them all. ``request`` may be called only while
+    ``run`` is active.
+    """
+
+    @abc.abstractmethod
+    async def run(
+        self,
+        config: Config,
+        host: str,
+        port: int,
+        handler: RequestHandler | None,
+        *,
+        task_status: trio.TaskStatus[Address | None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Bind and serve until cancelled.
+
+        Reports the bound ``(host, port)`` through ``task_status.started``, or
+        ``None`` when ``handler`` is ``None`` (a client-only node that does not
+        listen).
+        """
+
+    @abc.abstractmethod
+    async def request(
+        self,
+        address: Address,
+        sender_id: bytes,
+        sender_port: int | None,
+        body: Request,
+    ) -> ReplyFrame:
+        """Send one request to ``address`` and wait for its reply.
+
+        Raises ``TransportError`` when the peer cannot be reached or the
+        connection fails before the reply arrives. Has no timeout of its own
+        beyond the transport's I/O deadlines: the caller bounds the wait with
+        a cancel scope.
+        """
+
+    @abc.abstractmethod
+    def statistics(self) -> TransportStatistics:
+        """Counters since the transport started."""
