@@ -1,1 +1,42 @@
-"""trio-kad: a Kademlia distributed hash table on Trio."""
+"""trio-kad: a Kademlia distributed hash table on Trio, speaking CBOR over TCP.
+
+Start here: ``async with open_dht(bootstrap=["host:port"]) as dht``, then
+``await dht.set(key, value)`` and ``await dht.get(key)``.
+"""
+
+from ._api import Dht, DhtStatistics, open_dht
+from ._config import Config
+from ._errors import (
+    BootstrapError,
+    DhtError,
+    ProtocolError,
+    RemoteError,
+    StoreError,
+    TransportError,
+)
+from ._memory import MemoryNetwork, MemoryTransport
+from ._node import LookupReport
+from ._tcp import TcpTransport
+from ._transport import Transport, TransportStatistics
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "BootstrapError",
+    "Config",
+    "Dht",
+    "DhtError",
+    "DhtStatistics",
+    "LookupReport",
+    "MemoryNetwork",
+    "MemoryTransport",
+    "ProtocolError",
+    "RemoteError",
+    "StoreError",
+    "TcpTransport",
+    "Transport",
+    "TransportError",
+    "TransportStatistics",
+    "__version__",
+    "open_dht",
+]

@@ -1,0 +1,176 @@
+"""N nodes in one process: set/get latency, RPCs and rounds per lookup, success rate.
+
+    python benchmarks/network.py --nodes 100 --ops 200 --transport tcp
+
+Prints one JSON object on stdout and a short summary on stderr. ``--churn F``
+stops a fraction F of the nodes after the first pass and measures the gets
+again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import resource
+import statistics
+import sys
+from dataclasses import asdict
+from typing import Any
+
+import cbor2
+import trio
+
+import trio_kad
+from trio_kad import Config, MemoryNetwork
+from trio_kad.testing import open_simulation
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return {
+        "mean": statistics.fmean(ordered),
+        "p50": at(0.50),
+        "p95": at(0.95),
+        "p99": at(0.99),
+        "max": ordered[-1],
+    }
+
+
+async def measure(args: argparse.Namespace) -> dict[str, Any]:
+    rng = random.Random(args.seed)
+    config = Config()
+    network = None
+    if args.transport == "memory":
+        network = MemoryNetwork(rng=random.Random(args.seed), latency=args.latency)
+    result: dict[str, Any] = {
+        "benchmark": "network",
+        "nodes": args.nodes,
+        "ops": args.ops,
+        "transport": args.transport,
+        "seed": args.seed,
+        "churn": args.churn,
+        "config": asdict(config),
+        "versions": {
+            "python": platform.python_version(),
+            "trio": trio.__version__,
+            "cbor2": getattr(cbor2, "__version__", "?"),
+            "trio_kad": trio_kad.__version__,
+        },
+    }
+    clock = trio.current_time
+    started = clock()
+    async with open_simulation(
+        args.nodes, seed=args.seed, config=config, network=network, tcp=args.transport == "tcp"
+    ) as sim:
+        result["join_seconds"] = clock() - started
+        keys = [f"bench-{args.seed}-{i}" for i in range(args.ops)]
+        values = {key: {"n": i, "pad": "x" * 64} for i, key in enumerate(keys)}
+
+        set_ms: list[float] = []
+        set_rpcs: list[float] = []
+        set_rounds: list[float] = []
+        set_ok = 0
+        t0 = clock()
+        for key in keys:
+            node = rng.choice(sim.nodes)
+            begin = clock()
+            try:
+                await node.set(key, values[key])
+                set_ok += 1
+            except trio_kad.StoreError:
+                pass
+            set_ms.append((clock() - begin) * 1000)
+            report = node.last_lookup
+            if report is not None:
+                set_rpcs.append(report.queries)
+                set_rounds.append(report.rounds)
+        set_elapsed = clock() - t0
+        result["set"] = {
+            "latency_ms": percentiles(set_ms),
+            "ops_per_s": len(keys) / set_elapsed,
+            "success": set_ok / len(keys),
+            "lookup_rpcs": percentiles(set_rpcs),
+            "lookup_rounds": percentiles(set_rounds),
+        }
+
+        async def gets(label: str) -> None:
+            get_ms: list[float] = []
+            rpcs: list[float] = []
+            rounds: list[float] = []
+            found = 0
+            t0 = clock()
+            for key in keys:
+                node = rng.choice(sim.nodes)
+                before = node.last_lookup
+                begin = clock()
+                value = await node.get(key)
+                get_ms.append((clock() - begin) * 1000)
+                found += value == values[key]
+                report = node.last_lookup
+                if report is not None and report is not before:
+                    rpcs.append(report.queries)
+                    rounds.append(report.rounds)
+            elapsed = clock() - t0
+            result[label] = {
+                "latency_ms": percentiles(get_ms),
+                "ops_per_s": len(keys) / elapsed,
+                "success": found / len(keys),
+                "lookup_rpcs": percentiles(rpcs),
+                "lookup_rounds": percentiles(rounds),
+                "served_locally": len(keys) - len(rpcs),
+            }
+
+        await gets("get")
+        if args.churn > 0:
+            victims = rng.sample(sim.nodes, int(len(sim.nodes) * args.churn))
+            for node in victims:
+                sim.stop_node(node)
+            await trio.sleep(0)
+            await gets("get_after_churn")
+        transport = [n.statistics().transport for n in sim.nodes]
+        result["wire"] = {
+            "frames_sent": sum(t.frames_sent for t in transport),
+            "bytes_sent": sum(t.bytes_sent for t in transport),
+            "connections_opened": sum(t.connections_opened for t in transport),
+        }
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024
+    result["peak_rss_kb_per_node"] = usage.ru_maxrss / args.nodes
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--nodes", type=int, default=100)
+    parser.add_argument("--ops", type=int, default=200)
+    parser.add_argument("--transport", choices=["tcp", "memory"], default="tcp")
+    parser.add_argument("--latency", type=float, default=0.0, help="memory transport only")
+    parser.add_argument("--churn", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    result = trio.run(measure, args)
+    json.dump(result, sys.stdout, indent=2)
+    print()
+    for label in ("set", "get", "get_after_churn"):
+        if label in result:
+            r = result[label]
+            print(
+                f"{label}: p50 {r['latency_ms']['p50']:.2f} ms, "
+                f"p95 {r['latency_ms']['p95']:.2f} ms, "
+                f"{r['ops_per_s']:.0f} ops/s, success {r['success']:.1%}, "
+                f"rpcs/lookup {r['lookup_rpcs'].get('mean', 0):.1f}, "
+                f"rounds/lookup {r['lookup_rounds'].get('mean', 0):.2f}",
+                file=sys.stderr,
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""The command line, driven as real processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import signal
+from contextlib import ExitStack
+
+import pytest
+from clihelp import closed_port, run, serve, stop
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_serve_announces_itself_and_exits_cleanly_on_signal(signum: int) -> None:
+    with serve("--port", "0") as server:
+        assert server.host == "127.0.0.1"
+        assert 0 < server.port < 65536
+        assert stop(server, signum) == 0
+        assert server.process.stderr is not None
+        assert "Traceback" not in server.process.stderr.read()
+
+
+def test_set_and_get_across_a_small_network() -> None:
+    with ExitStack() as stack:
+        first = stack.enter_context(serve())
+        others = [stack.enter_context(serve("--bootstrap", first.peer)) for _ in range(4)]
+        stored = run("set", "--bootstrap", others[0].peer, "colour", "blue — ünïcode")
+        assert stored.returncode == 0, stored.stderr
+        assert int(stored.stdout.strip()) == 5
+        got = run("get", "--bootstrap", others[-1].peer, "colour")
+        assert got.returncode == 0, got.stderr
+        assert got.stdout == "blue — ünïcode\n"
+        missing = run("get", "--bootstrap", first.peer, "no such key")
+        assert missing.returncode == 1
+        assert missing.stdout == ""
+        # Two thirds of the network stop; the value is still there.
+        for server in (first, others[0], others[1]):
+            assert stop(server) == 0
+        again = run("get", "--bootstrap", others[2].peer, "colour")
+        assert again.returncode == 0, again.stderr
+        assert again.stdout == "blue — ünïcode\n"
+
+
+def test_get_and_set_fail_with_one_line_when_no_peer_answers() -> None:
+    peer = f"127.0.0.1:{closed_port()}"
+    got = run("get", "--bootstrap", peer, "k")
+    assert got.returncode == 2
+    assert got.stderr.count("\n") == 1 and peer in got.stderr
+    stored = run("set", "--bootstrap", peer, "k", "v")
+    assert stored.returncode != 0
+    assert stored.stderr.count("\n") == 1 and peer in stored.stderr
+
+
+def test_bad_arguments_exit_2() -> None:
+    assert run("get", "--bootstrap", "nonsense", "k").returncode == 2
+    assert run("frobnicate").returncode == 2
+
+
+def test_demo_runs() -> None:
+    result = run("demo", "--nodes", "8", "--k", "3")
+    assert result.returncode == 0, result.stderr
+    assert "get 'greeting'" in result.stdout
+    assert "hello, kademlia" in result.stdout

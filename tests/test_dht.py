@@ -1,0 +1,239 @@
+"""The DHT end to end on the in-memory network, in virtual time."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import trio
+import trio.testing
+
+from trio_kad import (
+    BootstrapError,
+    Config,
+    MemoryNetwork,
+    StoreError,
+    open_dht,
+)
+from trio_kad._ids import distance, key_id
+from trio_kad.testing import open_simulation
+
+
+async def test_two_nodes_store_and_find(autojump_clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork(rng=random.Random(1))
+    async with open_dht(transport=network.transport()) as first:
+        async with open_dht(bootstrap=[first.address], transport=network.transport()) as second:
+            assert await first.set("beep", "boop") == 2
+            assert await second.get("beep") == "boop"
+            assert second.get_local("beep") == "boop"
+            assert await second.get("missing") is None
+            assert len(first.node_id) == 32
+            assert first.node_id != second.node_id
+
+
+async def test_first_node_stores_locally(autojump_clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork(rng=random.Random(2))
+    async with open_dht(transport=network.transport()) as alone:
+        assert await alone.set(b"\x00bytes key", [1, 2, {"a": b"b"}]) == 1
+        assert await alone.get(b"\x00bytes key") == [1, 2, {"a": b"b"}]
+
+
+async def test_values_are_validated_before_any_io(autojump_clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork(rng=random.Random(3))
+    config = Config(max_value_size=100)
+    async with open_dht(transport=network.transport(), config=config) as dht:
+        before = dht.statistics().transport.frames_sent
+        with pytest.raises(ValueError, match="None"):
+            await dht.set("k", None)
+        with pytest.raises(ValueError, match="limit"):
+            await dht.set("k", "x" * 200)
+        with pytest.raises(ValueError, match="CBOR"):
+            await dht.set("k", object())
+        with pytest.raises(TypeError):
+            await dht.set(42, "v")  # type: ignore[arg-type]
+        assert dht.statistics().transport.frames_sent == before
+
+
+async def test_bootstrap_error_names_the_peers(autojump_clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork(rng=random.Random(4))
+    with pytest.raises(BootstrapError, match=r"127\.0\.0\.1:9"):
+        async with open_dht(bootstrap=["127.0.0.1:9"], transport=network.transport()):
+            pytest.fail("should not get here")
+
+
+async def test_bootstrap_error_on_silent_peer(autojump_clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork(rng=random.Random(5))
+    async with open_dht(transport=network.transport()) as silent:
+        network.set_mode(silent.address, "drop")
+        start = trio.current_time()
+        with pytest.raises(BootstrapError):
+            async with open_dht(bootstrap=[silent.address], transport=network.transport()):
+                pass
+        # One RPC timeout, not the whole bootstrap budget.
+        assert trio.current_time() - start == pytest.approx(Config().rpc_timeout)
+
+
+async def test_user_exception_is_not_wrapped(autojump_clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork(rng=random.Random(6))
+    with pytest.raises(KeyError):
+        async with open_dht(transport=network.transport()):
+            raise KeyError("mine")
+
+
+async def test_leaving_closes_everything(autojump_clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork(rng=random.Random(7))
+    async with open_dht(transport=network.transport()) as first:
+        async with open_dht(bootstrap=[first.address], transport=network.transport()):
+            assert len(network.addresses()) == 2
+        assert len(network.addresses()) == 1
+    assert network.addresses() == []
+
+
+async def test_store_error_when_nobody_accepts(autojump_clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork(rng=random.Random(8))
+    async with (
+        open_dht(transport=network.transport()) as server,
+        open_dht(
+            bootstrap=[server.address], transport=network.transport(), client_only=True
+        ) as client,
+    ):
+        network.set_mode(server.address, "refuse")
+        with pytest.raises(StoreError):
+            await client.set("k", "v")
+
+
+async def test_client_only_nodes_stay_out_of_routing_tables(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_simulation(10, seed=9) as sim:
+        assert sim.network is not None
+        async with open_dht(
+            bootstrap=[sim.nodes[0].address],
+            transport=sim.network.transport(),
+            client_only=True,
+        ) as client:
+            with pytest.raises(RuntimeError):
+                _ = client.address
+            assert await client.set("k", "v") >= 1
+            assert await client.get("k") == "v"
+            for node in sim.nodes:
+                assert client.node_id not in node._node.table
+            # The client itself never holds data for the network.
+            assert client.get_local("k") is None
+
+
+async def test_network_of_300_finds_every_key_from_every_node(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    rng = random.Random(300)
+    async with open_simulation(300, seed=300) as sim:
+        keys = [f"key-{i}" for i in range(5)]
+        for key in keys:
+            writer = rng.choice(sim.nodes)
+            assert await writer.set(key, key.upper()) == sim.config.k
+        rounds: list[int] = []
+        for key in keys:
+            for node in sim.nodes:
+                assert await node.get(key) == key.upper()
+                report = node.last_lookup
+                if report is not None and report.target == key_id(key):
+                    rounds.append(report.rounds)
+        assert rounds, "every get was served locally?"
+        assert max(rounds) <= math.ceil(math.log2(300))
+        mean = sum(rounds) / len(rounds)
+        assert mean <= math.log2(300) / 2
+
+
+async def test_values_land_on_the_k_closest(autojump_clock: trio.testing.MockClock) -> None:
+    config = Config(k=5)
+    async with open_simulation(60, seed=11, config=config) as sim:
+        await sim.nodes[17].set("placed", 1)
+        ident = key_id("placed")
+        closest = sorted(sim.nodes, key=lambda n: distance(n.node_id, ident))[: config.k]
+        for node in closest:
+            assert node.get_local("placed") == 1
+
+
+async def test_find_value_caches_at_closest_node_without_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = Config(k=3)
+    async with open_simulation(40, seed=12, config=config) as sim:
+        await sim.nodes[0].set("popular", "yes")
+        holders = {n.node_id for n in sim.nodes if n.get_local("popular") is not None}
+        ident = key_id("popular")
+        reader = max(
+            (n for n in sim.nodes if n.node_id not in holders),
+            key=lambda n: distance(n.node_id, ident),
+        )
+        assert await reader.get("popular") == "yes"
+        await trio.sleep(5)  # the cache STORE runs in the background
+        now_holding = {n.node_id for n in sim.nodes if n.get_local("popular") is not None}
+        assert len(now_holding - holders) == 1
+
+
+async def test_lookup_never_exceeds_alpha_in_flight(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork(rng=random.Random(13), latency=0.01, jitter=0.02)
+    config = Config(alpha=3)
+    async with open_simulation(80, seed=13, config=config, network=network) as sim:
+        await sim.nodes[0].set("alpha", 1)
+        reader = sim.nodes[-1]
+        transport = reader._node.transport
+        in_flight = peak = 0
+        original = transport.request
+
+        async def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            try:
+                return await original(*args, **kwargs)
+            finally:
+                in_flight -= 1
+
+        transport.request = counting  # type: ignore[method-assign]
+        for i in range(20):
+            await reader.get(f"absent-{i}")
+        assert peak == config.alpha
+
+
+async def test_value_lookup_does_not_wait_for_dead_contacts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork(rng=random.Random(14), latency=0.005)
+    config = Config(k=8, rpc_timeout=2.0)
+    async with open_simulation(100, seed=14, config=config, network=network) as sim:
+        await sim.nodes[0].set("survivor", 7)
+        ident = key_id("survivor")
+        holders = [n for n in sim.nodes if n.get_local("survivor") is not None]
+        # Silence a third of the nodes that do not hold the value.
+        others = [n for n in sim.nodes if n not in holders]
+        for node in others[: len(sim.nodes) // 3]:
+            network.set_mode(node.address, "drop")
+        reader = others[-1]
+        start = trio.current_time()
+        assert await reader.get("survivor") == 7
+        report = reader.last_lookup
+        assert report is not None and report.target == ident
+        # Found without running out the clock on every dead contact asked.
+        assert trio.current_time() - start < (report.failures + 1) * config.rpc_timeout
+
+
+async def test_full_bucket_evicts_oldest_only_when_it_fails(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = Config(k=2, alpha=1)
+    network = MemoryNetwork(rng=random.Random(15))
+    async with open_simulation(30, seed=15, config=config, network=network) as sim:
+        node = sim.nodes[0]._node
+        far = [b for b in node.table.buckets if b.low != 0 and len(b.contacts) == config.k]
+        assert far, "expected a full bucket"
+        bucket = far[0]
+        oldest = bucket.contacts[0]
+        network.set_mode(oldest.address, "drop")
+        for _ in range(config.max_failures):
+            await node.rpc(oldest, __import__("trio_kad._messages").Ping())
+        assert oldest.node_id not in node.table

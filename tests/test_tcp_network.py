@@ -1,0 +1,48 @@
+"""A real network: nodes over TCP on 127.0.0.1 with the real clock."""
+
+from __future__ import annotations
+
+import random
+
+import trio
+
+from trio_kad import Config, open_dht
+from trio_kad.testing import open_simulation
+
+
+async def test_thirty_nodes_over_tcp() -> None:
+    rng = random.Random(30)
+    with trio.fail_after(60):
+        async with open_simulation(30, seed=30, tcp=True) as sim:
+            keys = [f"tcp-{i}" for i in range(10)]
+            for key in keys:
+                assert await rng.choice(sim.nodes).set(key, {"key": key}) >= 20
+            for key in keys:
+                for node in sim.nodes:
+                    assert await node.get(key) == {"key": key}
+            # Connections are reused: far fewer than one per RPC.
+            stats = [n.statistics().transport for n in sim.nodes]
+            opened = sum(s.connections_opened for s in stats)
+            sent = sum(s.requests_sent for s in stats)
+            assert opened < sent / 5
+            # A third of the nodes go away; every key is still found.
+            for node in sim.nodes[::3]:
+                sim.stop_node(node)
+            await trio.sleep(0.1)
+            for key in keys:
+                assert await rng.choice(sim.nodes).get(key) == {"key": key}
+
+
+async def test_leaving_closes_the_listener() -> None:
+    with trio.fail_after(20):
+        async with open_dht(config=Config(rpc_timeout=1.0)) as dht:
+            address = dht.address
+            stream = await trio.open_tcp_stream(*address)
+            await stream.aclose()
+        try:
+            stream = await trio.open_tcp_stream(*address)
+        except OSError:
+            pass
+        else:
+            await stream.aclose()
+            raise AssertionError("still listening after open_dht exited")

@@ -1,0 +1,209 @@
+"""The public entry point: ``open_dht`` and the ``Dht`` handle it yields."""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import cbor2
+import trio
+
+from ._config import Config
+from ._errors import StoreError
+from ._ids import Address, check_id, key_id
+from ._node import LookupReport, Node, parse_addresses
+from ._transport import Transport, TransportStatistics
+
+
+@dataclass(frozen=True, slots=True)
+class DhtStatistics:
+    """A snapshot of a node's counters."""
+
+    contacts: int
+    """Contacts in the routing table."""
+    buckets: int
+    records: int
+    """Pairs held for the network."""
+    lookups: int
+    lookup_rpcs: int
+    lookup_rounds: int
+    requests_served: int
+    stores_accepted: int
+    stores_refused: int
+    transport: TransportStatistics
+
+
+class Dht:
+    """A running node. Get one from ``open_dht``; it is valid inside that block only."""
+
+    def __init__(self, node: Node, address: Address | None) -> None:
+        self._node = node
+        self._address = address
+
+    @property
+    def node_id(self) -> bytes:
+        """This node's 32-byte id."""
+        return self._node.node_id
+
+    @property
+    def address(self) -> Address:
+        """The ``(host, port)`` actually bound.
+
+        Raises ``RuntimeError`` for a client-only node, which does not listen.
+        """
+        if self._address is None:
+            raise RuntimeError("a client-only node does not listen, so it has no address")
+        return self._address
+
+    @property
+    def client_only(self) -> bool:
+        """True when this node only asks and is never put into others' routing tables."""
+        return self._node.client_only
+
+    @property
+    def config(self) -> Config:
+        return self._node.config
+
+    async def set(self, key: str | bytes, value: Any) -> int:
+        """Store ``value`` under ``key`` on the k nodes closest to the key.
+
+        Returns how many nodes acknowledged (the local node counts when it is
+        among the k closest). Raises ``ValueError`` for a ``None`` value or one
+        whose CBOR encoding exceeds ``Config.max_value_size`` (before any I/O),
+        and ``StoreError`` when no node accepted it.
+        """
+        ident = key_id(key)
+        encoded = self._encode(value)
+        acks = await self._node.store(ident, encoded)
+        if acks == 0:
+            raise StoreError(f"no node accepted the value for key {key!r}")
+        return acks
+
+    async def get(self, key: str | bytes) -> Any:
+        """The value under ``key``, looked up locally then on the network; ``None`` if absent."""
+        value, _ = await self._node.find_value(key_id(key))
+        return None if value is None else _decode(value)
+
+    def get_local(self, key: str | bytes) -> Any:
+        """The value under ``key`` if this node holds it, without any network traffic."""
+        record = self._node.records.get(key_id(key), trio.current_time())
+        return None if record is None else _decode(record.value)
+
+    async def bootstrap(self, peers: Iterable[str | tuple[str, int]]) -> None:
+        """Join (again) through ``peers``: ``"host:port"`` strings or ``(host, port)`` pairs.
+
+        Raises ``BootstrapError`` when none of them answers.
+        """
+        await self._node.bootstrap(parse_addresses(peers))
+
+    @property
+    def last_lookup(self) -> LookupReport | None:
+        """Hops, RPCs and time of the most recent network lookup this node made."""
+        recent = self._node.counters.recent_lookups
+        return recent[-1] if recent else None
+
+    def statistics(self) -> DhtStatistics:
+        """Counters of this node and its transport."""
+        node = self._node
+        c = node.counters
+        return DhtStatistics(
+            contacts=len(node.table),
+            buckets=len(node.table.buckets),
+            records=len(node.records),
+            lookups=c.lookups,
+            lookup_rpcs=c.lookup_rpcs,
+            lookup_rounds=c.lookup_rounds,
+            requests_served=c.requests_served,
+            stores_accepted=c.stores_accepted,
+            stores_refused=c.stores_refused,
+            transport=node.transport.statistics(),
+        )
+
+    def _encode(self, value: Any) -> bytes:
+        if value is None:
+            raise ValueError("None cannot be stored: get() returns None for a missing key")
+        try:
+            encoded = cbor2.dumps(value)
+        except (cbor2.CBOREncodeError, TypeError, ValueError) as exc:
+            raise ValueError(f"value is not CBOR-encodable: {exc}") from None
+        limit = self._node.config.max_value_size
+        if len(encoded) > limit:
+            raise ValueError(f"value is {len(encoded)} bytes encoded; the limit is {limit}")
+        return encoded
+
+    def __repr__(self) -> str:
+        where = "client" if self._address is None else f"{self._address[0]}:{self._address[1]}"
+        return f"<Dht {self.node_id.hex()[:12]} {where}>"
+
+
+def _decode(value: bytes) -> Any:
+    return cbor2.loads(value)
+
+
+@asynccontextmanager
+async def open_dht(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    bootstrap: Iterable[str | tuple[str, int]] = (),
+    *,
+    node_id: bytes | None = None,
+    config: Config | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    transport: Transport | None = None,
+    client_only: bool = False,
+    rng: random.Random | None = None,
+) -> AsyncIterator[Dht]:
+    """Start a node, join the network through ``bootstrap``, yield a ``Dht``.
+
+    With an empty ``bootstrap`` the node starts a new network. With peers of
+    which none answers, ``BootstrapError`` is raised. ``client_only`` nodes do
+    not listen and are never added to other nodes' routing tables: right for
+    short-lived processes that only set and get. ``rng`` makes every random
+    choice reproducible (tests, simulations). Leaving the block cancels every
+    background task and closes every connection.
+    """
+    if data_dir is not None:
+        raise NotImplementedError("data_dir (persistence) is not available in this version")
+    config = config if config is not None else Config()
+    rng = rng if rng is not None else random.Random(secrets.randbits(64))
+    node_id = check_id(node_id, "node_id") if node_id is not None else secrets.token_bytes(32)
+    peers = parse_addresses(bootstrap)
+    if transport is None:
+        from ._tcp import TcpTransport
+
+        transport = TcpTransport()
+    node = Node(node_id, config, transport, rng=rng, client_only=client_only)
+    try:
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(node.run, host, port)
+            if peers:
+                await node.bootstrap(peers)
+            try:
+                yield Dht(node, address)
+            finally:
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise_single(group)
+
+
+def raise_single(group: BaseExceptionGroup[BaseException]) -> NoReturn:
+    # Background tasks never raise, so a group here wraps the caller's own
+    # exception (or a startup error): hand it back as itself, not as a group.
+    leaves: list[BaseException] = []
+
+    def collect(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                collect(inner)
+        else:
+            leaves.append(exc)
+
+    collect(group)
+    if len(leaves) == 1:
+        raise leaves[0]
+    raise group

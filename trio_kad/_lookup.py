@@ -1,0 +1,277 @@
+"""The iterative node lookup of Kademlia as a pure state machine (paper section 2.3).
+
+No I/O, no clock, no randomness: the caller (the Trio driver in ``_node``) asks
+``next()`` what to do, sends the RPCs it is told to, and reports each outcome
+with ``on_reply`` or ``on_failure``. Shaped after rust-libp2p's
+``query/peers/closest.rs``, but with *strict* parallelism: never more than
+``alpha`` RPCs in flight, even when progress stalls (libp2p widens to k then;
+we do not, as the spec asks).
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ._ids import Contact
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """Send one RPC (FIND_NODE or FIND_VALUE) to ``contact`` now; it is counted in flight."""
+
+    contact: Contact
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Nothing to send until an RPC in flight ends (with ``on_reply`` or ``on_failure``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The lookup is over; ``Lookup.closest()`` is the result. RPCs in flight may be cancelled."""
+
+
+Step = Query | Wait | Done
+
+
+@dataclass(frozen=True, slots=True)
+class LookupStatistics:
+    """Counters describing one lookup, from ``Lookup.statistics()``."""
+
+    queries: int
+    """RPCs issued (``Query`` steps returned)."""
+    replies: int
+    """RPCs that were answered (``on_reply`` for a contact in flight)."""
+    failures: int
+    """RPCs that failed (``on_failure`` for a contact in flight)."""
+    in_flight: int
+    """RPCs issued that have neither answered nor failed yet."""
+    rounds: int
+    """Largest hop depth among contacts that answered (seeds are depth 1)."""
+    candidates: int
+    """Contacts currently on the shortlist (failed ones excluded)."""
+
+
+class _State(enum.Enum):
+    WAITING = enum.auto()  # known, never asked
+    IN_FLIGHT = enum.auto()
+    ANSWERED = enum.auto()
+
+
+class _Candidate:
+    __slots__ = ("contact", "depth", "distance", "state")
+
+    def __init__(self, contact: Contact, distance: int, depth: int) -> None:
+        self.contact = contact
+        self.distance = distance
+        self.depth = depth
+        self.state = _State.WAITING
+
+
+class Lookup:
+    """One iterative lookup of ``target``: which contacts to ask, and when it is over.
+
+    ``seeds`` are the starting contacts (usually the routing table's k closest
+    to ``target``); ``exclude`` holds ids never queried nor returned (the own
+    id). The shortlist keeps at most ``max_candidates`` contacts (default
+    ``4 * k``): beyond that, the farthest contacts never asked are dropped
+    (never one of the k closest; contacts asked are kept, so the list can
+    exceed the bound by the number of RPCs issued).
+
+    The lookup ends (paper section 2.3) when the k closest contacts that have
+    not failed have all answered, or when nothing is in flight and nothing is
+    left to ask, or after ``finish()``.
+    """
+
+    def __init__(
+        self,
+        target: bytes,
+        seeds: Iterable[Contact],
+        *,
+        k: int,
+        alpha: int,
+        exclude: Iterable[bytes] = (),
+        max_candidates: int | None = None,
+    ) -> None:
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if alpha < 1:
+            raise ValueError(f"alpha must be >= 1, got {alpha}")
+        if max_candidates is None:
+            max_candidates = 4 * k
+        if max_candidates < k:
+            raise ValueError(f"max_candidates ({max_candidates}) must be >= k ({k})")
+        self._target = target
+        self._target_int = int.from_bytes(target, "big")
+        self._k = k
+        self._alpha = alpha
+        self._max_candidates = max_candidates
+        self._excluded = frozenset(exclude)
+        self._failed: set[bytes] = set()
+        # Sorted by XOR distance to the target. XOR with a fixed target is a
+        # bijection, so distinct ids never tie and the id never gets compared.
+        self._order: list[tuple[int, bytes]] = []
+        self._by_id: dict[bytes, _Candidate] = {}
+        self._finished = False
+        self._in_flight = 0
+        self._queries = 0
+        self._replies = 0
+        self._failures = 0
+        self._rounds = 0
+        self._add(seeds, depth=1)
+
+    # --- driving -------------------------------------------------------------
+
+    def next(self) -> Step:
+        """What to do now: ``Query`` one contact, ``Wait`` for a reply, or ``Done``.
+
+        Call repeatedly until it returns ``Wait`` or ``Done``: each ``Query``
+        marks its contact in flight, so one call sequence may start up to
+        ``alpha`` RPCs.
+        """
+        if self._finished:
+            return Done()
+        # Only the k closest non-failed candidates matter (section 2.3: the
+        # lookup ends once the k closest seen have all answered). Failed ones
+        # are not in self._order, so these are just its first k entries.
+        all_answered = True
+        closest_unasked: _Candidate | None = None
+        for _, node_id in self._order[: self._k]:
+            candidate = self._by_id[node_id]
+            if candidate.state is not _State.ANSWERED:
+                all_answered = False
+                if candidate.state is _State.WAITING:
+                    closest_unasked = candidate
+                    break
+        if all_answered:
+            return Done()
+        if closest_unasked is None:
+            # The k closest are answered or in flight: only a reply can change that.
+            return Wait()
+        if self._in_flight >= self._alpha:
+            # Strict parallelism: never more than alpha RPCs in flight.
+            return Wait()
+        closest_unasked.state = _State.IN_FLIGHT
+        self._in_flight += 1
+        self._queries += 1
+        return Query(closest_unasked.contact)
+
+    def on_reply(self, node_id: bytes, contacts: Iterable[Contact]) -> None:
+        """``node_id`` answered, naming ``contacts``; those join the shortlist.
+
+        Ignored unless ``node_id`` is in flight, so a late, duplicate or
+        unsolicited reply cannot corrupt the lookup.
+        """
+        candidate = self._by_id.get(node_id)
+        if candidate is None or candidate.state is not _State.IN_FLIGHT:
+            return
+        candidate.state = _State.ANSWERED
+        self._in_flight -= 1
+        self._replies += 1
+        self._rounds = max(self._rounds, candidate.depth)
+        self._add(contacts, depth=candidate.depth + 1)
+
+    def on_failure(self, node_id: bytes) -> None:
+        """``node_id`` did not answer (timeout, error, wrong id): drop it for good.
+
+        Ignored unless ``node_id`` is in flight (a failure reported after a
+        reply, or for a contact never asked, changes nothing).
+        """
+        candidate = self._by_id.get(node_id)
+        if candidate is None or candidate.state is not _State.IN_FLIGHT:
+            return
+        self._in_flight -= 1
+        self._failures += 1
+        # Section 2.3: contacts that fail to respond are removed from consideration.
+        self._failed.add(node_id)
+        del self._by_id[node_id]
+        entry = (candidate.distance, node_id)
+        index = bisect.bisect_left(self._order, entry)
+        del self._order[index]
+
+    def finish(self) -> None:
+        """End the lookup now (e.g. a value was found): ``next()`` returns ``Done`` from now on."""
+        self._finished = True
+
+    # --- results and introspection -------------------------------------------
+
+    @property
+    def target(self) -> bytes:
+        """The id being looked up."""
+        return self._target
+
+    @property
+    def in_flight(self) -> int:
+        """RPCs issued that have neither answered nor failed yet."""
+        return self._in_flight
+
+    @property
+    def done(self) -> bool:
+        """Whether ``next()`` would return ``Done`` (without changing anything)."""
+        if self._finished:
+            return True
+        return all(
+            self._by_id[node_id].state is _State.ANSWERED for _, node_id in self._order[: self._k]
+        )
+
+    def closest(self) -> list[Contact]:
+        """Up to k contacts that answered, nearest to the target first."""
+        result: list[Contact] = []
+        for _, node_id in self._order:
+            candidate = self._by_id[node_id]
+            if candidate.state is _State.ANSWERED:
+                result.append(candidate.contact)
+                if len(result) == self._k:
+                    break
+        return result
+
+    def statistics(self) -> LookupStatistics:
+        """Counters for this lookup so far."""
+        return LookupStatistics(
+            queries=self._queries,
+            replies=self._replies,
+            failures=self._failures,
+            in_flight=self._in_flight,
+            rounds=self._rounds,
+            candidates=len(self._order),
+        )
+
+    # --- internals -----------------------------------------------------------
+
+    def _add(self, contacts: Iterable[Contact], *, depth: int) -> None:
+        id_length = len(self._target)
+        for contact in contacts:
+            node_id = contact.node_id
+            if (
+                node_id in self._by_id
+                or node_id in self._excluded
+                or node_id in self._failed
+                or len(node_id) != id_length
+            ):
+                continue
+            distance = int.from_bytes(node_id, "big") ^ self._target_int
+            self._by_id[node_id] = _Candidate(contact, distance, depth)
+            bisect.insort(self._order, (distance, node_id))
+        if len(self._order) > self._max_candidates:
+            self._prune()
+
+    def _prune(self) -> None:
+        # Bound memory against peers that flood us with contacts: drop the
+        # farthest never-asked ones, but never one of the k closest (those are
+        # the lookup's progress). Asked ones stay, to keep in_flight and the
+        # answered set exact, so the list may stay a little over the bound.
+        excess = len(self._order) - self._max_candidates
+        kept: list[tuple[int, bytes]] = []
+        for index in range(len(self._order) - 1, -1, -1):
+            entry = self._order[index]
+            if excess > 0 and index >= self._k and self._by_id[entry[1]].state is _State.WAITING:
+                del self._by_id[entry[1]]
+                excess -= 1
+            else:
+                kept.append(entry)
+        kept.reverse()
+        self._order = kept

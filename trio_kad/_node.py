@@ -1,0 +1,390 @@
+"""A Kademlia node: serves the four RPCs and drives lookups over a transport (Trio)."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import trio
+
+from ._config import Config
+from ._errors import BootstrapError, TransportError
+from ._ids import Address, Contact, distance, random_id_at_distance
+from ._lookup import Done, Lookup, Query
+from ._messages import (
+    ErrorCode,
+    ErrorReply,
+    FindNode,
+    FindValue,
+    FoundValue,
+    Nodes,
+    Ping,
+    Pong,
+    Reply,
+    Request,
+    RequestFrame,
+    Store,
+    Stored,
+)
+from ._records import MemoryStore, Record, RecordStore
+from ._routing import PingOldest, RoutingTable
+from ._transport import Transport
+
+log = logging.getLogger("trio_kad.node")
+
+
+@dataclass(frozen=True, slots=True)
+class LookupReport:
+    """What one iterative lookup cost and found."""
+
+    target: bytes
+    rounds: int
+    """Hops: the longest chain of referrals from the routing table to an answering node."""
+    queries: int
+    """RPCs sent."""
+    failures: int
+    """RPCs that timed out, failed or were answered with an error."""
+    duration: float
+    """Seconds from start to end (Trio clock)."""
+    found_at: Contact | None = None
+    """For a value lookup: the node that returned the value."""
+
+
+@dataclass(slots=True)
+class NodeCounters:
+    """Running totals a node keeps (see ``Dht.statistics``)."""
+
+    lookups: int = 0
+    lookup_rpcs: int = 0
+    lookup_rounds: int = 0
+    stores_accepted: int = 0
+    stores_refused: int = 0
+    requests_served: int = 0
+    recent_lookups: list[LookupReport] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    contacts: list[Contact]
+    value: bytes | None
+    report: LookupReport
+
+
+class Node:
+    """The protocol logic of one node. Created and run by ``open_dht``."""
+
+    def __init__(
+        self,
+        node_id: bytes,
+        config: Config,
+        transport: Transport,
+        *,
+        rng: random.Random,
+        store: RecordStore | None = None,
+        client_only: bool = False,
+    ) -> None:
+        self.node_id = node_id
+        self.config = config
+        self.transport = transport
+        self.rng = rng
+        self.client_only = client_only
+        self.table = RoutingTable(
+            node_id,
+            k=config.k,
+            replacement_cache_size=config.replacement_cache_size,
+            max_failures=config.max_failures,
+        )
+        self.records: RecordStore = store if store is not None else MemoryStore(config.max_records)
+        self.counters = NodeCounters()
+        self.port: int | None = None
+        self._nursery: trio.Nursery | None = None
+        self._checking: set[bytes] = set()
+
+    # --- running ---------------------------------------------------------
+
+    async def run(
+        self, host: str, port: int, *, task_status: trio.TaskStatus[Address | None]
+    ) -> None:
+        """Start the transport, report the bound address, serve until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            handler = None if self.client_only else self.handle_request
+            address = await nursery.start(self.transport.run, self.config, host, port, handler)
+            if address is not None:
+                self.port = address[1]
+            task_status.started(address)
+
+    # --- serving (paper section 2.3) ----------------------------------------
+
+    async def handle_request(self, frame: RequestFrame, remote: Address) -> Reply:
+        """Answer one request; every valid request from a listening peer updates the table."""
+        self.counters.requests_served += 1
+        if frame.sender_id == self.node_id:
+            return ErrorReply(ErrorCode.MALFORMED, "sender id is the receiver's own id")
+        if frame.sender_port is not None:
+            self.saw_alive(Contact(frame.sender_id, remote[0], frame.sender_port))
+        body = frame.body
+        if isinstance(body, Ping):
+            return Pong()
+        if isinstance(body, FindNode):
+            return Nodes(self._closest_for(body.target, frame.sender_id))
+        if isinstance(body, FindValue):
+            record = self.records.get(body.key, trio.current_time())
+            if record is not None:
+                return FoundValue(record.value)
+            return Nodes(self._closest_for(body.key, frame.sender_id))
+        if isinstance(body, Store):
+            return self._accept_store(body)
+        return ErrorReply(ErrorCode.UNSUPPORTED, "unknown request")
+
+    def _closest_for(self, target: bytes, requester: bytes) -> tuple[Contact, ...]:
+        # The requester knows itself; leaving it out leaves room for one more useful contact.
+        return tuple(self.table.closest(target, self.config.k, exclude={requester}))
+
+    def _accept_store(self, body: Store) -> Reply:
+        if len(body.value) > self.config.max_value_size:
+            self.counters.stores_refused += 1
+            return ErrorReply(ErrorCode.TOO_LARGE, "value too large")
+        if not self.store_local(body.key, body.value):
+            self.counters.stores_refused += 1
+            return ErrorReply(ErrorCode.OVERLOADED, "storage full")
+        self.counters.stores_accepted += 1
+        return Stored()
+
+    def store_local(self, key: bytes, value: bytes) -> bool:
+        """Put a pair into the local store with a fresh expiry."""
+        now = trio.current_time()
+        record = Record(key, value, stored_at=now, expires_at=now + self.config.expire_interval)
+        return self.records.put(record)
+
+    # --- routing table upkeep (paper section 2.2) -----------------------------
+
+    def saw_alive(self, contact: Contact) -> None:
+        """A contact answered us or sent a valid request: record it in the table."""
+        if contact.node_id == self.node_id:
+            return
+        result = self.table.update(contact, trio.current_time())
+        if isinstance(result, PingOldest):
+            self._check_oldest(result.oldest)
+
+    def _check_oldest(self, oldest: Contact) -> None:
+        # Least-recently-seen eviction: the oldest contact keeps its place if it still
+        # answers (old contacts are the likeliest to stay up); the pending newcomer waits
+        # in the replacement cache. One check per contact at a time.
+        if self._nursery is None or oldest.node_id in self._checking:
+            return
+        self._checking.add(oldest.node_id)
+        self._nursery.start_soon(self._ping_oldest, oldest)
+
+    async def _ping_oldest(self, oldest: Contact) -> None:
+        try:
+            await self.rpc(oldest, Ping())
+        finally:
+            self._checking.discard(oldest.node_id)
+
+    # --- outgoing RPCs ------------------------------------------------------
+
+    async def rpc(self, contact: Contact, body: Request) -> Reply | None:
+        """Send one request to a known contact under ``Config.rpc_timeout``.
+
+        Returns the reply, or ``None`` when the contact failed (timeout, transport
+        error, or a reply from another id than the one asked), which counts
+        against it in the routing table.
+        """
+        reply = None
+        with trio.move_on_after(self.config.rpc_timeout):
+            try:
+                reply = await self.transport.request(contact.address, self.node_id, self.port, body)
+            except TransportError as exc:
+                log.debug("rpc to %r failed: %s", contact, exc)
+        if reply is None or reply.sender_id != contact.node_id:
+            self.table.mark_failed(contact.node_id)
+            return None
+        self.saw_alive(contact)
+        return reply.body
+
+    async def ping_address(self, address: Address) -> Contact | None:
+        """Ping an address whose node id is not known yet (bootstrap peers)."""
+        with trio.move_on_after(self.config.rpc_timeout):
+            try:
+                reply = await self.transport.request(address, self.node_id, self.port, Ping())
+            except TransportError as exc:
+                log.debug("bootstrap peer %s:%d failed: %s", address[0], address[1], exc)
+                return None
+            if not isinstance(reply.body, Pong) or reply.sender_id == self.node_id:
+                return None
+            contact = Contact(reply.sender_id, address[0], address[1])
+            self.saw_alive(contact)
+            return contact
+        return None
+
+    # --- lookups (paper section 2.3) ------------------------------------------
+
+    async def lookup(self, target: bytes, *, want_value: bool = False) -> _Outcome:
+        """Iterative lookup with at most ``alpha`` RPCs in flight.
+
+        For a value lookup the outstanding RPCs are cancelled the moment a value
+        arrives.
+        """
+        config = self.config
+        started = trio.current_time()
+        self.table.touch(target, started)
+        state = Lookup(
+            target,
+            self.table.closest(target, config.k),
+            k=config.k,
+            alpha=config.alpha,
+            exclude=(self.node_id,),
+        )
+        request: Request = FindValue(target) if want_value else FindNode(target)
+        send, receive = trio.open_memory_channel[tuple[Contact, Reply | None]](config.alpha)
+        value: bytes | None = None
+        found_at: Contact | None = None
+
+        async def ask(contact: Contact) -> None:
+            await send.send((contact, await self.rpc(contact, request)))
+
+        async with send, receive, trio.open_nursery() as nursery:
+            while True:
+                step = state.next()
+                while isinstance(step, Query):
+                    nursery.start_soon(ask, step.contact)
+                    step = state.next()
+                if isinstance(step, Done):
+                    break
+                contact, reply = await receive.receive()
+                if isinstance(reply, Nodes):
+                    state.on_reply(contact.node_id, reply.contacts)
+                elif isinstance(reply, FoundValue) and want_value:
+                    value, found_at = reply.value, contact
+                    state.on_reply(contact.node_id, ())
+                    state.finish()
+                    break
+                else:
+                    state.on_failure(contact.node_id)
+            nursery.cancel_scope.cancel()
+
+        stats = state.statistics()
+        report = LookupReport(
+            target=target,
+            rounds=stats.rounds,
+            queries=stats.queries,
+            failures=stats.failures,
+            duration=trio.current_time() - started,
+            found_at=found_at,
+        )
+        counters = self.counters
+        counters.lookups += 1
+        counters.lookup_rpcs += stats.queries
+        counters.lookup_rounds += stats.rounds
+        counters.recent_lookups.append(report)
+        del counters.recent_lookups[:-100]
+        return _Outcome(state.closest(), value, report)
+
+    # --- the DHT operations ----------------------------------------------
+
+    async def find_value(self, key: bytes) -> tuple[bytes | None, LookupReport | None]:
+        """The value under ``key``: from the local store, else from the network."""
+        record = self.records.get(key, trio.current_time())
+        if record is not None:
+            return record.value, None
+        outcome = await self.lookup(key, want_value=True)
+        if outcome.value is not None and outcome.contacts and self._nursery is not None:
+            # Paper section 2.3: cache the pair at the closest node seen that lacked it,
+            # so later lookups for a popular key end sooner. Off the caller's path.
+            holder = outcome.report.found_at
+            closest = next(
+                (c for c in outcome.contacts if holder is None or c.node_id != holder.node_id),
+                None,
+            )
+            if closest is not None:
+                self._nursery.start_soon(self.rpc, closest, Store(key, outcome.value))
+        return outcome.value, outcome.report
+
+    async def store(self, key: bytes, value: bytes) -> int:
+        """Store at the k closest nodes (the local one too if it is among them).
+
+        Returns how many acknowledged.
+        """
+        outcome = await self.lookup(key)
+        targets = outcome.contacts
+        acks = 0
+        if not self.client_only:
+            own = distance(self.node_id, key)
+            nearer = sum(1 for c in targets if distance(c.node_id, key) < own)
+            if nearer < self.config.k:
+                targets = targets[: self.config.k - 1]
+                if self.store_local(key, value):
+                    acks += 1
+        results: list[bool] = []
+
+        async def store_at(contact: Contact) -> None:
+            results.append(isinstance(await self.rpc(contact, Store(key, value)), Stored))
+
+        async with trio.open_nursery() as nursery:
+            for contact in targets:
+                nursery.start_soon(store_at, contact)
+        return acks + sum(results)
+
+    async def bootstrap(self, addresses: Sequence[Address]) -> list[Contact]:
+        """Join through ``addresses``: ping them, then look up the own id (paper 2.3).
+
+        Raises ``BootstrapError`` when none answers.
+        """
+        answered: list[Contact] = []
+
+        async def try_peer(address: Address) -> None:
+            contact = await self.ping_address(address)
+            if contact is not None:
+                answered.append(contact)
+
+        with trio.move_on_after(self.config.bootstrap_timeout):
+            async with trio.open_nursery() as nursery:
+                for address in addresses:
+                    nursery.start_soon(try_peer, address)
+        if not answered:
+            tried = ", ".join(format_address(a) for a in addresses) or "(none)"
+            raise BootstrapError(f"no bootstrap peer answered; tried {tried}")
+        with trio.move_on_after(self.config.bootstrap_timeout):
+            await self.lookup(self.node_id)
+            await self.refresh_far_buckets()
+        return answered
+
+    async def refresh_far_buckets(self) -> None:
+        """Look up a random id in every bucket but the own one (joining, paper 2.3)."""
+        for bucket in list(self.table.buckets):
+            if bucket.low == 0:
+                continue
+            target = random_id_at_distance(self.node_id, bucket.low, bucket.high, self.rng)
+            await self.lookup(target)
+
+
+def format_address(address: Address) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_address(peer: str | tuple[str, int]) -> Address:
+    """``"host:port"``, ``"[v6]:port"`` or ``(host, port)`` to ``(host, port)``."""
+    if isinstance(peer, tuple):
+        host, port = peer
+    elif isinstance(peer, str):
+        host, sep, port_text = peer.rpartition(":")
+        if not sep or not host or not port_text.isdigit():
+            raise ValueError(f"peer address must look like host:port, got {peer!r}")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        port = int(port_text)
+    else:
+        raise TypeError(f"peer address must be str or (host, port), not {type(peer).__name__}")
+    if not isinstance(host, str) or not host or not isinstance(port, int) or not 0 < port < 65536:
+        raise ValueError(f"invalid peer address {peer!r}")
+    return (host, port)
+
+
+def parse_addresses(peers: Iterable[str | tuple[str, int]]) -> list[Address]:
+    if isinstance(peers, str):
+        peers = [peers]
+    return [parse_address(p) for p in peers]

@@ -1,0 +1,155 @@
+"""The ``trio-kad`` command: serve, set, get and demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+
+from ._api import open_dht
+from ._errors import DhtError
+from ._node import format_address, parse_address
+
+EXIT_OK = 0
+EXIT_NOT_FOUND = 1
+EXIT_ERROR = 2
+
+
+def _peer(text: str) -> str:
+    for part in text.split(","):
+        try:
+            parse_address(part)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _peers(groups: Sequence[str] | None) -> list[str]:
+    return [p for group in groups or () for p in group.split(",") if p]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trio-kad", description="A Kademlia distributed hash table on Trio."
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (repeatable)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run a node until SIGINT or SIGTERM")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=0, help="port to listen on (0: any free)")
+    serve.add_argument(
+        "--bootstrap",
+        action="extend",
+        nargs="+",
+        type=_peer,
+        metavar="H:P",
+        help="peers to join through",
+    )
+    serve.add_argument("--data-dir", help="directory for the node id and stored pairs")
+
+    for name, text in (("set", "store a UTF-8 string value"), ("get", "print the value of KEY")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument(
+            "--bootstrap",
+            action="append",
+            type=_peer,
+            required=True,
+            metavar="H:P",
+            help="a peer of the network (repeat or comma-separate for several)",
+        )
+        cmd.add_argument(
+            "--timeout", type=float, default=30.0, help="give up after this many seconds"
+        )
+        cmd.add_argument("key", metavar="KEY")
+        if name == "set":
+            cmd.add_argument("value", metavar="VALUE")
+
+    demo = sub.add_parser("demo", help="run an N-node network in this process and show it work")
+    demo.add_argument("--nodes", type=int, default=20, help="how many nodes (default 20)")
+    demo.add_argument(
+        "--k", type=int, default=5, help="replication factor for the demo (default 5)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (also used by ``python -m trio_kad``)."""
+    args = build_parser().parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.command == "serve":
+            return trio.run(_serve, args)
+        if args.command == "set":
+            return trio.run(_set, args)
+        if args.command == "get":
+            return trio.run(_get, args)
+        from ._demo import run_demo
+
+        if args.nodes < 1 or args.k < 1:
+            print("error: --nodes and --k must be at least 1", file=sys.stderr)
+            return EXIT_ERROR
+        return trio.run(run_demo, args.nodes, args.k)
+    except KeyboardInterrupt:
+        return 130
+    except trio.TooSlowError:
+        print(f"error: no answer within {args.timeout} s", file=sys.stderr)
+        return EXIT_ERROR
+    except (DhtError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_dht(
+            args.host, args.port, _peers(args.bootstrap), data_dir=args.data_dir
+        ) as dht:
+            host, port = dht.address
+            print(
+                f"listening on {format_address((host, port))} node {dht.node_id.hex()}", flush=True
+            )
+            async for signum in signals:
+                logging.getLogger("trio_kad.cli").info("got signal %d, stopping", signum)
+                break
+    return EXIT_OK
+
+
+async def _set(args: argparse.Namespace) -> int:
+    with trio.fail_after(args.timeout):
+        async with open_dht(bootstrap=_peers(args.bootstrap), client_only=True) as dht:
+            stored = await dht.set(args.key, args.value)
+    print(stored)
+    return EXIT_OK
+
+
+async def _get(args: argparse.Namespace) -> int:
+    with trio.fail_after(args.timeout):
+        async with open_dht(bootstrap=_peers(args.bootstrap), client_only=True) as dht:
+            value = await dht.get(args.key)
+    if value is None:
+        print(f"not found: {args.key}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    print(format_value(value))
+    return EXIT_OK
+
+
+def format_value(value: Any) -> str:
+    """A stored value as one printable text: strings as they are, others as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return value.hex()
+    return json.dumps(value, default=repr, ensure_ascii=False)
