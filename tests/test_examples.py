@@ -48,4 +48,7 @@ def test_peer_example_joins_and_stops_on_signal() -> None:
             if peer.poll() is None:
                 peer.kill()
                 peer.wait(10)
+            for stream in (peer.stdout, peer.stderr):
+                if stream is not None:
+                    stream.close()
         assert stop(server) == 0

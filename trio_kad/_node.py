@@ -111,7 +111,9 @@ class Node:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             handler = None if self.client_only else self.handle_request
-            address = await nursery.start(self.transport.run, self.config, host, port, handler)
+            address = await nursery.start(
+                self.transport.run, self.config, self.node_id, host, port, handler
+            )
             if address is not None:
                 self.port = address[1]
             task_status.started(address)

@@ -36,7 +36,7 @@ class Transport(abc.ABC):
     """Carries request and reply frames between nodes.
 
     One transport serves one node. The node starts it with
-    ``await nursery.start(transport.run, config, host, port, handler)``; every
+    ``await nursery.start(transport.run, config, node_id, host, port, handler)``; every
     connection and task the transport owns lives inside ``run``, and
     cancelling ``run`` closes them all. ``request`` may be called only while
     ``run`` is active.
@@ -46,13 +46,14 @@ class Transport(abc.ABC):
     async def run(
         self,
         config: Config,
+        node_id: bytes,
         host: str,
         port: int,
         handler: RequestHandler | None,
         *,
         task_status: trio.TaskStatus[Address | None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Bind and serve until cancelled.
+        """Bind and serve until cancelled; ``node_id`` goes into every reply sent.
 
         Reports the bound ``(host, port)`` through ``task_status.started``, or
         ``None`` when ``handler`` is ``None`` (a client-only node that does not

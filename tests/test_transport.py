@@ -1,0 +1,582 @@
+"""Transports: TCP on loopback (real clock, fail_after) and the in-memory network (autojump)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import cbor2
+import pytest
+import trio
+import trio.testing
+
+from trio_kad._codec import FrameReader, decode_frame, encode_frame
+from trio_kad._config import Config
+from trio_kad._errors import TransportError
+from trio_kad._ids import Address, Contact
+from trio_kad._memory import MemoryNetwork, MemoryTransport
+from trio_kad._messages import (
+    ErrorCode,
+    ErrorReply,
+    FindNode,
+    FindValue,
+    FoundValue,
+    Nodes,
+    Ping,
+    Pong,
+    Reply,
+    ReplyFrame,
+    Request,
+    RequestFrame,
+    Store,
+    Stored,
+)
+from trio_kad._tcp import TcpTransport
+from trio_kad._transport import RequestHandler, Transport
+
+SERVER_ID = b"\x01" * 32
+CLIENT_ID = b"\x02" * 32
+KEY = b"\x03" * 32
+CONFIG = Config(idle_timeout=5.0, io_timeout=2.0)
+
+
+async def echo_handler(frame: RequestFrame, remote: Address) -> Reply:
+    body = frame.body
+    if isinstance(body, Ping):
+        return Pong()
+    if isinstance(body, Store):
+        return Stored()
+    if isinstance(body, FindNode):
+        return Nodes((Contact(body.target, remote[0], 4000),))
+    assert isinstance(body, FindValue)
+    return FoundValue(body.key + b"!")
+
+
+@asynccontextmanager
+async def running(
+    transport: Transport,
+    config: Config = CONFIG,
+    handler: RequestHandler | None = echo_handler,
+    port: int = 0,
+) -> AsyncIterator[Address | None]:
+    async with trio.open_nursery() as nursery:
+        local_id = SERVER_ID if handler is not None else CLIENT_ID
+        address = await nursery.start(transport.run, config, local_id, "127.0.0.1", port, handler)
+        yield address
+        nursery.cancel_scope.cancel()
+
+
+async def read_frame(stream: trio.SocketStream, reader: FrameReader) -> ReplyFrame | None:
+    """The next reply on a raw stream, or None at end of stream."""
+    while True:
+        payload = reader.next_payload()
+        if payload is not None:
+            frame = decode_frame(payload)
+            assert isinstance(frame, ReplyFrame)
+            return frame
+        try:
+            data = await stream.receive_some(65536)
+        except trio.BrokenResourceError:
+            return None
+        if not data:
+            return None
+        reader.feed(data)
+
+
+async def wait_closed(stream: trio.SocketStream) -> None:
+    """Read until the peer closes ``stream`` (EOF or reset)."""
+    while True:
+        try:
+            if not await stream.receive_some(65536):
+                return
+        except trio.BrokenResourceError:
+            return
+
+
+def raw_frame(fields: dict[str, object]) -> bytes:
+    payload = cbor2.dumps(fields)
+    return len(payload).to_bytes(4, "big") + payload
+
+
+def ping_bytes(request_id: int) -> bytes:
+    return encode_frame(RequestFrame(request_id, CLIENT_ID, None, Ping()))
+
+
+# --- TCP ------------------------------------------------------------------------
+
+
+async def test_tcp_round_trip_each_request_type() -> None:
+    server, client = TcpTransport(), TcpTransport()
+    with trio.fail_after(5):
+        async with running(server) as address, running(client, handler=None) as none:
+            assert none is None
+            assert address is not None and address[0] == "127.0.0.1" and address[1] > 0
+            requests: list[tuple[Request, Reply]] = [
+                (Ping(), Pong()),
+                (Store(KEY, b"value"), Stored()),
+                (FindNode(KEY), Nodes((Contact(KEY, "127.0.0.1", 4000),))),
+                (FindValue(KEY), FoundValue(KEY + b"!")),
+            ]
+            for request, expected in requests:
+                reply = await client.request(address, CLIENT_ID, 1234, request)
+                assert reply.sender_id == SERVER_ID
+                assert reply.body == expected
+    assert client.statistics().requests_sent == 4
+    assert client.statistics().requests_failed == 0
+    assert server.statistics().requests_received == 4
+    assert client.statistics().connections_open == 0
+
+
+async def test_tcp_reply_carries_the_serving_node_id() -> None:
+    server, client = TcpTransport(), TcpTransport()
+    with trio.fail_after(5):
+        async with running(server) as address, running(client, handler=None):
+            assert address is not None
+            reply = await client.request(address, CLIENT_ID, None, Ping())
+    assert reply.sender_id == SERVER_ID
+
+
+async def test_tcp_concurrent_requests_share_one_connection() -> None:
+    server, client = TcpTransport(), TcpTransport()
+    replies: list[ReplyFrame] = []
+
+    async def one(address: Address, index: int) -> None:
+        replies.append(await client.request(address, CLIENT_ID, None, FindValue(KEY)))
+
+    with trio.fail_after(10):
+        async with running(server) as address, running(client, handler=None):
+            assert address is not None
+            async with trio.open_nursery() as nursery:
+                for index in range(200):
+                    nursery.start_soon(one, address, index)
+            assert len(replies) == 200
+            assert len({reply.request_id for reply in replies}) == 200
+            assert client.statistics().connections_opened == 1
+            assert server.statistics().connections_opened == 1
+            assert client.statistics().connections_open == 1
+
+
+async def test_tcp_connection_refused() -> None:
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    await listeners[0].aclose()
+    client = TcpTransport()
+    with trio.fail_after(5):
+        async with running(client, handler=None):
+            with pytest.raises(TransportError):
+                await client.request(("127.0.0.1", port), CLIENT_ID, None, Ping())
+    assert client.statistics().requests_failed == 1
+
+
+async def test_tcp_request_outside_run_fails() -> None:
+    with pytest.raises(TransportError):
+        await TcpTransport().request(("127.0.0.1", 1), CLIENT_ID, None, Ping())
+
+
+async def test_tcp_oversize_prefix_closes_connection_server_keeps_serving() -> None:
+    config = CONFIG.replace(max_frame_size=4096, max_value_size=1024)
+    server, client = TcpTransport(), TcpTransport()
+    with trio.fail_after(5):
+        async with running(server, config) as address, running(client, handler=None):
+            assert address is not None
+            stream = await trio.open_tcp_stream(*address)
+            await stream.send_all((1 << 31).to_bytes(4, "big"))
+            reader = FrameReader(1 << 20)
+            reply = await read_frame(stream, reader)
+            assert reply is not None
+            assert reply.body == ErrorReply(ErrorCode.TOO_LARGE, "frame too large")
+            assert await read_frame(stream, reader) is None
+            await stream.aclose()
+            reply = await client.request(address, CLIENT_ID, None, Ping())
+            assert reply.body == Pong()
+    assert server.statistics().protocol_errors == 1
+
+
+async def test_tcp_malformed_request_with_id_gets_error_and_connection_lives() -> None:
+    server = TcpTransport()
+    with trio.fail_after(5):
+        async with running(server) as address:
+            assert address is not None
+            stream = await trio.open_tcp_stream(*address)
+            reader = FrameReader(1 << 20)
+            # A map with a valid id but no "from": the server can still say which request failed.
+            await stream.send_all(raw_frame({"v": 1, "t": "ping", "id": 77}))
+            reply = await read_frame(stream, reader)
+            assert reply is not None and reply.request_id == 77
+            assert isinstance(reply.body, ErrorReply)
+            assert reply.body.code == ErrorCode.MALFORMED
+            await stream.send_all(ping_bytes(78))
+            reply = await read_frame(stream, reader)
+            assert reply is not None and reply.request_id == 78 and reply.body == Pong()
+            # Without a usable id there is nobody to answer: the connection closes.
+            await stream.send_all(raw_frame({"v": 1, "t": "ping"}))
+            assert await read_frame(stream, reader) is None
+            await stream.aclose()
+    assert server.statistics().protocol_errors == 2
+
+
+async def test_tcp_reply_frame_on_inbound_connection_closes_it() -> None:
+    server = TcpTransport()
+    with trio.fail_after(5):
+        async with running(server) as address:
+            assert address is not None
+            stream = await trio.open_tcp_stream(*address)
+            await stream.send_all(encode_frame(ReplyFrame(1, CLIENT_ID, Pong())))
+            await wait_closed(stream)
+            await stream.aclose()
+
+
+async def test_tcp_half_frame_then_silence_is_dropped_after_io_timeout() -> None:
+    config = CONFIG.replace(io_timeout=0.2, idle_timeout=30.0)
+    server = TcpTransport()
+    with trio.fail_after(5):
+        async with running(server, config) as address:
+            assert address is not None
+            stream = await trio.open_tcp_stream(*address)
+            frame = ping_bytes(1)
+            await stream.send_all(frame[: len(frame) // 2])
+            start = trio.current_time()
+            await wait_closed(stream)
+            assert trio.current_time() - start >= 0.15
+            await stream.aclose()
+
+
+async def test_tcp_idle_inbound_connection_closed_after_idle_timeout() -> None:
+    config = CONFIG.replace(idle_timeout=0.2)
+    server = TcpTransport()
+    with trio.fail_after(5):
+        async with running(server, config) as address:
+            assert address is not None
+            stream = await trio.open_tcp_stream(*address)
+            start = trio.current_time()
+            await wait_closed(stream)
+            assert trio.current_time() - start >= 0.15
+            await stream.aclose()
+            await trio.sleep(0.05)
+            assert server.statistics().connections_open == 0
+
+
+async def test_tcp_idle_outbound_connection_closed_and_reopened() -> None:
+    config = CONFIG.replace(idle_timeout=0.2)
+    server, client = TcpTransport(), TcpTransport()
+    with trio.fail_after(5):
+        async with running(server) as address, running(client, config, handler=None):
+            assert address is not None
+            await client.request(address, CLIENT_ID, None, Ping())
+            assert client.statistics().connections_open == 1
+            await trio.sleep(0.4)
+            assert client.statistics().connections_open == 0
+            await client.request(address, CLIENT_ID, None, Ping())
+            assert client.statistics().connections_opened == 2
+
+
+async def test_tcp_extra_inbound_connections_closed_existing_served() -> None:
+    config = CONFIG.replace(max_inbound_connections=2)
+    server = TcpTransport()
+    with trio.fail_after(5):
+        async with running(server, config) as address:
+            assert address is not None
+            streams = [await trio.open_tcp_stream(*address) for _ in range(2)]
+            readers = [FrameReader(1 << 20) for _ in streams]
+            for index, (stream, reader) in enumerate(zip(streams, readers, strict=True)):
+                await stream.send_all(ping_bytes(index))
+                reply = await read_frame(stream, reader)
+                assert reply is not None and reply.body == Pong()
+            extra = await trio.open_tcp_stream(*address)
+            await wait_closed(extra)
+            await extra.aclose()
+            for index, (stream, reader) in enumerate(zip(streams, readers, strict=True)):
+                await stream.send_all(ping_bytes(10 + index))
+                reply = await read_frame(stream, reader)
+                assert reply is not None and reply.request_id == 10 + index
+                await stream.aclose()
+
+
+async def test_tcp_requests_over_the_per_connection_limit_are_overloaded() -> None:
+    config = CONFIG.replace(max_requests_per_connection=2)
+    release = trio.Event()
+
+    async def slow(frame: RequestFrame, remote: Address) -> Reply:
+        await release.wait()
+        return Pong()
+
+    server = TcpTransport()
+    with trio.fail_after(5):
+        async with running(server, config, handler=slow) as address:
+            assert address is not None
+            stream = await trio.open_tcp_stream(*address)
+            reader = FrameReader(1 << 20)
+            await stream.send_all(ping_bytes(1) + ping_bytes(2) + ping_bytes(3))
+            reply = await read_frame(stream, reader)
+            assert reply is not None and reply.request_id == 3
+            assert reply.body == ErrorReply(ErrorCode.OVERLOADED, "too many requests")
+            release.set()
+            ids = set()
+            for _ in range(2):
+                reply = await read_frame(stream, reader)
+                assert reply is not None and reply.body == Pong()
+                ids.add(reply.request_id)
+            assert ids == {1, 2}
+            await stream.aclose()
+
+
+async def test_tcp_handler_raising_gives_internal_error() -> None:
+    async def broken(frame: RequestFrame, remote: Address) -> Reply:
+        raise RuntimeError("secret details")
+
+    server, client = TcpTransport(), TcpTransport()
+    with trio.fail_after(5):
+        async with running(server, handler=broken) as address, running(client, handler=None):
+            assert address is not None
+            reply = await client.request(address, CLIENT_ID, None, Ping())
+            assert reply.body == ErrorReply(ErrorCode.INTERNAL, "internal error")
+            # The connection survives a failing handler.
+            reply = await client.request(address, CLIENT_ID, None, Ping())
+            assert client.statistics().connections_opened == 1
+
+
+async def test_tcp_undecodable_reply_fails_caller_and_closes_connection() -> None:
+    async def bad_server(stream: trio.SocketStream) -> None:
+        reader = FrameReader(1 << 20)
+        while reader.next_payload() is None:
+            reader.feed(await stream.receive_some(65536))
+        await stream.send_all(raw_frame({"v": 1, "t": "pong"}))
+        await wait_closed(stream)
+
+    client = TcpTransport()
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(trio.serve_tcp, bad_server, 0)
+            port = listeners[0].socket.getsockname()[1]
+            async with running(client, handler=None):
+                with pytest.raises(TransportError):
+                    await client.request(("127.0.0.1", port), CLIENT_ID, None, Ping())
+                await trio.sleep(0.05)
+                assert client.statistics().connections_open == 0
+                assert client.statistics().protocol_errors == 1
+            nursery.cancel_scope.cancel()
+
+
+async def test_tcp_cancelled_caller_leaves_no_pending_entry() -> None:
+    release = trio.Event()
+
+    async def slow(frame: RequestFrame, remote: Address) -> Reply:
+        await release.wait()
+        return Pong()
+
+    server, client = TcpTransport(), TcpTransport()
+    with trio.fail_after(5):
+        async with running(server, handler=slow) as address, running(client, handler=None):
+            assert address is not None
+            with trio.move_on_after(0.1) as scope:
+                await client.request(address, CLIENT_ID, None, Ping())
+            assert scope.cancelled_caught
+            conn = client._outbound[address]
+            assert conn.pending == {}
+            release.set()
+            # The late reply is dropped quietly; the connection still works.
+            await trio.sleep(0.05)
+            assert client._outbound[address] is conn
+            release2 = await client.request(address, CLIENT_ID, None, Ping())
+            assert release2.body == Pong()
+    assert client.statistics().requests_failed == 1
+
+
+async def test_tcp_outbound_cap_closes_least_recently_used_idle_connection() -> None:
+    config = CONFIG.replace(max_outbound_connections=1)
+    servers = [TcpTransport() for _ in range(2)]
+    client = TcpTransport()
+    with trio.fail_after(5):
+        async with (
+            running(servers[0]) as first,
+            running(servers[1]) as second,
+            running(client, config, handler=None),
+        ):
+            assert first is not None and second is not None
+            await client.request(first, CLIENT_ID, None, Ping())
+            await client.request(second, CLIENT_ID, None, Ping())
+            await trio.sleep(0.05)
+            assert client.statistics().connections_open == 1
+            assert list(client._outbound) == [second]
+
+
+async def test_tcp_leaving_run_closes_everything() -> None:
+    server, client = TcpTransport(), TcpTransport()
+    with trio.fail_after(5):
+        async with running(client, handler=None):
+            async with running(server) as address:
+                assert address is not None
+                raw = await trio.open_tcp_stream(*address)
+                await client.request(address, CLIENT_ID, None, Ping())
+            # The server's run() is over: its inbound connections are closed ...
+            await wait_closed(raw)
+            await raw.aclose()
+            assert server.statistics().connections_open == 0
+            # ... and so is its listener.
+            with pytest.raises(TransportError):
+                await client.request(address, CLIENT_ID, None, Ping())
+        assert client.statistics().connections_open == 0
+        with pytest.raises(TransportError):
+            await client.request(address, CLIENT_ID, None, Ping())
+
+
+# --- memory network (virtual time) ----------------------------------------------
+
+
+async def test_memory_round_trip(autojump_clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork(rng=random.Random(1))
+    server = network.transport()
+    client = network.transport()
+    async with running(server, port=0) as address, running(client, handler=None) as none:
+        assert address == ("127.0.0.1", 10000)
+        assert none is None
+        assert network.addresses() == [address]
+        reply = await client.request(address, CLIENT_ID, 5, FindNode(KEY))
+        assert reply.sender_id == SERVER_ID
+        # remote is the sender's host with port 0 (no socket to read it from).
+        assert reply.body == Nodes((Contact(KEY, "127.0.0.1", 4000),))
+        reply = await client.request(address, CLIENT_ID, 5, Store(KEY, b"v"))
+        assert reply.body == Stored()
+    assert network.addresses() == []
+    total = network.statistics()
+    assert total.requests_sent == 2 and total.requests_received == 2
+    assert total.frames_sent == 4 and total.frames_received == 4
+    assert total.bytes_sent == total.bytes_received > 0
+
+
+async def test_memory_ports_count_up_and_collide(autojump_clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork()
+    async with (
+        running(network.transport()) as first,
+        running(network.transport()) as second,
+    ):
+        assert first == ("127.0.0.1", 10000) and second == ("127.0.0.1", 10001)
+        with pytest.RaisesGroup(OSError):
+            async with running(network.transport(), port=10000):
+                pass  # pragma: no cover
+
+
+async def test_memory_refuse_and_unknown(autojump_clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork()
+    client = network.transport()
+    async with running(network.transport()) as address, running(client, handler=None):
+        assert address is not None
+        network.set_mode(address, "refuse")
+        start = trio.current_time()
+        with pytest.raises(TransportError):
+            await client.request(address, CLIENT_ID, None, Ping())
+        with pytest.raises(TransportError):
+            await client.request(("127.0.0.1", 1), CLIENT_ID, None, Ping())
+        assert trio.current_time() == start
+        network.set_mode(address, "up")
+        assert (await client.request(address, CLIENT_ID, None, Ping())).body == Pong()
+        with pytest.raises(ValueError):
+            network.set_mode(address, "sideways")  # type: ignore[arg-type]
+
+
+async def test_memory_drop_waits_for_the_callers_scope(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork()
+    client = network.transport()
+    async with running(network.transport()) as address, running(client, handler=None):
+        assert address is not None
+        network.set_mode(address, "drop")
+        start = trio.current_time()
+        with trio.move_on_after(2.0) as scope:
+            await client.request(address, CLIENT_ID, None, Ping())
+        assert scope.cancelled_caught
+        assert trio.current_time() - start == 2.0
+    assert client.statistics().requests_failed == 1
+
+
+async def test_memory_random_loss(autojump_clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork(rng=random.Random(3), drop_rate=0.5)
+    client = network.transport()
+    answered = 0
+    async with running(network.transport()) as address, running(client, handler=None):
+        assert address is not None
+        for _ in range(40):
+            with trio.move_on_after(1.0):
+                await client.request(address, CLIENT_ID, None, Ping())
+                answered += 1
+    assert 5 < answered < 35
+
+
+async def test_memory_partition_and_heal(autojump_clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork()
+    a, b, c = (network.transport() for _ in range(3))
+    async with running(a) as addr_a, running(b) as addr_b, running(c) as addr_c:
+        assert addr_a is not None and addr_b is not None and addr_c is not None
+        network.partition([[addr_a, addr_b], [addr_c]])
+        assert (await a.request(addr_b, CLIENT_ID, 1, Ping())).body == Pong()
+        with trio.move_on_after(1.0) as scope:
+            await a.request(addr_c, CLIENT_ID, 1, Ping())
+        assert scope.cancelled_caught
+        with trio.move_on_after(1.0) as scope:
+            await c.request(addr_b, CLIENT_ID, 1, Ping())
+        assert scope.cancelled_caught
+        network.heal()
+        assert (await a.request(addr_c, CLIENT_ID, 1, Ping())).body == Pong()
+
+
+async def test_memory_latency_in_exact_virtual_time(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork(rng=random.Random(0), latency=0.25)
+    client = network.transport()
+    async with running(network.transport()) as address, running(client, handler=None):
+        assert address is not None
+        start = trio.current_time()
+        await client.request(address, CLIENT_ID, None, Ping())
+        assert trio.current_time() - start == pytest.approx(0.5, abs=1e-9)
+
+    jittery = MemoryNetwork(rng=random.Random(0), latency=0.1, jitter=0.1)
+    draws = random.Random(0)
+    expected = 0.2 + draws.uniform(0.0, 0.1) + draws.uniform(0.0, 0.1)
+    client = jittery.transport()
+    async with running(jittery.transport()) as address, running(client, handler=None):
+        assert address is not None
+        start = trio.current_time()
+        await client.request(address, CLIENT_ID, None, Ping())
+        assert trio.current_time() - start == pytest.approx(expected, abs=1e-9)
+
+
+async def test_memory_server_finishes_work_after_caller_gives_up(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    finished: list[float] = []
+
+    async def slow(frame: RequestFrame, remote: Address) -> Reply:
+        await trio.sleep(3.0)
+        finished.append(trio.current_time())
+        return Stored()
+
+    network = MemoryNetwork()
+    client = network.transport()
+    async with running(network.transport(), handler=slow) as address:
+        async with running(client, handler=None):
+            assert address is not None
+            with trio.move_on_after(1.0) as scope:
+                await client.request(address, CLIENT_ID, None, Store(KEY, b"v"))
+            assert finished  # the shielded handler ran to completion
+            assert scope.cancelled_caught
+
+
+async def test_memory_handler_raising_and_oversize(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def broken(frame: RequestFrame, remote: Address) -> Reply:
+        raise RuntimeError("secret details")
+
+    network = MemoryNetwork()
+    client: MemoryTransport = network.transport()
+    small = CONFIG.replace(max_frame_size=2048, max_value_size=1024)
+    async with running(network.transport(), handler=broken) as address:
+        async with running(client, small, handler=None):
+            assert address is not None
+            reply = await client.request(address, CLIENT_ID, None, Ping())
+            assert reply.body == ErrorReply(ErrorCode.INTERNAL, "internal error")
+            with pytest.raises(TransportError):
+                await client.request(address, CLIENT_ID, None, Store(KEY, b"x" * 4096))

@@ -1,0 +1,557 @@
+"""The TCP transport: length-prefixed CBOR frames over pooled, multiplexed connections (Trio).
+
+Connections are one-directional. The side that opens a connection sends
+requests on it and reads replies; the side that accepted it reads requests and
+writes replies. Each peer address gets ONE outbound connection, shared by every
+RPC to that peer and multiplexed by request id, so a lookup's many small RPCs
+(paper section 2.3) do not pay a TCP handshake each.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+
+import trio
+
+from ._codec import FrameReader, UnsupportedFrameError, decode_frame, encode_frame
+from ._config import Config
+from ._errors import ProtocolError, TransportError
+from ._ids import ID_BYTES, Address
+from ._messages import (
+    ErrorCode,
+    ErrorReply,
+    Reply,
+    ReplyFrame,
+    Request,
+    RequestFrame,
+)
+from ._transport import RequestHandler, Transport, TransportStatistics
+
+logger = logging.getLogger("trio_kad.transport")
+
+_RECEIVE_SIZE = 65536
+_REQUEST_ID_MODULUS = 2**64
+# accept() errors that mean "out of a resource for now", as in trio.serve_listeners:
+# log, back off, and keep accepting rather than taking the node down.
+_ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+_ACCEPT_BACKOFF = 0.1
+
+
+def error_reply_for(exc: ProtocolError) -> ErrorReply:
+    """The short, generic error reply to a request that failed to decode."""
+    if isinstance(exc, UnsupportedFrameError):
+        return ErrorReply(ErrorCode.UNSUPPORTED, "unsupported version or message type")
+    return ErrorReply(ErrorCode.MALFORMED, "malformed request")
+
+
+class _Waiter:
+    """One caller waiting for the reply to one request."""
+
+    __slots__ = ("error", "event", "reply")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.reply: ReplyFrame | None = None
+        self.error: str | None = None
+
+
+class _Outbound:
+    """A connection we opened: we send requests and read replies."""
+
+    __slots__ = ("address", "closed", "last_activity", "pending", "scope", "send_lock", "stream")
+
+    def __init__(self, address: Address, stream: trio.SocketStream, now: float) -> None:
+        self.address = address
+        self.stream = stream
+        self.send_lock = trio.Lock()
+        self.pending: dict[int, _Waiter] = {}
+        self.last_activity = now
+        self.closed = False
+        # Created up front so close() works even before the reader task starts.
+        self.scope = trio.CancelScope()
+
+
+class _Connect:
+    """A connect in progress, shared by every caller that wants the same address."""
+
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.error: str | None = None
+
+
+class _Inbound:
+    """A connection a peer opened to us: we read requests and write replies."""
+
+    __slots__ = ("active", "last_activity", "remote", "scope", "send_lock", "stream")
+
+    def __init__(self, stream: trio.SocketStream, remote: Address, now: float) -> None:
+        self.stream = stream
+        self.remote = remote
+        self.send_lock = trio.Lock()
+        self.active = 0
+        self.last_activity = now
+        self.scope = trio.CancelScope()
+
+
+class TcpTransport(Transport):
+    """Kademlia frames over TCP, with connection reuse, deadlines and limits from ``Config``."""
+
+    def __init__(self) -> None:
+        self._config = Config()
+        self._local_id = bytes(ID_BYTES)
+        self._nursery: trio.Nursery | None = None
+        self._stats = TransportStatistics()
+        self._next_request_id = 0
+        # Insertion order is recency order: a used connection is moved to the end.
+        self._outbound: dict[Address, _Outbound] = {}
+        self._connecting: dict[Address, _Connect] = {}
+        self._inbound_count = 0
+
+    # --- lifetime ------------------------------------------------------------
+
+    async def run(
+        self,
+        config: Config,
+        node_id: bytes,
+        host: str,
+        port: int,
+        handler: RequestHandler | None,
+        *,
+        task_status: trio.TaskStatus[Address | None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen (unless ``handler`` is ``None``) and hold every connection until cancelled."""
+        if self._nursery is not None:
+            raise RuntimeError("TcpTransport.run() is already running")
+        self._config = config
+        self._local_id = node_id
+        listeners: list[trio.SocketListener] = []
+        try:
+            if handler is not None:
+                listeners = await trio.open_tcp_listeners(port, host=host)
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                if handler is None:
+                    task_status.started(None)
+                else:
+                    for listener in listeners:
+                        nursery.start_soon(self._accept_loop, listener, handler)
+                    bound_port: int = listeners[0].socket.getsockname()[1]
+                    task_status.started((host, bound_port))
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+            for conn in list(self._outbound.values()):
+                self._close_outbound(conn, "transport stopped")
+            for listener in listeners:
+                await trio.aclose_forcefully(listener)
+
+    def statistics(self) -> TransportStatistics:
+        """A snapshot of the counters since the transport was created."""
+        stats = self._stats
+        return TransportStatistics(
+            requests_sent=stats.requests_sent,
+            requests_failed=stats.requests_failed,
+            requests_received=stats.requests_received,
+            frames_sent=stats.frames_sent,
+            frames_received=stats.frames_received,
+            bytes_sent=stats.bytes_sent,
+            bytes_received=stats.bytes_received,
+            connections_opened=stats.connections_opened,
+            connections_open=stats.connections_open,
+            protocol_errors=stats.protocol_errors,
+        )
+
+    # --- client side -----------------------------------------------------------
+
+    async def request(
+        self,
+        address: Address,
+        sender_id: bytes,
+        sender_port: int | None,
+        body: Request,
+    ) -> ReplyFrame:
+        """Send one request over the pooled connection to ``address`` and wait for its reply."""
+        stats = self._stats
+        stats.requests_sent += 1
+        try:
+            return await self._request(address, sender_id, sender_port, body)
+        except BaseException:
+            # Cancellation counts too: for the node an RPC that timed out failed.
+            stats.requests_failed += 1
+            raise
+
+    async def _request(
+        self,
+        address: Address,
+        sender_id: bytes,
+        sender_port: int | None,
+        body: Request,
+    ) -> ReplyFrame:
+        request_id = self._next_request_id = (self._next_request_id + 1) % _REQUEST_ID_MODULUS
+        data = encode_frame(RequestFrame(request_id, sender_id, sender_port, body))
+        if len(data) - 4 > self._config.max_frame_size:
+            raise TransportError(
+                f"request of {len(data)} bytes exceeds max_frame_size"
+                f" ({self._config.max_frame_size})"
+            )
+        conn = await self._get_connection(address)
+        # No checkpoint between _get_connection's last check and registering
+        # the waiter, so the idle reaper cannot close the connection under us.
+        waiter = _Waiter()
+        conn.pending[request_id] = waiter
+        self._touch(conn)
+        try:
+            async with conn.send_lock:
+                if conn.closed:
+                    raise TransportError(f"connection to {_fmt(address)} closed")
+                # Shielded: a caller giving up mid-write would leave half a frame
+                # on the shared stream and break it for every other caller. The
+                # write is still bounded by io_timeout.
+                with trio.CancelScope(shield=True) as scope:
+                    scope.deadline = trio.current_time() + self._config.io_timeout
+                    try:
+                        await conn.stream.send_all(data)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                        self._close_outbound(conn, f"write failed: {exc}")
+                        raise TransportError(f"connection to {_fmt(address)} lost") from exc
+                if scope.cancelled_caught:
+                    self._close_outbound(conn, "write timed out")
+                    raise TransportError(f"write to {_fmt(address)} timed out")
+            self._stats.frames_sent += 1
+            self._stats.bytes_sent += len(data)
+            await waiter.event.wait()
+        finally:
+            conn.pending.pop(request_id, None)
+        if waiter.reply is None:
+            raise TransportError(waiter.error or f"connection to {_fmt(address)} closed")
+        return waiter.reply
+
+    def _touch(self, conn: _Outbound) -> None:
+        conn.last_activity = trio.current_time()
+        # Move to the end: the dict's order is least to most recently used.
+        if self._outbound.get(conn.address) is conn:
+            del self._outbound[conn.address]
+            self._outbound[conn.address] = conn
+
+    async def _get_connection(self, address: Address) -> _Outbound:
+        """The open connection to ``address``, connecting (once, shared) if there is none."""
+        while True:
+            conn = self._outbound.get(address)
+            if conn is not None and not conn.closed:
+                return conn
+            attempt = self._connecting.get(address)
+            if attempt is None:
+                break
+            await attempt.done.wait()
+            if attempt.error is not None:
+                raise TransportError(attempt.error)
+            # Connected (take it) or the connecting caller was cancelled (try again).
+
+        if self._nursery is None:
+            raise TransportError("transport is not running")
+        attempt = _Connect()
+        self._connecting[address] = attempt
+        try:
+            self._make_room()
+            try:
+                # In the caller's task and cancel scope: the RPC timeout covers connecting.
+                stream = await trio.open_tcp_stream(address[0], address[1])
+            except OSError as exc:
+                attempt.error = f"cannot connect to {_fmt(address)}: {exc}"
+                raise TransportError(attempt.error) from exc
+            return self._register(address, stream)
+        finally:
+            del self._connecting[address]
+            attempt.done.set()
+
+    def _register(self, address: Address, stream: trio.SocketStream) -> _Outbound:
+        conn = _Outbound(address, stream, trio.current_time())
+        nursery = self._nursery
+        if nursery is None:
+            stream.socket.close()
+            raise TransportError("transport is not running")
+        self._outbound[address] = conn
+        self._stats.connections_opened += 1
+        self._stats.connections_open += 1
+        nursery.start_soon(self._outbound_reader, conn)
+        return conn
+
+    def _make_room(self) -> None:
+        """Close the least recently used idle connection when at max_outbound_connections."""
+        if len(self._outbound) < self._config.max_outbound_connections:
+            return
+        for conn in self._outbound.values():
+            if not conn.pending:
+                self._close_outbound(conn, "over max_outbound_connections")
+                return
+        logger.debug("all %d outbound connections are busy; opening one more", len(self._outbound))
+
+    def _close_outbound(self, conn: _Outbound, reason: str) -> None:
+        """Close ``conn`` and fail every caller still waiting on it."""
+        if conn.closed:
+            return
+        conn.closed = True
+        if self._outbound.get(conn.address) is conn:
+            del self._outbound[conn.address]
+        error = f"connection to {_fmt(conn.address)} closed: {reason}"
+        for waiter in conn.pending.values():
+            if waiter.reply is None:
+                waiter.error = error
+                waiter.event.set()
+        # The reader task owns the socket and closes it when its scope ends.
+        conn.scope.cancel()
+
+    async def _outbound_reader(self, conn: _Outbound) -> None:
+        reason = "closed"
+        try:
+            with conn.scope:
+                reason = await self._read_replies(conn)
+        finally:
+            self._close_outbound(conn, reason)
+            self._stats.connections_open -= 1
+            await trio.aclose_forcefully(conn.stream)
+
+    async def _read_replies(self, conn: _Outbound) -> str:
+        """Read replies until the connection ends; return why it ended."""
+        config = self._config
+        stats = self._stats
+        reader = FrameReader(config.max_frame_size)
+        frame_started = 0.0
+        while True:
+            now = trio.current_time()
+            if reader.buffered:
+                deadline = frame_started + config.io_timeout
+            elif conn.pending:
+                # Callers bound their own waits; just wake now and then to re-check.
+                deadline = now + config.idle_timeout
+            else:
+                deadline = conn.last_activity + config.idle_timeout
+                if deadline <= now:
+                    return "idle"
+            with trio.move_on_at(deadline):
+                try:
+                    data = await conn.stream.receive_some(_RECEIVE_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    return f"read failed: {exc}"
+                if not data:
+                    return "closed by peer"
+                stats.bytes_received += len(data)
+                conn.last_activity = now = trio.current_time()
+                frame_begins = reader.buffered == 0
+                reader.feed(data)
+                while True:
+                    try:
+                        payload = reader.next_payload()
+                    except ProtocolError as exc:
+                        stats.protocol_errors += 1
+                        logger.debug("reply stream from %s: %s", _fmt(conn.address), exc)
+                        return "oversized reply"
+                    if payload is None:
+                        break
+                    frame_begins = True
+                    error = self._deliver_reply(conn, payload)
+                    if error is not None:
+                        return error
+                if frame_begins:
+                    frame_started = now
+                continue
+            if reader.buffered:
+                stats.protocol_errors += 1
+                logger.debug("%s stalled in the middle of a frame", _fmt(conn.address))
+                return "peer stalled mid-frame"
+
+    def _deliver_reply(self, conn: _Outbound, payload: bytes) -> str | None:
+        """Hand one reply to its caller; a reason to close the connection, or None."""
+        self._stats.frames_received += 1
+        try:
+            frame = decode_frame(payload)
+        except ProtocolError as exc:
+            # The peer is broken: nothing else it sends can be trusted.
+            self._stats.protocol_errors += 1
+            logger.debug("bad reply from %s: %s", _fmt(conn.address), exc)
+            return f"undecodable reply: {exc}"
+        if not isinstance(frame, ReplyFrame):
+            self._stats.protocol_errors += 1
+            logger.debug("request from %s on an outbound connection", _fmt(conn.address))
+            return "peer sent a request on our connection"
+        waiter = conn.pending.pop(frame.request_id, None)
+        if waiter is None:
+            # The caller gave up (its cancel scope fired) before the reply came.
+            logger.debug("late reply %d from %s", frame.request_id, _fmt(conn.address))
+        else:
+            waiter.reply = frame
+            waiter.event.set()
+        return None
+
+    # --- server side -----------------------------------------------------------
+
+    async def _accept_loop(self, listener: trio.SocketListener, handler: RequestHandler) -> None:
+        nursery = self._nursery
+        assert nursery is not None
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
+                    raise
+                logger.debug("accept failed (%s); retrying shortly", exc)
+                await trio.sleep(_ACCEPT_BACKOFF)
+                continue
+            if self._inbound_count >= self._config.max_inbound_connections:
+                logger.debug("refusing inbound connection: at max_inbound_connections")
+                await trio.aclose_forcefully(stream)
+                continue
+            self._inbound_count += 1
+            self._stats.connections_opened += 1
+            self._stats.connections_open += 1
+            nursery.start_soon(self._serve_inbound, stream, handler)
+
+    async def _serve_inbound(self, stream: trio.SocketStream, handler: RequestHandler) -> None:
+        try:
+            try:
+                peer = stream.socket.getpeername()
+            except OSError:
+                return
+            conn = _Inbound(stream, (str(peer[0]), int(peer[1])), trio.current_time())
+            with conn.scope:
+                async with trio.open_nursery() as handlers:
+                    if not await self._read_requests(conn, handler, handlers):
+                        handlers.cancel_scope.cancel()
+                    # Else the peer finished sending: let running handlers reply.
+        finally:
+            self._inbound_count -= 1
+            self._stats.connections_open -= 1
+            await trio.aclose_forcefully(stream)
+
+    async def _read_requests(
+        self, conn: _Inbound, handler: RequestHandler, handlers: trio.Nursery
+    ) -> bool:
+        """Read and dispatch requests; True when the peer closed cleanly, False on an error."""
+        config = self._config
+        stats = self._stats
+        reader = FrameReader(config.max_frame_size)
+        frame_started = 0.0
+        while True:
+            now = trio.current_time()
+            if reader.buffered:
+                deadline = frame_started + config.io_timeout
+            elif conn.active:
+                deadline = now + config.idle_timeout
+            else:
+                deadline = conn.last_activity + config.idle_timeout
+                if deadline <= now:
+                    logger.debug("closing idle inbound connection from %s", _fmt(conn.remote))
+                    return False
+            with trio.move_on_at(deadline):
+                try:
+                    data = await conn.stream.receive_some(_RECEIVE_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return False
+                if not data:
+                    return reader.buffered == 0
+                stats.bytes_received += len(data)
+                conn.last_activity = now = trio.current_time()
+                frame_begins = reader.buffered == 0
+                reader.feed(data)
+                while True:
+                    try:
+                        payload = reader.next_payload()
+                    except ProtocolError as exc:
+                        stats.protocol_errors += 1
+                        logger.debug("from %s: %s", _fmt(conn.remote), exc)
+                        # The framing is lost; say why (id 0: we cannot know the id), then close.
+                        await self._send_reply(
+                            conn, 0, ErrorReply(ErrorCode.TOO_LARGE, "frame too large")
+                        )
+                        return False
+                    if payload is None:
+                        break
+                    frame_begins = True
+                    if not await self._dispatch(conn, payload, handler, handlers):
+                        return False
+                if frame_begins:
+                    frame_started = now
+                continue
+            if reader.buffered:
+                stats.protocol_errors += 1
+                logger.debug("%s stalled in the middle of a frame", _fmt(conn.remote))
+                return False
+
+    async def _dispatch(
+        self, conn: _Inbound, payload: bytes, handler: RequestHandler, handlers: trio.Nursery
+    ) -> bool:
+        """Start handling one request frame; False when the connection must close."""
+        stats = self._stats
+        stats.frames_received += 1
+        try:
+            frame = decode_frame(payload)
+        except ProtocolError as exc:
+            stats.protocol_errors += 1
+            logger.debug("bad request from %s: %s", _fmt(conn.remote), exc)
+            if exc.request_id is None:
+                return False
+            # The id is known, so the peer can match the error; the stream is intact.
+            await self._send_reply(conn, exc.request_id, error_reply_for(exc))
+            return True
+        if not isinstance(frame, RequestFrame):
+            stats.protocol_errors += 1
+            logger.debug("reply frame from %s on an inbound connection", _fmt(conn.remote))
+            return False
+        stats.requests_received += 1
+        if conn.active >= self._config.max_requests_per_connection:
+            await self._send_reply(
+                conn, frame.request_id, ErrorReply(ErrorCode.OVERLOADED, "too many requests")
+            )
+            return True
+        conn.active += 1
+        # One task per request: a slow handler must not hold up the others.
+        handlers.start_soon(self._handle, conn, frame, handler)
+        return True
+
+    async def _handle(self, conn: _Inbound, frame: RequestFrame, handler: RequestHandler) -> None:
+        try:
+            try:
+                body: Reply = await handler(frame, conn.remote)
+            except Exception:
+                # Never a traceback on the wire; the details stay in our log.
+                logger.debug(
+                    "handler failed for a request from %s", _fmt(conn.remote), exc_info=True
+                )
+                body = ErrorReply(ErrorCode.INTERNAL, "internal error")
+            await self._send_reply(conn, frame.request_id, body)
+        finally:
+            conn.active -= 1
+
+    async def _send_reply(self, conn: _Inbound, request_id: int, body: Reply) -> None:
+        """Write one reply under the connection's lock; a failed write closes the connection."""
+        try:
+            data = encode_frame(ReplyFrame(request_id, self._local_id, body))
+        except ValueError:
+            logger.debug("handler returned an unencodable reply: %r", body, exc_info=True)
+            data = encode_frame(
+                ReplyFrame(
+                    request_id, self._local_id, ErrorReply(ErrorCode.INTERNAL, "internal error")
+                )
+            )
+        async with conn.send_lock:
+            with trio.move_on_after(self._config.io_timeout) as scope:
+                try:
+                    await conn.stream.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    conn.scope.cancel()
+                    return
+            if scope.cancelled_caught:
+                logger.debug("write to %s timed out", _fmt(conn.remote))
+                conn.scope.cancel()
+                return
+        self._stats.frames_sent += 1
+        self._stats.bytes_sent += len(data)
+        conn.last_activity = trio.current_time()
+
+
+def _fmt(address: Address) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
