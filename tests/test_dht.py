@@ -16,7 +16,7 @@ from trio_kad import (
     StoreError,
     open_dht,
 )
-from trio_kad._ids import distance, key_id
+from trio_kad._ids import distance, key_id, random_id_at_distance
 from trio_kad._messages import FindValue, Ping
 from trio_kad.testing import open_simulation
 
@@ -225,18 +225,50 @@ async def test_value_lookup_does_not_wait_for_dead_contacts(
         assert trio.current_time() - start < (report.failures + 1) * config.rpc_timeout
 
 
-async def test_full_bucket_evicts_oldest_only_when_it_fails(
-    autojump_clock: trio.testing.MockClock,
+@pytest.mark.parametrize("oldest_answers", [True, False])
+async def test_full_bucket_pings_its_oldest_before_evicting(
+    autojump_clock: trio.testing.MockClock, oldest_answers: bool
 ) -> None:
     config = Config(k=2, alpha=1)
     network = MemoryNetwork(rng=random.Random(15))
     async with open_simulation(30, seed=15, config=config, network=network) as sim:
         node = sim.nodes[0]._node
-        far = [b for b in node.table.buckets if b.low != 0 and len(b.contacts) == config.k]
-        assert far, "expected a full bucket"
-        bucket = far[0]
+        bucket = next(b for b in node.table.buckets if b.low != 0 and len(b.contacts) == 2)
         oldest = bucket.contacts[0]
-        network.set_mode(oldest.address, "drop")
-        for _ in range(config.max_failures):
-            await node.rpc(oldest, Ping())
-        assert oldest.node_id not in node.table
+        if not oldest_answers:
+            network.set_mode(oldest.address, "drop")
+        # Past the liveness window, a newcomer for the same bucket must trigger a ping.
+        await trio.sleep(config.liveness_window + 1)
+        newcomer_id = random_id_at_distance(node.node_id, bucket.low, bucket.high, sim.rng)
+        async with open_dht(
+            bootstrap=[sim.nodes[0].address],
+            node_id=newcomer_id,
+            transport=network.transport(),
+            config=config,
+        ):
+            await trio.sleep(config.rpc_timeout + 1)
+            if oldest_answers:
+                assert oldest.node_id in node.table
+                assert newcomer_id not in node.table
+                assert any(
+                    c.node_id == newcomer_id
+                    for c in node.table.bucket_for(newcomer_id).replacements
+                )
+            else:
+                assert oldest.node_id not in node.table
+                assert newcomer_id in node.table
+
+
+async def test_one_failure_does_not_evict_without_a_replacement(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = Config(k=20, max_failures=3)
+    network = MemoryNetwork(rng=random.Random(16))
+    async with open_simulation(5, seed=16, config=config, network=network) as sim:
+        node = sim.nodes[0]._node
+        victim = node.table.contacts()[0]
+        network.set_mode(victim.address, "drop")
+        for attempt in range(config.max_failures):
+            assert victim.node_id in node.table, attempt
+            assert await node.rpc(victim, Ping()) is None
+        assert victim.node_id not in node.table

@@ -95,6 +95,7 @@ class Node:
             k=config.k,
             replacement_cache_size=config.replacement_cache_size,
             max_failures=config.max_failures,
+            now=trio.current_time(),
         )
         self.records: RecordStore = store if store is not None else MemoryStore(config.max_records)
         self.counters = NodeCounters()
@@ -176,6 +177,11 @@ class Node:
         # answers (old contacts are the likeliest to stay up); the pending newcomer waits
         # in the replacement cache. One check per contact at a time.
         if self._nursery is None or oldest.node_id in self._checking:
+            return
+        info = self.table.info(oldest.node_id)
+        if info is not None and trio.current_time() - info.last_seen < self.config.liveness_window:
+            # Heard from it a moment ago: a ping would only confirm that, and pinging
+            # on every newcomer to a full bucket is how idle networks drown in traffic.
             return
         self._checking.add(oldest.node_id)
         self._nursery.start_soon(self._ping_oldest, oldest)
