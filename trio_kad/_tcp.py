@@ -9,8 +9,10 @@ RPC to that peer and multiplexed by request id, so a lookup's many small RPCs
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
+from collections.abc import Callable
 
 import trio
 
@@ -96,6 +98,84 @@ class _Inbound:
         self.scope = trio.CancelScope()
 
 
+class _Frames:
+    """The frames arriving on one connection, in either direction, read under its deadlines.
+
+    An object with an async method rather than an async generator: the read
+    waits in a cancel scope, and a generator must not yield inside one.
+    """
+
+    __slots__ = ("_busy", "_conn", "_peer", "_received", "_started", "_transport", "end", "reader")
+
+    def __init__(
+        self,
+        conn: _Outbound | _Inbound,
+        peer: Address,
+        busy: Callable[[], bool],
+        transport: TcpTransport,
+    ) -> None:
+        self._conn = conn
+        self._peer = peer
+        # True while the connection has outstanding work, so silence is not idleness.
+        self._busy = busy
+        self._transport = transport
+        self.reader = FrameReader(transport._config.max_frame_size)
+        self._received = 0.0  # when the last data arrived
+        self._started = 0.0  # when the partly received frame began
+        self.end = ""  # why the stream ended, once next_payload() returned None
+
+    async def next_payload(self) -> bytes | None:
+        """The next complete payload, or None once the stream ended (``end`` says why).
+
+        Raises ProtocolError (already counted) on an oversized frame: the framing is lost.
+        """
+        config = self._transport._config
+        stats = self._transport._stats
+        conn = self._conn
+        reader = self.reader
+        while True:
+            try:
+                payload = reader.next_payload()
+            except ProtocolError:
+                stats.protocol_errors += 1
+                raise
+            if payload is not None:
+                # Anything still buffered is a frame that began in the last read.
+                self._started = self._received
+                return payload
+            now = trio.current_time()
+            if reader.buffered:
+                deadline = self._started + config.io_timeout
+            elif self._busy():
+                # The outstanding work has its own deadlines; just wake now and then to re-check.
+                deadline = now + config.idle_timeout
+            else:
+                deadline = conn.last_activity + config.idle_timeout
+                if deadline <= now:
+                    self.end = "idle"
+                    return None
+            with trio.move_on_at(deadline):
+                try:
+                    data = await conn.stream.receive_some(_RECEIVE_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    self.end = f"read failed: {exc}"
+                    return None
+                if not data:
+                    self.end = "closed by peer"
+                    return None
+                stats.bytes_received += len(data)
+                conn.last_activity = self._received = trio.current_time()
+                if not reader.buffered:
+                    self._started = self._received
+                reader.feed(data)
+                continue
+            if reader.buffered:
+                stats.protocol_errors += 1
+                logger.debug("%s stalled in the middle of a frame", _fmt(self._peer))
+                self.end = "peer stalled mid-frame"
+                return None
+
+
 class TcpTransport(Transport):
     """Kademlia frames over TCP, with connection reuse, deadlines and limits from ``Config``."""
 
@@ -150,19 +230,7 @@ class TcpTransport(Transport):
 
     def statistics(self) -> TransportStatistics:
         """A snapshot of the counters since the transport was created."""
-        stats = self._stats
-        return TransportStatistics(
-            requests_sent=stats.requests_sent,
-            requests_failed=stats.requests_failed,
-            requests_received=stats.requests_received,
-            frames_sent=stats.frames_sent,
-            frames_received=stats.frames_received,
-            bytes_sent=stats.bytes_sent,
-            bytes_received=stats.bytes_received,
-            connections_opened=stats.connections_opened,
-            connections_open=stats.connections_open,
-            protocol_errors=stats.protocol_errors,
-        )
+        return dataclasses.replace(self._stats)
 
     # --- client side -----------------------------------------------------------
 
@@ -316,52 +384,16 @@ class TcpTransport(Transport):
 
     async def _read_replies(self, conn: _Outbound) -> str:
         """Read replies until the connection ends; return why it ended."""
-        config = self._config
-        stats = self._stats
-        reader = FrameReader(config.max_frame_size)
-        frame_started = 0.0
-        while True:
-            now = trio.current_time()
-            if reader.buffered:
-                deadline = frame_started + config.io_timeout
-            elif conn.pending:
-                # Callers bound their own waits; just wake now and then to re-check.
-                deadline = now + config.idle_timeout
-            else:
-                deadline = conn.last_activity + config.idle_timeout
-                if deadline <= now:
-                    return "idle"
-            with trio.move_on_at(deadline):
-                try:
-                    data = await conn.stream.receive_some(_RECEIVE_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                    return f"read failed: {exc}"
-                if not data:
-                    return "closed by peer"
-                stats.bytes_received += len(data)
-                conn.last_activity = now = trio.current_time()
-                frame_begins = reader.buffered == 0
-                reader.feed(data)
-                while True:
-                    try:
-                        payload = reader.next_payload()
-                    except ProtocolError as exc:
-                        stats.protocol_errors += 1
-                        logger.debug("reply stream from %s: %s", _fmt(conn.address), exc)
-                        return "oversized reply"
-                    if payload is None:
-                        break
-                    frame_begins = True
-                    error = self._deliver_reply(conn, payload)
-                    if error is not None:
-                        return error
-                if frame_begins:
-                    frame_started = now
-                continue
-            if reader.buffered:
-                stats.protocol_errors += 1
-                logger.debug("%s stalled in the middle of a frame", _fmt(conn.address))
-                return "peer stalled mid-frame"
+        frames = _Frames(conn, conn.address, lambda: bool(conn.pending), self)
+        try:
+            while (payload := await frames.next_payload()) is not None:
+                error = self._deliver_reply(conn, payload)
+                if error is not None:
+                    return error
+        except ProtocolError as exc:
+            logger.debug("reply stream from %s: %s", _fmt(conn.address), exc)
+            return "oversized reply"
+        return frames.end
 
     def _deliver_reply(self, conn: _Outbound, payload: bytes) -> str | None:
         """Hand one reply to its caller; a reason to close the connection, or None."""
@@ -430,55 +462,19 @@ class TcpTransport(Transport):
         self, conn: _Inbound, handler: RequestHandler, handlers: trio.Nursery
     ) -> bool:
         """Read and dispatch requests; True when the peer closed cleanly, False on an error."""
-        config = self._config
-        stats = self._stats
-        reader = FrameReader(config.max_frame_size)
-        frame_started = 0.0
-        while True:
-            now = trio.current_time()
-            if reader.buffered:
-                deadline = frame_started + config.io_timeout
-            elif conn.active:
-                deadline = now + config.idle_timeout
-            else:
-                deadline = conn.last_activity + config.idle_timeout
-                if deadline <= now:
-                    logger.debug("closing idle inbound connection from %s", _fmt(conn.remote))
+        frames = _Frames(conn, conn.remote, lambda: conn.active > 0, self)
+        try:
+            while (payload := await frames.next_payload()) is not None:
+                if not await self._dispatch(conn, payload, handler, handlers):
                     return False
-            with trio.move_on_at(deadline):
-                try:
-                    data = await conn.stream.receive_some(_RECEIVE_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    return False
-                if not data:
-                    return reader.buffered == 0
-                stats.bytes_received += len(data)
-                conn.last_activity = now = trio.current_time()
-                frame_begins = reader.buffered == 0
-                reader.feed(data)
-                while True:
-                    try:
-                        payload = reader.next_payload()
-                    except ProtocolError as exc:
-                        stats.protocol_errors += 1
-                        logger.debug("from %s: %s", _fmt(conn.remote), exc)
-                        # The framing is lost; say why (id 0: we cannot know the id), then close.
-                        await self._send_reply(
-                            conn, 0, ErrorReply(ErrorCode.TOO_LARGE, "frame too large")
-                        )
-                        return False
-                    if payload is None:
-                        break
-                    frame_begins = True
-                    if not await self._dispatch(conn, payload, handler, handlers):
-                        return False
-                if frame_begins:
-                    frame_started = now
-                continue
-            if reader.buffered:
-                stats.protocol_errors += 1
-                logger.debug("%s stalled in the middle of a frame", _fmt(conn.remote))
-                return False
+        except ProtocolError as exc:
+            logger.debug("from %s: %s", _fmt(conn.remote), exc)
+            # The framing is lost; say why (id 0: we cannot know the id), then close.
+            await self._send_reply(conn, 0, ErrorReply(ErrorCode.TOO_LARGE, "frame too large"))
+            return False
+        if frames.end == "idle":
+            logger.debug("closing idle inbound connection from %s", _fmt(conn.remote))
+        return frames.end == "closed by peer" and not frames.reader.buffered
 
     async def _dispatch(
         self, conn: _Inbound, payload: bytes, handler: RequestHandler, handlers: trio.Nursery
