@@ -24,6 +24,7 @@ from trio_kad._codec import (
 from trio_kad._errors import ProtocolError
 from trio_kad._ids import Contact
 from trio_kad._messages import (
+    MAX_TTL,
     ErrorCode,
     ErrorReply,
     FindNode,
@@ -55,7 +56,13 @@ hosts = st.text(
 contacts = st.builds(Contact, ids, hosts, ports)
 requests = st.one_of(
     st.just(Ping()),
-    st.builds(Store, ids, st.binary(min_size=1, max_size=64)),
+    st.builds(
+        Store,
+        ids,
+        st.binary(min_size=1, max_size=64),
+        st.none() | st.integers(0, MAX_TTL),
+        st.booleans(),
+    ),
     st.builds(FindNode, ids),
     st.builds(FindValue, ids),
 )
@@ -63,7 +70,7 @@ replies = st.one_of(
     st.just(Pong()),
     st.just(Stored()),
     st.builds(Nodes, st.lists(contacts, max_size=8).map(tuple)),
-    st.builds(FoundValue, st.binary(max_size=64)),
+    st.builds(FoundValue, st.binary(max_size=64), st.none() | st.integers(0, MAX_TTL)),
     st.builds(ErrorReply, st.sampled_from(ErrorCode), st.text(max_size=MAX_ERROR_MESSAGE_LENGTH)),
 )
 frames: st.SearchStrategy[Frame] = st.one_of(
@@ -477,6 +484,23 @@ def test_bad_body_field(frame: Frame, name: str, value: object) -> None:
     assert refused(cbor2.dumps(fields)).request_id == 7
     del fields[name]
     assert refused(cbor2.dumps(fields)).request_id == 7
+
+
+@pytest.mark.parametrize(
+    ("frame", "name", "value"),
+    [
+        (RequestFrame(7, SENDER, 1, Store(KEY, b"v")), "ttl", -1),
+        (RequestFrame(7, SENDER, 1, Store(KEY, b"v")), "ttl", MAX_TTL + 1),
+        (RequestFrame(7, SENDER, 1, Store(KEY, b"v")), "ttl", True),
+        (RequestFrame(7, SENDER, 1, Store(KEY, b"v")), "cache", 1),
+        (ReplyFrame(7, SENDER, FoundValue(b"v")), "ttl", 1.5),
+    ],
+)
+def test_bad_optional_field(frame: Frame, name: str, value: object) -> None:
+    fields = fields_of(frame) | {name: value}
+    assert refused(cbor2.dumps(fields)).request_id == 7
+    del fields[name]
+    assert decode_frame(cbor2.dumps(fields)) == frame
 
 
 # --- encoding refuses what decoding would refuse ------------------------------------

@@ -120,8 +120,6 @@ async def test_client_only_nodes_stay_out_of_routing_tables(
             assert await client.get("k") == "v"
             for node in sim.nodes:
                 assert client.node_id not in node._node.table
-            # The client itself never holds data for the network.
-            assert client.get_local("k") is None
 
 
 async def test_network_of_300_finds_every_key_from_every_node(

@@ -8,6 +8,7 @@ from ._api import Dht, DhtStatistics, open_dht
 from ._config import Config
 from ._errors import (
     BootstrapError,
+    DataDirError,
     DhtError,
     ProtocolError,
     RemoteError,
@@ -24,6 +25,7 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "BootstrapError",
     "Config",
+    "DataDirError",
     "Dht",
     "DhtError",
     "DhtStatistics",

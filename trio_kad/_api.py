@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import secrets
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NoReturn
 
 import cbor2
 import trio
 
 from ._config import Config
-from ._errors import StoreError
+from ._errors import BootstrapError, StoreError
 from ._ids import Address, check_id, key_id
+from ._maintenance import run_expire, run_handoff, run_refresh, run_replicate, run_republish
 from ._node import LookupReport, Node, parse_addresses
+from ._persist import DataDir
 from ._transport import Transport, TransportStatistics
+
+log = logging.getLogger("trio_kad")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +85,7 @@ class Dht:
         """
         ident = key_id(key)
         encoded = self._encode(value)
-        acks = await self._node.store(ident, encoded)
+        acks = await self._node.publish(ident, encoded)
         if acks == 0:
             raise StoreError(f"no node accepted the value for key {key!r}")
         return acks
@@ -88,6 +94,15 @@ class Dht:
         """The value under ``key``, looked up locally then on the network; ``None`` if absent."""
         value, _ = await self._node.find_value(key_id(key))
         return None if value is None else _decode(value)
+
+    async def delete(self, key: str | bytes) -> bool:
+        """Stop publishing ``key`` from this node and drop the local copy.
+
+        A DHT cannot recall copies: the nodes that hold the pair keep serving
+        it until it expires, ``Config.expire_interval`` after its last
+        publication. Returns whether this node held the key.
+        """
+        return await self._node.forget(key_id(key))
 
     def get_local(self, key: str | bytes) -> Any:
         """The value under ``key`` if this node holds it, without any network traffic."""
@@ -167,28 +182,70 @@ async def open_dht(
     choice reproducible (tests, simulations). Leaving the block cancels every
     background task and closes every connection.
     """
-    if data_dir is not None:
-        raise NotImplementedError("data_dir (persistence) is not available in this version")
     config = config if config is not None else Config()
     rng = rng if rng is not None else random.Random(secrets.randbits(64))
-    node_id = check_id(node_id, "node_id") if node_id is not None else secrets.token_bytes(32)
     peers = parse_addresses(bootstrap)
+    if node_id is not None:
+        check_id(node_id, "node_id")
     if transport is None:
         from ._tcp import TcpTransport
 
         transport = TcpTransport()
-    node = Node(node_id, config, transport, rng=rng, client_only=client_only)
+    data: DataDir | None = None
+    node: Node | None = None
+    if data_dir is not None:
+        data = await DataDir.open(data_dir, max_records=config.max_records, node_id=node_id)
+        node_id = data.node_id
     try:
+        node = Node(
+            node_id if node_id is not None else secrets.token_bytes(32),
+            config,
+            transport,
+            rng=rng,
+            store=data.records if data is not None else None,
+            client_only=client_only,
+        )
+        if data is not None:
+            node.on_checkpoint = partial(_save_contacts, node, data)
         async with trio.open_nursery() as nursery:
             address = await nursery.start(node.run, host, port)
             if peers:
                 await node.bootstrap(peers)
+            elif data is not None and (saved := data.load_contacts()):
+                # Rejoin through the contacts saved last time; if none of them
+                # answers, carry on as the first node of a network.
+                try:
+                    await node.bootstrap([c.address for c in saved])
+                except BootstrapError as exc:
+                    log.warning("could not rejoin through saved contacts: %s", exc)
+            await start_maintenance(nursery, node)
             try:
                 yield Dht(node, address)
             finally:
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         raise_single(group)
+    finally:
+        if data is not None:
+            with trio.CancelScope(shield=True):
+                try:
+                    if node is not None:
+                        await _save_contacts(node, data)
+                finally:
+                    await data.aclose()
+
+
+async def _save_contacts(node: Node, data: DataDir) -> None:
+    await data.save_contacts([e for bucket in node.table.buckets for e in bucket.entries])
+
+
+async def start_maintenance(nursery: trio.Nursery, node: Node) -> None:
+    """Start the paper's timers; a client-only node holds no replicas to keep."""
+    tasks = [run_refresh, run_republish, run_expire]
+    if not node.client_only:
+        tasks += [run_replicate, run_handoff]
+    for task in tasks:
+        await nursery.start(task, node)
 
 
 def raise_single(group: BaseExceptionGroup[BaseException]) -> NoReturn:

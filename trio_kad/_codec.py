@@ -18,6 +18,7 @@ import cbor2
 from ._errors import ProtocolError
 from ._ids import ID_BYTES, Contact
 from ._messages import (
+    MAX_TTL,
     PROTOCOL_VERSION,
     ErrorCode,
     ErrorReply,
@@ -150,6 +151,10 @@ def _encode_request(body: Request, fields: dict[str, object]) -> None:
         if type(body.value) is not bytes or not body.value:
             raise ValueError("store value must be non-empty bytes")
         fields["value"] = body.value
+        if body.ttl is not None:
+            fields["ttl"] = _check_uint(body.ttl, 0, MAX_TTL, "store ttl")
+        if body.cache:
+            fields["cache"] = True
     elif type(body) is FindNode:
         fields["t"] = "find_node"
         fields["target"] = _check_encode_id(body.target, "find_node target")
@@ -175,6 +180,8 @@ def _encode_reply(body: Reply, fields: dict[str, object]) -> None:
         if type(body.value) is not bytes:
             raise ValueError("found value must be bytes")
         fields["value"] = body.value
+        if body.ttl is not None:
+            fields["ttl"] = _check_uint(body.ttl, 0, MAX_TTL, "value ttl")
     elif type(body) is ErrorReply:
         fields["t"] = "error"
         if not isinstance(body.code, ErrorCode):
@@ -264,6 +271,20 @@ class _Fields:
             self.fail(f"'{key}' must be bytes")
         return value
 
+    def ttl(self) -> int | None:
+        value = self.map.get("ttl")
+        if value is None:
+            return None
+        if type(value) is not int or not 0 <= value <= MAX_TTL:
+            self.fail(f"'ttl' must be an int in 0..{MAX_TTL}")
+        return value
+
+    def flag(self, key: str) -> bool:
+        value = self.map.get(key, False)
+        if type(value) is not bool:
+            self.fail(f"'{key}' must be a boolean")
+        return value
+
     def port(self, value: object, what: str) -> int:
         if type(value) is not int or not 1 <= value <= 65535:
             self.fail(f"{what} must be an int in 1..65535")
@@ -299,7 +320,7 @@ _ERROR_CODES = frozenset(code.value for code in ErrorCode)
 
 _REQUEST_DECODERS: dict[str, Callable[[_Fields], Request]] = {
     "ping": lambda f: Ping(),
-    "store": lambda f: Store(f.node_id("key"), f.data("value", 1)),
+    "store": lambda f: Store(f.node_id("key"), f.data("value", 1), f.ttl(), f.flag("cache")),
     "find_node": lambda f: FindNode(f.node_id("target")),
     "find_value": lambda f: FindValue(f.node_id("key")),
 }
@@ -307,7 +328,7 @@ _REPLY_DECODERS: dict[str, Callable[[_Fields], Reply]] = {
     "pong": lambda f: Pong(),
     "stored": lambda f: Stored(),
     "nodes": lambda f: Nodes(f.contacts()),
-    "value": lambda f: FoundValue(f.data("value", 0)),
+    "value": lambda f: FoundValue(f.data("value", 0), f.ttl()),
     "error": _Fields.error,
 }
 

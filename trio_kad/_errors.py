@@ -38,3 +38,7 @@ class RemoteError(DhtError):
         super().__init__(f"peer error {code}: {message}")
         self.code = code
         self.message = message
+
+
+class DataDirError(DhtError):
+    """The data_dir is corrupt, foreign, or unusable (the message names the path)."""

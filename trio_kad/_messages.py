@@ -21,10 +21,18 @@ class Ping:
 
 @dataclass(frozen=True, slots=True)
 class Store:
-    """Store ``value`` (opaque bytes, the setter's CBOR encoding) under ``key`` (a 32-byte id)."""
+    """Store ``value`` (opaque bytes, the setter's CBOR encoding) under ``key`` (a 32-byte id).
+
+    ``ttl`` is how many more seconds the pair should live (``None``: the
+    receiver's full tExpire); replication passes on what is left, so copies
+    never outlive the publication. ``cache`` marks a FIND_VALUE cache copy
+    (paper 2.3), which the receiver keeps for a shorter time.
+    """
 
     key: bytes
     value: bytes
+    ttl: int | None = None
+    cache: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +73,10 @@ class Nodes:
 
 @dataclass(frozen=True, slots=True)
 class FoundValue:
-    """Reply to ``FindValue``: the stored value, as opaque bytes."""
+    """Reply to ``FindValue``: the value as opaque bytes, and its remaining life in seconds."""
 
     value: bytes
+    ttl: int | None = None
 
 
 class ErrorCode(enum.IntEnum):
@@ -124,3 +133,5 @@ class ReplyFrame:
 Frame = RequestFrame | ReplyFrame
 
 PROTOCOL_VERSION = 1
+MAX_TTL = 2**32 - 1
+"""Largest ``ttl`` on the wire, in seconds (about 136 years)."""

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import trio
 
 from ._config import Config
-from ._errors import BootstrapError, TransportError
+from ._errors import BootstrapError, DataDirError, TransportError
 from ._ids import Address, Contact, distance, random_id_at_distance
 from ._lookup import Done, Lookup, Query
 from ._messages import (
@@ -29,7 +31,7 @@ from ._messages import (
     Stored,
 )
 from ._records import MemoryStore, Record, RecordStore
-from ._routing import PingOldest, RoutingTable
+from ._routing import Added, PingOldest, RoutingTable
 from ._transport import Transport
 
 log = logging.getLogger("trio_kad.node")
@@ -70,6 +72,7 @@ class _Outcome:
     contacts: list[Contact]
     value: bytes | None
     report: LookupReport
+    ttl: int | None = None
 
 
 class Node:
@@ -102,6 +105,11 @@ class Node:
         self.port: int | None = None
         self._nursery: trio.Nursery | None = None
         self._checking: set[bytes] = set()
+        # Newcomers to hand pairs to (paper 2.5), drained by one maintenance task;
+        # bounded so a join storm cannot queue unbounded work: replication catches up.
+        self.newcomers_in, self.newcomers_out = trio.open_memory_channel[Contact](64)
+        self.on_checkpoint: Callable[[], Awaitable[None]] | None = None
+        """Called after each refresh round (saves contacts when the node is durable)."""
 
     # --- running ---------------------------------------------------------
 
@@ -134,33 +142,68 @@ class Node:
         if isinstance(body, FindNode):
             return Nodes(self._closest_for(body.target, frame.sender_id))
         if isinstance(body, FindValue):
-            record = self.records.get(body.key, trio.current_time())
+            now = trio.current_time()
+            record = self.records.get(body.key, now)
             if record is not None:
-                return FoundValue(record.value)
+                return FoundValue(record.value, _ttl_left(record, now))
             return Nodes(self._closest_for(body.key, frame.sender_id))
         if isinstance(body, Store):
-            return self._accept_store(body)
+            return await self._accept_store(body)
         return ErrorReply(ErrorCode.UNSUPPORTED, "unknown request")
 
     def _closest_for(self, target: bytes, requester: bytes) -> tuple[Contact, ...]:
         # The requester knows itself; leaving it out leaves room for one more useful contact.
         return tuple(self.table.closest(target, self.config.k, exclude={requester}))
 
-    def _accept_store(self, body: Store) -> Reply:
+    async def _accept_store(self, body: Store) -> Reply:
         if len(body.value) > self.config.max_value_size:
             self.counters.stores_refused += 1
             return ErrorReply(ErrorCode.TOO_LARGE, "value too large")
-        if not self.store_local(body.key, body.value):
+        now = trio.current_time()
+        ttl = self.config.expire_interval if body.ttl is None else body.ttl
+        ttl = min(ttl, self.config.expire_interval)
+        held = self.records.get(body.key, now)
+        if body.cache:
+            if held is not None and not held.cached:
+                return Stored()  # a cache copy never replaces a replica
+            ttl = self.cache_ttl(body.key, ttl)
+        if ttl <= 0:
+            return Stored()  # already expired at the sender: nothing to keep
+        expires_at = now + ttl
+        if held is not None and held.value == body.value and not held.cached:
+            expires_at = max(expires_at, held.expires_at)
+        record = Record(
+            body.key,
+            body.value,
+            stored_at=now,
+            expires_at=expires_at,
+            publisher=held is not None and held.publisher and held.value == body.value,
+            cached=body.cache,
+        )
+        # Acknowledged only once the store says it is kept (committed, when durable).
+        try:
+            kept = await self.records.put(record)
+        except DataDirError as exc:
+            log.warning("could not store a pair: %s", exc)
+            return ErrorReply(ErrorCode.INTERNAL, "storage failed")
+        if not kept:
             self.counters.stores_refused += 1
             return ErrorReply(ErrorCode.OVERLOADED, "storage full")
         self.counters.stores_accepted += 1
         return Stored()
 
-    def store_local(self, key: bytes, value: bytes) -> bool:
-        """Put a pair into the local store with a fresh expiry."""
-        now = trio.current_time()
-        record = Record(key, value, stored_at=now, expires_at=now + self.config.expire_interval)
-        return self.records.put(record)
+    def cache_ttl(self, key: bytes, ttl: float) -> float:
+        """How long to keep a cached copy (paper 2.3).
+
+        Exponentially inversely proportional to the number of nodes between
+        this one and the closest to the key: each contact beyond the k that
+        hold the pair halves the time, and a cached copy always lives at most
+        half as long as the original.
+        """
+        own = distance(self.node_id, key)
+        k = self.config.k
+        nearer = sum(1 for c in self.table.closest(key, k + 32) if distance(c.node_id, key) < own)
+        return ttl * 0.5 ** (1 + max(0, nearer - k))
 
     # --- routing table upkeep (paper section 2.2) -----------------------------
 
@@ -171,6 +214,9 @@ class Node:
         result = self.table.update(contact, trio.current_time())
         if isinstance(result, PingOldest):
             self._check_oldest(result.oldest)
+        elif isinstance(result, Added) and len(self.records):
+            with contextlib.suppress(trio.WouldBlock):
+                self.newcomers_in.send_nowait(contact)
 
     def _check_oldest(self, oldest: Contact) -> None:
         # Least-recently-seen eviction: the oldest contact keeps its place if it still
@@ -250,6 +296,7 @@ class Node:
         send, receive = trio.open_memory_channel[tuple[Contact, Reply | None]](config.alpha)
         value: bytes | None = None
         found_at: Contact | None = None
+        ttl: int | None = None
 
         async def ask(contact: Contact) -> None:
             await send.send((contact, await self.rpc(contact, request)))
@@ -266,7 +313,7 @@ class Node:
                 if isinstance(reply, Nodes):
                     state.on_reply(contact.node_id, reply.contacts)
                 elif isinstance(reply, FoundValue) and want_value:
-                    value, found_at = reply.value, contact
+                    value, found_at, ttl = reply.value, contact, reply.ttl
                     state.on_reply(contact.node_id, ())
                     state.finish()
                     break
@@ -289,7 +336,7 @@ class Node:
         counters.lookup_rounds += stats.rounds
         counters.recent_lookups.append(report)
         del counters.recent_lookups[:-100]
-        return _Outcome(state.closest(), value, report)
+        return _Outcome(state.closest(), value, report, ttl)
 
     # --- the DHT operations ----------------------------------------------
 
@@ -308,33 +355,61 @@ class Node:
                 None,
             )
             if closest is not None:
-                self._nursery.start_soon(self.rpc, closest, Store(key, outcome.value))
+                cache = Store(key, outcome.value, ttl=outcome.ttl, cache=True)
+                self._nursery.start_soon(self.rpc, closest, cache)
         return outcome.value, outcome.report
 
-    async def store(self, key: bytes, value: bytes) -> int:
-        """Store at the k closest nodes (the local one too if it is among them).
+    async def publish(self, key: bytes, value: bytes) -> int:
+        """Store as the original publisher: at the k closest, and remembered here for republishing.
 
-        Returns how many acknowledged.
+        Returns how many of the k closest acknowledged (this node counts when
+        it is among them).
         """
-        outcome = await self.lookup(key)
+        now = trio.current_time()
+        mine = Record(
+            key,
+            value,
+            stored_at=now,
+            expires_at=now + self.config.expire_interval,
+            publisher=True,
+        )
+        return await self.store_at_closest(Store(key, value), own_copy=mine)
+
+    async def store_at_closest(self, request: Store, *, own_copy: Record | None = None) -> int:
+        """Find the k closest to the key and send them ``request``.
+
+        ``own_copy`` is kept locally (it counts as an acknowledgement when this
+        node is among the k closest).
+        """
+        outcome = await self.lookup(request.key)
         targets = outcome.contacts
         acks = 0
-        if not self.client_only:
-            own = distance(self.node_id, key)
-            nearer = sum(1 for c in targets if distance(c.node_id, key) < own)
-            if nearer < self.config.k:
+        if own_copy is not None and await self.records.put(own_copy):
+            own = distance(self.node_id, request.key)
+            nearer = sum(1 for c in targets if distance(c.node_id, request.key) < own)
+            if nearer < self.config.k and not self.client_only:
                 targets = targets[: self.config.k - 1]
-                if self.store_local(key, value):
-                    acks += 1
-        results: list[bool] = []
+                acks += 1
+        return acks + await self.send_stores(targets, request)
+
+    async def send_stores(self, contacts: Iterable[Contact], request: Store) -> int:
+        """Send one STORE to each contact at once; return how many acknowledged."""
+        acks = 0
 
         async def store_at(contact: Contact) -> None:
-            results.append(isinstance(await self.rpc(contact, Store(key, value)), Stored))
+            nonlocal acks
+            # Await first: `acks += await ...` would read acks before the await.
+            reply = await self.rpc(contact, request)
+            acks += isinstance(reply, Stored)
 
         async with trio.open_nursery() as nursery:
-            for contact in targets:
+            for contact in contacts:
                 nursery.start_soon(store_at, contact)
-        return acks + sum(results)
+        return acks
+
+    async def forget(self, key: bytes) -> bool:
+        """Drop the local copy (and with it the duty to republish); ``True`` if held."""
+        return await self.records.remove(key)
 
     async def bootstrap(self, addresses: Sequence[Address]) -> list[Contact]:
         """Join through ``addresses``: ping them, then look up the own id (paper 2.3).
@@ -367,6 +442,10 @@ class Node:
                 continue
             target = random_id_at_distance(self.node_id, bucket.low, bucket.high, self.rng)
             await self.lookup(target)
+
+
+def _ttl_left(record: Record, now: float) -> int:
+    return max(0, math.ceil(record.expires_at - now))
 
 
 def format_address(address: Address) -> str:

@@ -1,0 +1,150 @@
+"""Expiry, refresh, replication, republish and caching over simulated days (MockClock)."""
+
+from __future__ import annotations
+
+import logging
+import random
+
+import pytest
+import trio
+import trio.testing
+
+from trio_kad import Config, open_dht
+from trio_kad._ids import distance, id_to_int, int_to_id, key_id
+from trio_kad._maintenance import _every
+from trio_kad.testing import Simulation, open_simulation
+
+DAY = 86400.0
+HOUR = 3600.0
+
+
+def holders(sim: Simulation, key: str) -> list[int]:
+    return [i for i, n in enumerate(sim.nodes) if n.get_local(key) is not None]
+
+
+def closest(sim: Simulation, key: str, count: int) -> list[int]:
+    ident = key_id(key)
+    order = sorted(range(len(sim.nodes)), key=lambda i: distance(sim.nodes[i].node_id, ident))
+    return order[:count]
+
+
+async def test_pair_expires_everywhere_without_republish(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_simulation(30, seed=1, config=Config(k=5)) as sim:
+        publisher = sim.nodes[0]
+        await publisher.set("ephemeral", "gone tomorrow")
+        published = trio.current_time()
+        assert await publisher.delete("ephemeral")  # stop republishing
+        # Replication re-sends it every hour but never extends its life.
+        await trio.sleep_until(published + DAY - 60)
+        assert len(holders(sim, "ephemeral")) >= 5
+        assert await sim.nodes[-1].get("ephemeral") == "gone tomorrow"
+        await trio.sleep_until(published + DAY + 120)
+        assert holders(sim, "ephemeral") == []
+        assert all(len(n._node.records) == 0 for n in sim.nodes)
+        assert await sim.nodes[-1].get("ephemeral") is None
+
+
+async def test_republished_pair_outlives_five_expiry_periods(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_simulation(20, seed=2, config=Config(k=5)) as sim:
+        await sim.nodes[3].set("durable", [1, 2, 3])
+        await trio.sleep(5 * DAY + HOUR)
+        assert set(closest(sim, "durable", 5)) <= set(holders(sim, "durable"))
+        assert await sim.nodes[-1].get("durable") == [1, 2, 3]
+
+
+async def test_key_survives_its_holders_leaving_one_by_one(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    k = 5
+    async with open_simulation(40, seed=3, config=Config(k=k)) as sim:
+        publisher = sim.nodes[0]
+        await publisher.set("precious", "still here")
+        await publisher.delete("precious")  # only replication keeps it now
+        sim.stop_node(publisher)
+        for _ in range(k):
+            holder = sim.nodes[holders(sim, "precious")[0]]
+            sim.stop_node(holder)
+            await trio.sleep(sim.config.replicate_interval)
+        # Every original holder is gone, yet the pair lives on the new k closest.
+        assert len(holders(sim, "precious")) >= k - 1
+        assert await random.Random(3).choice(sim.nodes).get("precious") == "still here"
+
+
+async def test_joining_node_closer_to_a_key_is_given_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_simulation(30, seed=4, config=Config(k=5)) as sim:
+        await sim.nodes[7].set("handoff", 42)
+        near_id = int_to_id(id_to_int(key_id("handoff")) ^ 1)  # closer than anyone
+        assert sim.network is not None
+        async with open_dht(
+            bootstrap=[sim.nodes[0].address],
+            node_id=near_id,
+            transport=sim.network.transport(),
+            config=sim.config,
+        ) as newcomer:
+            await trio.sleep(5)  # far less than any maintenance interval
+            assert newcomer.get_local("handoff") == 42
+
+
+async def test_stale_buckets_are_refreshed(autojump_clock: trio.testing.MockClock) -> None:
+    config = Config(k=4)
+    async with open_simulation(40, seed=5, config=config) as sim:
+        node = sim.nodes[0]._node
+        lookups = node.counters.lookups
+        await trio.sleep(config.refresh_interval * 0.5)
+        assert node.counters.lookups == lookups  # nothing is stale yet
+        await trio.sleep(config.refresh_interval * 0.8)
+        assert node.counters.lookups > lookups
+        now = trio.current_time()
+        assert node.table.stale_buckets(now, config.refresh_interval) == []
+
+
+async def test_cached_copies_expire_before_originals(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_simulation(40, seed=6, config=Config(k=3)) as sim:
+        await sim.nodes[0].set("popular", "cached")
+        originals = set(holders(sim, "popular"))
+        ident = key_id("popular")
+        reader = max(
+            (n for i, n in enumerate(sim.nodes) if i not in originals),
+            key=lambda n: distance(n.node_id, ident),
+        )
+        assert await reader.get("popular") == "cached"
+        await trio.sleep(1)
+        cachers = set(holders(sim, "popular")) - originals
+        assert len(cachers) == 1
+        cacher = sim.nodes[cachers.pop()]._node
+        cached = cacher.records.get(ident, trio.current_time())
+        original = sim.nodes[min(originals)]._node.records.get(ident, trio.current_time())
+        assert cached is not None and cached.cached
+        assert original is not None and not original.cached
+        assert cached.expires_at < original.expires_at
+        await trio.sleep_until(cached.expires_at + 1)
+        assert cacher.records.get(ident, trio.current_time()) is None
+        assert originals <= set(holders(sim, "popular"))
+
+
+async def test_background_tasks_survive_failing_rounds(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    rounds = 0
+
+    async def flaky() -> None:
+        nonlocal rounds
+        rounds += 1
+        if rounds % 2:
+            raise RuntimeError("a bad round")
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(_every, None, lambda: 10.0, flaky, "flaky")
+        with caplog.at_level(logging.ERROR, logger="trio_kad.maintenance"):
+            await trio.sleep(45)
+        nursery.cancel_scope.cancel()
+    assert rounds == 4
+    assert caplog.text.count("flaky failed") == 2

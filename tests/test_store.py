@@ -1,0 +1,171 @@
+"""One suite for every RecordStore: the in-memory one and the SQLite one behave alike."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import hypothesis.strategies as st
+import pytest
+import trio
+from hypothesis import HealthCheck, given, settings
+
+from trio_kad._persist import DataDir
+from trio_kad._records import MemoryStore, Record, RecordStore
+
+MAX_RECORDS = 4
+
+
+def record(key: bytes, expires_at: float = 100.0, value: bytes = b"v", **flags: bool) -> Record:
+    return Record(key, value, stored_at=expires_at - 50.0, expires_at=expires_at, **flags)
+
+
+def snapshot(store: RecordStore) -> list[tuple[bytes, bytes, float, float, bool, bool]]:
+    return sorted((r.key, r.value, r.stored_at, r.expires_at, r.publisher, r.cached) for r in store)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RecordStore]:
+    if request.param == "memory":
+        yield MemoryStore(MAX_RECORDS)
+        return
+    with trio.fail_after(10):
+        data_dir = await DataDir.open(tmp_path / "data", max_records=MAX_RECORDS)
+    try:
+        yield data_dir.records
+    finally:
+        await data_dir.aclose()
+
+
+async def test_put_get_replace(store: RecordStore) -> None:
+    assert store.get(b"a", 0.0) is None
+    assert await store.put(record(b"a", value=b"one"))
+    got = store.get(b"a", 0.0)
+    assert got is not None and got.value == b"one"
+    assert await store.put(record(b"a", value=b"two", expires_at=200.0))
+    got = store.get(b"a", 0.0)
+    assert got is not None and (got.value, got.expires_at) == (b"two", 200.0)
+    assert len(store) == 1
+
+
+async def test_get_returns_none_for_expired(store: RecordStore) -> None:
+    await store.put(record(b"a", expires_at=100.0))
+    assert store.get(b"a", 99.9) is not None
+    assert store.get(b"a", 100.0) is None  # expires_at is the first instant it is gone
+    assert len(store) == 1  # still held until expire() runs
+
+
+async def test_expire_drops_exactly_the_expired(store: RecordStore) -> None:
+    for key, expires_at in [(b"a", 10.0), (b"b", 20.0), (b"c", 30.0)]:
+        await store.put(record(key, expires_at=expires_at))
+    assert await store.expire(20.0) == 2
+    assert [r.key for r in store] == [b"c"]
+    assert await store.expire(20.0) == 0
+
+
+async def test_quota_refuses_new_keys_but_allows_replacing(store: RecordStore) -> None:
+    for index in range(MAX_RECORDS):
+        assert await store.put(record(bytes([index])))
+    assert not await store.put(record(b"new"))
+    assert store.get(b"new", 0.0) is None
+    assert await store.put(record(bytes([0]), value=b"replaced"))
+    got = store.get(bytes([0]), 0.0)
+    assert got is not None and got.value == b"replaced"
+    assert len(store) == MAX_RECORDS
+
+
+async def test_concurrent_puts_respect_the_quota(store: RecordStore) -> None:
+    async with trio.open_nursery() as nursery:
+        for index in range(MAX_RECORDS * 3):
+            nursery.start_soon(store.put, record(bytes([index])))
+    assert len(store) == MAX_RECORDS
+
+
+async def test_remove(store: RecordStore) -> None:
+    await store.put(record(b"a"))
+    assert await store.remove(b"a")
+    assert not await store.remove(b"a")
+    assert store.get(b"a", 0.0) is None
+    assert len(store) == 0
+
+
+async def test_iteration_is_a_snapshot(store: RecordStore) -> None:
+    for key in (b"a", b"b", b"c"):
+        await store.put(record(key))
+    seen = []
+    for item in store:  # mutating while iterating must not raise
+        seen.append(item.key)
+        await store.remove(item.key)
+        await store.put(record(item.key + b"2"))
+    assert sorted(seen) == [b"a", b"b", b"c"]
+    assert sorted(r.key for r in store) == [b"a2", b"b2", b"c2"]
+
+
+async def test_flags_round_trip(store: RecordStore) -> None:
+    await store.put(record(b"p", publisher=True))
+    await store.put(record(b"c", cached=True))
+    p, c = store.get(b"p", 0.0), store.get(b"c", 0.0)
+    assert p is not None and (p.publisher, p.cached) == (True, False)
+    assert c is not None and (c.publisher, c.cached) == (False, True)
+
+
+# --- the two implementations agree on any sequence of operations -----------------------
+
+keys = st.sampled_from([b"k0", b"k1", b"k2", b"k3", b"k4", b"k5"])
+operations = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("put"),
+            keys,
+            st.binary(max_size=8),
+            st.integers(0, 20).map(float),
+            st.booleans(),
+            st.booleans(),
+        ),
+        st.tuples(st.just("remove"), keys),
+        st.tuples(st.just("expire"), st.integers(0, 20).map(float)),
+    ),
+    max_size=15,
+)
+
+
+async def apply_to_both(ops: list[tuple[object, ...]], directory: Path) -> None:
+    memory = MemoryStore(MAX_RECORDS)
+    data_dir = await DataDir.open(directory, max_records=MAX_RECORDS, now=0.0, wall=1.7e9)
+    try:
+        for op in ops:
+            results: list[int] = []
+            for store in (memory, data_dir.records):
+                if op[0] == "put":
+                    _, key, value, expires_at, publisher, cached = op
+                    assert isinstance(key, bytes) and isinstance(value, bytes)
+                    assert isinstance(expires_at, float)
+                    item = Record(key, value, 0.0, expires_at, bool(publisher), bool(cached))
+                    results.append(await store.put(item))
+                elif op[0] == "remove":
+                    assert isinstance(op[1], bytes)
+                    results.append(await store.remove(op[1]))
+                else:
+                    assert isinstance(op[1], float)
+                    results.append(await store.expire(op[1]))
+            assert results[0] == results[1], op
+            assert snapshot(memory) == snapshot(data_dir.records), op
+    finally:
+        await data_dir.aclose()
+    # What is on disk is what was in memory (live at load time 0: expires_at > 0).
+    # Whole-second times plus a whole-second offset convert exactly, so compare exactly.
+    reopened = await DataDir.open(directory, max_records=MAX_RECORDS, now=0.0, wall=1.7e9)
+    async with reopened:
+        expected = [row for row in snapshot(memory) if row[3] > 0.0]
+        assert snapshot(reopened.records) == expected
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=operations)
+def test_memory_and_sqlite_stores_agree(ops: list[tuple[object, ...]]) -> None:
+    async def main() -> None:
+        with tempfile.TemporaryDirectory() as directory, trio.fail_after(20):
+            await apply_to_both(ops, Path(directory))
+
+    trio.run(main)

@@ -1,0 +1,161 @@
+"""The timers that keep a network's data alive (paper sections 2.3 to 2.5).
+
+Each ``run_*`` function is one background task, started in the ``open_dht``
+nursery with ``nursery.start``. They sleep on the Trio clock (so tests drive
+them with ``MockClock``), draw jitter from the node's seeded ``rng`` so a
+network's nodes do not fire together, and survive anything one round of work
+throws: a bad peer or a failed RPC costs a log line, never the node.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from ._ids import Contact, distance, random_id_at_distance
+from ._messages import Store
+from ._node import Node
+
+log = logging.getLogger("trio_kad.maintenance")
+
+JITTER = 0.1
+"""Timers fire between 90% and 99% of their interval: spread out, never late."""
+
+CHECKS_PER_REFRESH = 4
+"""Bucket staleness is checked this many times per tRefresh."""
+
+EXPIRY_CHECK = 60.0
+"""Longest wait between two sweeps of expired pairs (shorter if tExpire is short)."""
+
+
+def jittered(node: Node, interval: float) -> float:
+    """``interval`` shortened by a random 1% to 10%."""
+    return interval * node.rng.uniform(1 - JITTER, 1 - JITTER / 10)
+
+
+async def _every(
+    node: Node,
+    interval: Callable[[], float],
+    work: Callable[[], Awaitable[object]],
+    name: str,
+    task_status: trio.TaskStatus[None],
+) -> None:
+    task_status.started()
+    while True:
+        await trio.sleep(interval())
+        try:
+            await work()
+        except Exception:
+            # A background task must never take the node down: log and carry on.
+            log.exception("%s failed; retrying next round", name)
+
+
+async def run_refresh(node: Node, *, task_status: trio.TaskStatus[None]) -> None:
+    """Look up a random id in every bucket no lookup has touched for tRefresh (paper 2.3)."""
+    interval = node.config.refresh_interval / CHECKS_PER_REFRESH
+    await _every(
+        node, lambda: jittered(node, interval), lambda: refresh(node), "refresh", task_status
+    )
+
+
+async def refresh(node: Node) -> int:
+    """One refresh round; returns how many buckets were refreshed."""
+    stale = node.table.stale_buckets(trio.current_time(), node.config.refresh_interval)
+    for low, high in stale:
+        await node.lookup(random_id_at_distance(node.node_id, low, high, node.rng))
+    if node.on_checkpoint is not None:
+        await node.on_checkpoint()
+    return len(stale)
+
+
+async def run_replicate(node: Node, *, task_status: trio.TaskStatus[None]) -> None:
+    """Re-send held pairs to the current k closest every tReplicate (paper 2.5)."""
+    interval = node.config.replicate_interval
+    await _every(
+        node, lambda: jittered(node, interval), lambda: replicate(node), "replicate", task_status
+    )
+
+
+async def replicate(node: Node) -> int:
+    """One replication round; returns how many pairs were re-sent."""
+    now = trio.current_time()
+    recently = now - node.config.replicate_interval
+    sent = 0
+    for record in list(node.records):
+        if record.cached or record.expires_at <= now:
+            continue
+        if record.stored_at > recently:
+            # Paper 2.5: a STORE for it arrived this interval, so another holder
+            # has just replicated it; doing it again would only double the traffic.
+            continue
+        ttl = math.ceil(record.expires_at - trio.current_time())
+        if ttl > 0:
+            await node.store_at_closest(Store(record.key, record.value, ttl=ttl))
+            sent += 1
+    return sent
+
+
+async def run_republish(node: Node, *, task_status: trio.TaskStatus[None]) -> None:
+    """The original publisher re-stores its pairs every tRepublish (paper 2.5)."""
+    interval = node.config.republish_interval
+    await _every(
+        node, lambda: jittered(node, interval), lambda: republish(node), "republish", task_status
+    )
+
+
+async def republish(node: Node) -> int:
+    """One republish round; returns how many pairs were published again."""
+    mine = [record for record in node.records if record.publisher]
+    for record in mine:
+        await node.publish(record.key, record.value)
+    return len(mine)
+
+
+async def run_expire(node: Node, *, task_status: trio.TaskStatus[None]) -> None:
+    """Drop pairs past their expiry (reads already ignore them; this frees the memory)."""
+    interval = min(EXPIRY_CHECK, node.config.expire_interval / 10)
+
+    async def sweep() -> None:
+        await node.records.expire(trio.current_time())
+
+    await _every(node, lambda: interval, sweep, "expire", task_status)
+
+
+async def run_handoff(node: Node, *, task_status: trio.TaskStatus[None]) -> None:
+    """Give each newly seen node the pairs it is now among the k closest to (paper 2.5)."""
+    task_status.started()
+    async for newcomer in node.newcomers_out:
+        try:
+            await handoff(node, newcomer)
+        except Exception:
+            log.exception("handing pairs to %r failed", newcomer)
+
+
+async def handoff(node: Node, newcomer: Contact) -> int:
+    """Store at ``newcomer`` every pair it should hold that this node should hand over.
+
+    Only the holder closest to a key transfers it, so a join costs one STORE
+    per pair rather than k of them. Returns how many pairs were sent.
+    """
+    k = node.config.k
+    sent = 0
+    for record in list(node.records):
+        now = trio.current_time()
+        if record.cached or record.expires_at <= now:
+            continue
+        key = record.key
+        own = distance(node.node_id, key)
+        others = node.table.closest(key, k, exclude={newcomer.node_id})
+        if others and distance(others[0].node_id, key) < own:
+            continue  # a closer holder will hand it over
+        theirs = distance(newcomer.node_id, key)
+        nearer = 1 + sum(1 for c in others if distance(c.node_id, key) < theirs)
+        if nearer >= k:
+            continue  # not among the k closest: it need not hold this pair
+        ttl = math.ceil(record.expires_at - now)
+        await node.rpc(newcomer, Store(key, record.value, ttl=ttl))
+        sent += 1
+    return sent

@@ -1,0 +1,457 @@
+"""A node's durable state in one SQLite file: its id, its records, its contacts.
+
+Reads never touch the disk: every record is also kept in a dict. Writes go to
+SQLite first, in a worker thread (``trio.to_thread.run_sync``) so the event
+loop never blocks on ``fsync``, and only after ``COMMIT`` into the dict: a
+STORE acknowledged after ``put`` returns survives a SIGKILL, and a failed
+write leaves memory exactly as the disk is.
+
+Records carry Trio-clock times, which restart near zero with every process.
+On disk they are wall-clock times, converted with one offset taken at open,
+so a pair with three hours left still has three hours left after a restart,
+minus the time the node was down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import TypeVar
+
+import trio
+
+from ._errors import DataDirError
+from ._ids import ID_BYTES, Contact, check_id
+from ._records import Record, RecordStore
+from ._routing import ContactInfo
+
+T = TypeVar("T")
+
+DB_FILENAME = "trio-kad.sqlite3"
+APPLICATION_ID = 0x4B414431  # "KAD1": marks the file as ours, so a foreign db is never touched
+SCHEMA_VERSION = 1
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+_SCHEMA = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
+    "CREATE TABLE records (key BLOB PRIMARY KEY, value BLOB NOT NULL, stored_at REAL NOT NULL,"
+    " expires_at REAL NOT NULL, publisher INTEGER NOT NULL, cached INTEGER NOT NULL)",
+    "CREATE TABLE contacts (node_id BLOB PRIMARY KEY, host TEXT NOT NULL,"
+    " port INTEGER NOT NULL, last_seen REAL NOT NULL)",
+)
+
+
+def _transaction(conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``body`` in one write transaction: all of it is committed, or none."""
+    # The connection is in autocommit mode (isolation_level=None), so the
+    # transaction boundaries are exactly these statements, nothing implicit.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = body(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        # Suppressed: no transaction may be left to roll back (the db is gone).
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+    return result
+
+
+class _Database:
+    """One sqlite3 connection, used by one worker thread at a time."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = conn
+        # Held across each worker-thread call: serializes use of the connection
+        # and makes a store's check-then-write (the quota) atomic.
+        self.lock = trio.Lock()
+
+    @property
+    def closed(self) -> bool:
+        return self._conn is None
+
+    async def write(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``body`` in a transaction in a worker thread; return once committed.
+
+        Call with ``lock`` held. The thread call is not abandoned on cancel,
+        so a write that started always finishes and reports its outcome.
+        """
+        conn = self._conn
+        if conn is None:
+            raise DataDirError(f"data dir database {self.path} is closed")
+        try:
+            return await trio.to_thread.run_sync(_transaction, conn, body)
+        except sqlite3.Error as exc:
+            raise DataDirError(f"could not write to {self.path}: {exc}") from exc
+
+    async def aclose(self) -> None:
+        with trio.CancelScope(shield=True):
+            # Shielded: a node torn down by cancellation must still close the
+            # file cleanly (and wait for a write in flight to finish first).
+            async with self.lock:
+                conn, self._conn = self._conn, None
+                if conn is not None:
+                    await trio.to_thread.run_sync(conn.close)
+
+
+class SqliteStore(RecordStore):
+    """Records in SQLite, mirrored in a dict for synchronous reads.
+
+    Same semantics as ``MemoryStore``: at ``max_records`` a new key is
+    refused, replacing a held key is fine. ``clock_offset`` is wall time minus
+    Trio time: added to a record's times on write, subtracted on load. Records
+    are held as given; do not mutate one after ``put`` (put a new one).
+    """
+
+    def __init__(
+        self,
+        database: _Database,
+        *,
+        max_records: int,
+        clock_offset: float,
+        records: Iterable[Record] = (),
+    ) -> None:
+        self._db = database
+        self._max_records = max_records
+        self.clock_offset = clock_offset
+        self._records: dict[bytes, Record] = {record.key: record for record in records}
+
+    def get(self, key: bytes, now: float) -> Record | None:
+        record = self._records.get(key)
+        if record is None or record.expires_at <= now:
+            return None
+        return record
+
+    def admits(self, key: bytes) -> bool:
+        """Would ``put`` accept a record under ``key`` now?"""
+        return key in self._records or len(self._records) < self._max_records
+
+    async def put(self, record: Record) -> bool:
+        offset = self.clock_offset
+        row = (
+            record.key,
+            record.value,
+            record.stored_at + offset,
+            record.expires_at + offset,
+            int(record.publisher),
+            int(record.cached),
+        )
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?)", row)
+
+        async with self._db.lock:
+            # The quota is checked under the lock: two concurrent puts of new
+            # keys cannot both take the last free slot.
+            if not self.admits(record.key):
+                return False
+            await self._db.write(insert)
+            self._records[record.key] = record
+            return True
+
+    async def remove(self, key: bytes) -> bool:
+        def delete(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM records WHERE key = ?", (key,))
+
+        async with self._db.lock:
+            if key not in self._records:
+                return False
+            await self._db.write(delete)
+            del self._records[key]
+            return True
+
+    async def expire(self, now: float) -> int:
+        async with self._db.lock:
+            # Delete by key, not by time: the dict decides what is expired, so
+            # float rounding in the clock conversion cannot make disk and memory differ.
+            dead = [key for key, record in self._records.items() if record.expires_at <= now]
+            if not dead:
+                return 0
+
+            def delete(conn: sqlite3.Connection) -> None:
+                conn.executemany("DELETE FROM records WHERE key = ?", [(key,) for key in dead])
+
+            await self._db.write(delete)
+            for key in dead:
+                del self._records[key]
+            return len(dead)
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(list(self._records.values()))
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+
+class DataDir:
+    """A node's data directory, opened with ``await DataDir.open(path, ...)``.
+
+    Holds ``node_id`` (kept across restarts), ``records`` (a ``SqliteStore``)
+    and the contacts saved at the last ``save_contacts``. Close with
+    ``aclose()`` or use it as an ``async with`` block.
+    """
+
+    def __init__(
+        self,
+        database: _Database,
+        node_id: bytes,
+        records: SqliteStore,
+        contacts: list[Contact],
+    ) -> None:
+        self._db = database
+        self.node_id = node_id
+        """This node's id, 32 bytes: created on first open, then read back."""
+        self.records = records
+        """The durable record store."""
+        self._contacts = contacts
+
+    @property
+    def path(self) -> Path:
+        """The SQLite file inside the directory."""
+        return self._db.path
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        max_records: int,
+        node_id: bytes | None = None,
+        now: float | None = None,
+        wall: float | None = None,
+    ) -> DataDir:
+        """Open (or create) the data directory at ``path``.
+
+        ``node_id`` is used on first open; on later opens it must match the
+        stored one. ``now`` (Trio clock) and ``wall`` (``time.time()``) are
+        read together to convert stored times; tests pass them to simulate a
+        restart later. Raises ``DataDirError`` for a path that is not a
+        directory, a file that is not ours or is corrupt, or a newer schema;
+        an unusable file is never modified.
+        """
+        if node_id is not None:
+            check_id(node_id, "node_id")
+        now = trio.current_time() if now is None else now
+        wall = time.time() if wall is None else wall
+        directory = Path(path)
+        conn, stored_id, records, contacts = await trio.to_thread.run_sync(
+            _open_sync, directory, node_id, now, wall
+        )
+        # No checkpoint from here on: a cancel arriving now is delivered to the
+        # caller's next one, after it holds the DataDir it must close.
+        database = _Database(conn, directory / DB_FILENAME)
+        store = SqliteStore(
+            database, max_records=max_records, clock_offset=wall - now, records=records
+        )
+        return cls(database, stored_id, store, contacts)
+
+    def load_contacts(self) -> list[Contact]:
+        """The contacts saved last (at open: from disk), most recently seen first."""
+        return list(self._contacts)
+
+    async def save_contacts(self, contacts: Iterable[Contact | ContactInfo]) -> None:
+        """Replace the saved contacts with ``contacts``.
+
+        A ``ContactInfo`` carries its last-seen time (Trio clock); a bare
+        ``Contact`` counts as seen now. Ties keep the order given.
+        """
+        offset = self.records.clock_offset
+        wall_now = time.time()
+        rows: dict[bytes, tuple[bytes, str, int, float]] = {}
+        for item in contacts:
+            if isinstance(item, ContactInfo):
+                contact, seen = item.contact, item.last_seen + offset
+            else:
+                contact, seen = item, wall_now
+            rows.setdefault(contact.node_id, (contact.node_id, contact.host, contact.port, seen))
+        ordered = list(rows.values())
+
+        def replace(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM contacts")
+            conn.executemany("INSERT INTO contacts VALUES (?, ?, ?, ?)", ordered)
+
+        async with self._db.lock:
+            await self._db.write(replace)
+            # Stable sort: equal times keep the caller's order, as on reload (rowid).
+            ordered.sort(key=lambda row: -row[3])
+            self._contacts = [Contact(node_id, host, port) for node_id, host, port, _ in ordered]
+
+    async def aclose(self) -> None:
+        """Close the database. Idempotent; completes even when cancelled."""
+        await self._db.aclose()
+
+    async def __aenter__(self) -> DataDir:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def _open_sync(
+    directory: Path, node_id: bytes | None, now: float, wall: float
+) -> tuple[sqlite3.Connection, bytes, list[Record], list[Contact]]:
+    """Open, validate, initialize if new, and load; in a worker thread."""
+    db_path = directory / DB_FILENAME
+    try:
+        if directory.exists() and not directory.is_dir():
+            raise DataDirError(f"data dir {directory} exists and is not a directory")
+        directory.mkdir(parents=True, exist_ok=True)
+        if db_path.exists() and not db_path.is_file():
+            raise DataDirError(f"{db_path} is not a regular file")
+        # Check the header ourselves before SQLite sees the file: a
+        # non-database must be reported, never opened for writing.
+        header = b""
+        if db_path.exists():
+            with db_path.open("rb") as file:
+                header = file.read(len(_SQLITE_HEADER))
+        if header and header != _SQLITE_HEADER:
+            raise DataDirError(f"{db_path} is not an SQLite database (corrupt or not ours)")
+    except OSError as exc:
+        raise DataDirError(f"data dir {directory} is unusable: {exc}") from exc
+
+    try:
+        conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise DataDirError(f"cannot open {db_path}: {exc}") from exc
+    try:
+        stored_id, records, contacts = _prepare(conn, db_path, node_id, now, wall)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise DataDirError(f"{db_path} is unusable (corrupt, locked or unreadable): {exc}") from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn, stored_id, records, contacts
+
+
+def _prepare(
+    conn: sqlite3.Connection, db_path: Path, node_id: bytes | None, now: float, wall: float
+) -> tuple[bytes, list[Record], list[Contact]]:
+    conn.execute("PRAGMA busy_timeout = 5000")
+    # Read-only checks first: nothing is written until the file is known to
+    # be ours (or brand new), so a foreign database is left exactly as it was.
+    application_id = _pragma_int(conn, "application_id")
+    version = _pragma_int(conn, "user_version")
+    objects = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    fresh = application_id == 0 and version == 0 and objects == 0
+    if not fresh:
+        if application_id == 0:
+            raise DataDirError(
+                f"{db_path} is an SQLite database of another application (it has no "
+                "trio-kad application_id); refusing to use it"
+            )
+        if application_id != APPLICATION_ID:
+            raise DataDirError(
+                f"{db_path} belongs to another application (application_id "
+                f"{application_id:#x}, expected {APPLICATION_ID:#x}); refusing to use it"
+            )
+        if version > SCHEMA_VERSION:
+            raise DataDirError(
+                f"{db_path} has schema version {version}, newer than this trio-kad "
+                f"understands ({SCHEMA_VERSION}); upgrade trio-kad"
+            )
+        if version != SCHEMA_VERSION:
+            raise DataDirError(f"{db_path} has unknown schema version {version}")
+
+    # WAL: a commit appends to the log, readers never block the writer.
+    # synchronous=FULL: the log is fsynced at every commit, so an acknowledged
+    # STORE survives power loss too, not just a process kill.
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+
+    if fresh:
+        new_id = node_id if node_id is not None else secrets.token_bytes(ID_BYTES)
+
+        def initialize(conn: sqlite3.Connection) -> None:
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute("INSERT INTO meta VALUES ('node_id', ?)", (new_id,))
+            # Header fields written in the same transaction: a crash leaves
+            # either a complete, marked database or an empty one.
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+        _transaction(conn, initialize)
+
+    row = conn.execute("SELECT value FROM meta WHERE key = 'node_id'").fetchone()
+    if row is None:
+        raise DataDirError(f"{db_path} has no node id (meta row missing)")
+    stored_id = row[0]
+    if not isinstance(stored_id, bytes) or len(stored_id) != ID_BYTES:
+        raise DataDirError(f"{db_path} holds a malformed node id (not {ID_BYTES} bytes)")
+    if node_id is not None and node_id != stored_id:
+        raise DataDirError(
+            f"{db_path} belongs to node {stored_id.hex()}, not the requested {node_id.hex()}"
+        )
+    return stored_id, _load_records(conn, db_path, now, wall), _load_contacts(conn, db_path)
+
+
+def _pragma_int(conn: sqlite3.Connection, name: str) -> int:
+    value = conn.execute(f"PRAGMA {name}").fetchone()[0]
+    assert isinstance(value, int)
+    return value
+
+
+def _load_records(conn: sqlite3.Connection, db_path: Path, now: float, wall: float) -> list[Record]:
+    offset = wall - now
+    live: list[Record] = []
+    dead: list[tuple[bytes]] = []
+    for key, value, stored_at, expires_at, publisher, cached in conn.execute(
+        "SELECT key, value, stored_at, expires_at, publisher, cached FROM records"
+    ):
+        if not (
+            isinstance(key, bytes)
+            and isinstance(value, bytes)
+            and isinstance(stored_at, float)
+            and isinstance(expires_at, float)
+        ):
+            raise DataDirError(f"{db_path} holds a malformed record")
+        if expires_at <= wall:
+            dead.append((key,))  # paper 2.5: past tExpire, the pair is gone
+            continue
+        live.append(
+            Record(
+                key,
+                value,
+                stored_at=stored_at - offset,
+                expires_at=expires_at - offset,
+                publisher=bool(publisher),
+                cached=bool(cached),
+            )
+        )
+    if dead:
+
+        def delete(conn: sqlite3.Connection) -> None:
+            conn.executemany("DELETE FROM records WHERE key = ?", dead)
+
+        _transaction(conn, delete)
+    return live
+
+
+def _load_contacts(conn: sqlite3.Connection, db_path: Path) -> list[Contact]:
+    contacts: list[Contact] = []
+    for node_id, host, port in conn.execute(
+        "SELECT node_id, host, port FROM contacts ORDER BY last_seen DESC, rowid ASC"
+    ):
+        if not (
+            isinstance(node_id, bytes)
+            and len(node_id) == ID_BYTES
+            and isinstance(host, str)
+            and isinstance(port, int)
+            and 0 < port < 65536
+        ):
+            raise DataDirError(f"{db_path} holds a malformed contact")
+        contacts.append(Contact(node_id, host, port))
+    return contacts
