@@ -14,7 +14,7 @@ import trio
 
 from trio_kad._errors import DataDirError
 from trio_kad._ids import Contact
-from trio_kad._persist import APPLICATION_ID, DB_FILENAME, DataDir
+from trio_kad._persist import APPLICATION_ID, DB_FILENAME, LOCK_FILENAME, DataDir
 from trio_kad._records import Record
 from trio_kad._routing import ContactInfo
 
@@ -101,7 +101,7 @@ async def test_corrupt_file_is_refused_and_left_untouched(tmp_path: Path) -> Non
         await open_dir(tmp_path)
     assert str(tmp_path) in str(info.value)
     assert db.read_bytes() == garbage
-    assert sorted(p.name for p in tmp_path.iterdir()) == [DB_FILENAME]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([DB_FILENAME, LOCK_FILENAME])
 
 
 async def test_damaged_database_is_refused(tmp_path: Path) -> None:
@@ -234,3 +234,16 @@ async def test_application_id_is_ours(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA application_id").fetchone() == (APPLICATION_ID,)
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     conn.close()
+
+
+async def test_a_data_dir_is_used_by_one_process_at_a_time(tmp_path: Path) -> None:
+    with trio.fail_after(10):
+        first = await DataDir.open(tmp_path, max_records=10)
+        try:
+            with pytest.raises(DataDirError, match="in use"):
+                await DataDir.open(tmp_path, max_records=10)
+        finally:
+            await first.aclose()
+        again = await DataDir.open(tmp_path, max_records=10)
+        assert again.node_id == first.node_id
+        await again.aclose()

@@ -15,6 +15,7 @@ minus the time the node was down.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import secrets
 import sqlite3
@@ -34,6 +35,7 @@ from ._routing import ContactInfo
 T = TypeVar("T")
 
 DB_FILENAME = "trio-kad.sqlite3"
+LOCK_FILENAME = "trio-kad.lock"
 APPLICATION_ID = 0x4B414431  # "KAD1": marks the file as ours, so a foreign db is never touched
 SCHEMA_VERSION = 1
 _SQLITE_HEADER = b"SQLite format 3\x00"
@@ -66,9 +68,10 @@ def _transaction(conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], 
 class _Database:
     """One sqlite3 connection, used by one worker thread at a time."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path, lock_fd: int) -> None:
         self.path = path
         self._conn: sqlite3.Connection | None = conn
+        self._lock_fd = lock_fd
         # Held across each worker-thread call: serializes use of the connection
         # and makes a store's check-then-write (the quota) atomic.
         self.lock = trio.Lock()
@@ -99,6 +102,7 @@ class _Database:
                 conn, self._conn = self._conn, None
                 if conn is not None:
                     await trio.to_thread.run_sync(conn.close)
+                    os.close(self._lock_fd)  # releases the directory for another process
 
 
 class SqliteStore(RecordStore):
@@ -241,12 +245,12 @@ class DataDir:
         now = trio.current_time() if now is None else now
         wall = time.time() if wall is None else wall
         directory = Path(path)
-        conn, stored_id, records, contacts = await trio.to_thread.run_sync(
+        conn, lock_fd, stored_id, records, contacts = await trio.to_thread.run_sync(
             _open_sync, directory, node_id, now, wall
         )
         # No checkpoint from here on: a cancel arriving now is delivered to the
         # caller's next one, after it holds the DataDir it must close.
-        database = _Database(conn, directory / DB_FILENAME)
+        database = _Database(conn, directory / DB_FILENAME, lock_fd)
         store = SqliteStore(
             database, max_records=max_records, clock_offset=wall - now, records=records
         )
@@ -301,13 +305,35 @@ class DataDir:
 
 def _open_sync(
     directory: Path, node_id: bytes | None, now: float, wall: float
-) -> tuple[sqlite3.Connection, bytes, list[Record], list[Contact]]:
-    """Open, validate, initialize if new, and load; in a worker thread."""
-    db_path = directory / DB_FILENAME
+) -> tuple[sqlite3.Connection, int, bytes, list[Record], list[Contact]]:
+    """Take the directory's lock, then open it (see ``_open_locked``)."""
     try:
         if directory.exists() and not directory.is_dir():
             raise DataDirError(f"data dir {directory} exists and is not a directory")
         directory.mkdir(parents=True, exist_ok=True)
+        lock_fd = os.open(directory / LOCK_FILENAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise DataDirError(f"data dir {directory} is unusable: {exc}") from exc
+    try:
+        # Two nodes on one directory would share an id and clobber each other.
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(lock_fd)
+        raise DataDirError(f"data dir {directory} is in use by another process") from None
+    try:
+        conn, stored_id, records, contacts = _open_locked(directory, node_id, now, wall)
+    except BaseException:
+        os.close(lock_fd)
+        raise
+    return conn, lock_fd, stored_id, records, contacts
+
+
+def _open_locked(
+    directory: Path, node_id: bytes | None, now: float, wall: float
+) -> tuple[sqlite3.Connection, bytes, list[Record], list[Contact]]:
+    """Open, validate, initialize if new, and load; in a worker thread."""
+    db_path = directory / DB_FILENAME
+    try:
         if db_path.exists() and not db_path.is_file():
             raise DataDirError(f"{db_path} is not a regular file")
         # Check the header ourselves before SQLite sees the file: a
