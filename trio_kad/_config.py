@@ -38,8 +38,11 @@ class Config:
     """Records one node stores for the network."""
     max_failures: int = 3
     """Consecutive failed RPCs after which a contact is dropped even with no replacement."""
-    liveness_window: float = 60.0
-    """A contact heard from this recently counts as alive: a full bucket keeps it without a ping."""
+    liveness_window: float = 900.0
+    """A contact heard from this recently counts as alive: a full bucket keeps it without a ping.
+
+    15 minutes, as BitTorrent's DHT (BEP 5) treats a node as good.
+    """
     replacement_cache_size: int = 20
     """Contacts remembered per bucket to replace ones that fail."""
     bootstrap_timeout: float = 10.0
