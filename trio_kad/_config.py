@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from dataclasses import dataclass
 
 
@@ -36,6 +37,22 @@ class Config:
     """Requests being handled at once for one inbound connection."""
     max_records: int = 100_000
     """Records one node stores for the network."""
+    max_store_bytes: int = 256 * 1024 * 1024
+    """Bytes of values one node stores for the network, all records together."""
+    max_records_per_ip: int = 10_000
+    """Records one node keeps that were sent by one IP address (the publisher's share)."""
+    max_connections_per_ip: int = 128
+    """Inbound connections from one IP address at once."""
+    request_rate_per_ip: float = 1000.0
+    """Requests per second one IP address may send, on average (token bucket)."""
+    request_burst_per_ip: int = 2000
+    """Requests one IP address may send at once before the rate applies."""
+    max_contacts_per_subnet: int = 2
+    """Contacts per bucket from one /24 (IPv4) or /48 (IPv6) network, outside ``diversity_exempt``."""
+    diversity_exempt: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    """Networks whose hosts are not subject to ``max_contacts_per_subnet`` (local test nets)."""
+    ban_duration: float = 600.0
+    """A peer that answers with garbage or lies about its id is ignored this long."""
     max_failures: int = 3
     """Consecutive failed RPCs after which a contact is dropped even with no replacement."""
     liveness_window: float = 900.0
@@ -59,6 +76,9 @@ class Config:
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
+            if field.name == "diversity_exempt":
+                _check_networks(value)
+                continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise TypeError(f"Config.{field.name} must be a number, not {value!r}")
             if field.type == "int" and not isinstance(value, int):
@@ -70,6 +90,16 @@ class Config:
         if self.max_value_size + 1024 > self.max_frame_size:
             raise ValueError("Config.max_frame_size must leave room for a value of max_value_size")
 
-    def replace(self, **changes: float) -> Config:
+    def replace(self, **changes: object) -> Config:
         """Return a copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _check_networks(value: object) -> None:
+    if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
+        raise TypeError("Config.diversity_exempt must be a tuple of network strings")
+    for network in value:
+        try:
+            ipaddress.ip_network(network)
+        except ValueError as exc:
+            raise ValueError(f"Config.diversity_exempt: {exc}") from None
