@@ -15,10 +15,16 @@ from trio_kad._persist import DataDir
 from trio_kad._records import MemoryStore, Record, RecordStore
 
 MAX_RECORDS = 4
+MAX_BYTES = 16
+MAX_PER_ORIGIN = 2
 
 
-def record(key: bytes, expires_at: float = 100.0, value: bytes = b"v", **flags: bool) -> Record:
-    return Record(key, value, stored_at=expires_at - 50.0, expires_at=expires_at, **flags)
+def record(
+    key: bytes, expires_at: float = 100.0, value: bytes = b"v", origin: str = "", **flags: bool
+) -> Record:
+    return Record(
+        key, value, stored_at=expires_at - 50.0, expires_at=expires_at, origin=origin, **flags
+    )
 
 
 def snapshot(store: RecordStore) -> list[tuple[bytes, bytes, float, float, bool, bool]]:
@@ -28,10 +34,15 @@ def snapshot(store: RecordStore) -> list[tuple[bytes, bytes, float, float, bool,
 @pytest.fixture(params=["memory", "sqlite"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RecordStore]:
     if request.param == "memory":
-        yield MemoryStore(MAX_RECORDS)
+        yield MemoryStore(MAX_RECORDS, max_bytes=MAX_BYTES, max_per_origin=MAX_PER_ORIGIN)
         return
     with trio.fail_after(10):
-        data_dir = await DataDir.open(tmp_path / "data", max_records=MAX_RECORDS)
+        data_dir = await DataDir.open(
+            tmp_path / "data",
+            max_records=MAX_RECORDS,
+            max_bytes=MAX_BYTES,
+            max_per_origin=MAX_PER_ORIGIN,
+        )
     try:
         yield data_dir.records
     finally:
@@ -47,6 +58,32 @@ async def test_put_get_replace(store: RecordStore) -> None:
     got = store.get(b"a", 0.0)
     assert got is not None and (got.value, got.expires_at) == (b"two", 200.0)
     assert len(store) == 1
+
+
+async def test_byte_quota_counts_replacements_and_removals(store: RecordStore) -> None:
+    assert await store.put(record(b"a", value=b"x" * 10))
+    assert not await store.put(record(b"b", value=b"y" * 7))  # 17 > 16 bytes
+    assert await store.put(record(b"b", value=b"y" * 6))
+    assert store.value_bytes == 16
+    assert await store.put(record(b"a", value=b"z" * 10))  # replacing frees the old bytes
+    assert not await store.put(record(b"a", value=b"z" * 11))
+    held = store.get(b"a", 0.0)
+    assert held is not None and held.value == b"z" * 10
+    await store.remove(b"a")
+    assert store.value_bytes == 6
+    assert await store.put(record(b"c", value=b"w" * 10))
+
+
+async def test_one_origin_gets_its_share_only(store: RecordStore) -> None:
+    assert await store.put(record(b"a", origin="192.0.2.1"))
+    assert await store.put(record(b"b", origin="192.0.2.1"))
+    assert not await store.put(record(b"c", origin="192.0.2.1"))
+    assert await store.put(record(b"a", origin="192.0.2.1", value=b"w"))  # a replacement is fine
+    assert await store.put(record(b"c", origin="198.51.100.9"))
+    assert await store.put(record(b"d"))  # local records have no origin
+    await store.expire(1000.0)
+    assert await store.put(record(b"e", origin="192.0.2.1", expires_at=2000.0))
+    assert [r.key for r in store] == [b"e"]
 
 
 async def test_get_returns_none_for_expired(store: RecordStore) -> None:

@@ -194,7 +194,13 @@ async def open_dht(
     data: DataDir | None = None
     node: Node | None = None
     if data_dir is not None:
-        data = await DataDir.open(data_dir, max_records=config.max_records, node_id=node_id)
+        data = await DataDir.open(
+            data_dir,
+            max_records=config.max_records,
+            max_bytes=config.max_store_bytes,
+            max_per_origin=config.max_records_per_ip,
+            node_id=node_id,
+        )
         node_id = data.node_id
     try:
         node = Node(

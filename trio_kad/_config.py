@@ -48,7 +48,7 @@ class Config:
     request_burst_per_ip: int = 2000
     """Requests one IP address may send at once before the rate applies."""
     max_contacts_per_subnet: int = 2
-    """Contacts per bucket from one /24 (IPv4) or /48 (IPv6) network, outside ``diversity_exempt``."""
+    """Contacts per bucket from one /24 (IPv4) or /48 (IPv6) network (see ``diversity_exempt``)."""
     diversity_exempt: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     """Networks whose hosts are not subject to ``max_contacts_per_subnet`` (local test nets)."""
     ban_duration: float = 600.0

@@ -100,7 +100,15 @@ class Node:
             max_failures=config.max_failures,
             now=trio.current_time(),
         )
-        self.records: RecordStore = store if store is not None else MemoryStore(config.max_records)
+        self.records: RecordStore = (
+            store
+            if store is not None
+            else MemoryStore(
+                config.max_records,
+                max_bytes=config.max_store_bytes,
+                max_per_origin=config.max_records_per_ip,
+            )
+        )
         self.counters = NodeCounters()
         self.port: int | None = None
         self._nursery: trio.Nursery | None = None
@@ -148,14 +156,14 @@ class Node:
                 return FoundValue(record.value, _ttl_left(record, now))
             return Nodes(self._closest_for(body.key, frame.sender_id))
         if isinstance(body, Store):
-            return await self._accept_store(body)
+            return await self._accept_store(body, remote[0])
         return ErrorReply(ErrorCode.UNSUPPORTED, "unknown request")
 
     def _closest_for(self, target: bytes, requester: bytes) -> tuple[Contact, ...]:
         # The requester knows itself; leaving it out leaves room for one more useful contact.
         return tuple(self.table.closest(target, self.config.k, exclude={requester}))
 
-    async def _accept_store(self, body: Store) -> Reply:
+    async def _accept_store(self, body: Store, origin: str) -> Reply:
         if len(body.value) > self.config.max_value_size:
             self.counters.stores_refused += 1
             return ErrorReply(ErrorCode.TOO_LARGE, "value too large")
@@ -179,6 +187,7 @@ class Node:
             expires_at=expires_at,
             publisher=held is not None and held.publisher and held.value == body.value,
             cached=body.cache,
+            origin=origin,
         )
         # Acknowledged only once the store says it is kept (committed, when durable).
         try:

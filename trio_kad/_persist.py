@@ -19,8 +19,9 @@ import fcntl
 import os
 import secrets
 import sqlite3
+import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
@@ -121,21 +122,11 @@ class SqliteStore(RecordStore):
         max_records: int,
         clock_offset: float,
         records: Iterable[Record] = (),
+        **quotas: int,
     ) -> None:
+        super().__init__(max_records, records=records, **quotas)
         self._db = database
-        self._max_records = max_records
         self.clock_offset = clock_offset
-        self._records: dict[bytes, Record] = {record.key: record for record in records}
-
-    def get(self, key: bytes, now: float) -> Record | None:
-        record = self._records.get(key)
-        if record is None or record.expires_at <= now:
-            return None
-        return record
-
-    def admits(self, key: bytes) -> bool:
-        """Would ``put`` accept a record under ``key`` now?"""
-        return key in self._records or len(self._records) < self._max_records
 
     async def put(self, record: Record) -> bool:
         offset = self.clock_offset
@@ -154,10 +145,10 @@ class SqliteStore(RecordStore):
         async with self._db.lock:
             # The quota is checked under the lock: two concurrent puts of new
             # keys cannot both take the last free slot.
-            if not self.admits(record.key):
+            if not self.admits(record):
                 return False
             await self._db.write(insert)
-            self._records[record.key] = record
+            self._hold(record)
             return True
 
     async def remove(self, key: bytes) -> bool:
@@ -168,14 +159,14 @@ class SqliteStore(RecordStore):
             if key not in self._records:
                 return False
             await self._db.write(delete)
-            del self._records[key]
+            self._release(key)
             return True
 
     async def expire(self, now: float) -> int:
         async with self._db.lock:
             # Delete by key, not by time: the dict decides what is expired, so
             # float rounding in the clock conversion cannot make disk and memory differ.
-            dead = [key for key, record in self._records.items() if record.expires_at <= now]
+            dead = self._expired(now)
             if not dead:
                 return 0
 
@@ -184,14 +175,8 @@ class SqliteStore(RecordStore):
 
             await self._db.write(delete)
             for key in dead:
-                del self._records[key]
+                self._release(key)
             return len(dead)
-
-    def __iter__(self) -> Iterator[Record]:
-        return iter(list(self._records.values()))
-
-    def __len__(self) -> int:
-        return len(self._records)
 
 
 class DataDir:
@@ -227,6 +212,8 @@ class DataDir:
         path: str | os.PathLike[str],
         *,
         max_records: int,
+        max_bytes: int = sys.maxsize,
+        max_per_origin: int = sys.maxsize,
         node_id: bytes | None = None,
         now: float | None = None,
         wall: float | None = None,
@@ -252,7 +239,12 @@ class DataDir:
         # caller's next one, after it holds the DataDir it must close.
         database = _Database(conn, directory / DB_FILENAME, lock_fd)
         store = SqliteStore(
-            database, max_records=max_records, clock_offset=wall - now, records=records
+            database,
+            max_records=max_records,
+            max_bytes=max_bytes,
+            max_per_origin=max_per_origin,
+            clock_offset=wall - now,
+            records=records,
         )
         return cls(database, stored_id, store, contacts)
 

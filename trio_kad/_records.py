@@ -9,7 +9,9 @@ returns.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+import sys
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 
@@ -27,18 +29,67 @@ class Record:
     """This node's own ``set`` created it, so this node republishes it (paper 2.5)."""
     cached: bool = False
     """A copy cached by a FIND_VALUE lookup (paper 2.3): shorter-lived, never replicated."""
+    origin: str = ""
+    """The IP address whose STORE brought it, for the per-publisher quota ("" when local).
+
+    Kept in memory only: after a restart, records count toward no address."""
 
 
 class RecordStore(abc.ABC):
-    """Where a node keeps the pairs it holds for the network."""
+    """Where a node keeps the pairs it holds for the network.
 
-    @abc.abstractmethod
+    Every store keeps its records in memory for synchronous reads, bounded by
+    a count, a total of value bytes, and a count per origin (the IP address
+    that sent the STORE), so no single publisher can fill a node.
+    """
+
+    def __init__(
+        self,
+        max_records: int,
+        *,
+        max_bytes: int = sys.maxsize,
+        max_per_origin: int = sys.maxsize,
+        records: Iterable[Record] = (),
+    ) -> None:
+        self._records: dict[bytes, Record] = {}
+        self._max_records = max_records
+        self._max_bytes = max_bytes
+        self._max_per_origin = max_per_origin
+        self._bytes = 0
+        self._per_origin: Counter[str] = Counter()
+        for record in records:
+            self._hold(record)
+
     def get(self, key: bytes, now: float) -> Record | None:
         """The live record under ``key``, or ``None`` (expired records count as absent)."""
+        record = self._records.get(key)
+        if record is None or record.expires_at <= now:
+            return None
+        return record
+
+    def admits(self, record: Record) -> bool:
+        """Would ``put(record)`` be within the quotas now?"""
+        old = self._records.get(record.key)
+        if old is None and len(self._records) >= self._max_records:
+            return False
+        freed = 0 if old is None else len(old.value)
+        if self._bytes - freed + len(record.value) > self._max_bytes:
+            return False
+        origin = record.origin
+        return (
+            not origin
+            or (old is not None and old.origin == origin)
+            or self._per_origin[origin] < self._max_per_origin
+        )
+
+    @property
+    def value_bytes(self) -> int:
+        """Bytes of values held."""
+        return self._bytes
 
     @abc.abstractmethod
     async def put(self, record: Record) -> bool:
-        """Store or replace; ``False`` when a quota refuses a new key. Durable on return."""
+        """Store or replace; ``False`` when a quota refuses it. Durable on return."""
 
     @abc.abstractmethod
     async def remove(self, key: bytes) -> bool:
@@ -48,59 +99,51 @@ class RecordStore(abc.ABC):
     async def expire(self, now: float) -> int:
         """Drop every record whose ``expires_at`` has passed; return how many."""
 
-    @abc.abstractmethod
     def __iter__(self) -> Iterator[Record]:
         """A snapshot of every record held, expired ones included until ``expire`` runs."""
-
-    @abc.abstractmethod
-    def __len__(self) -> int: ...
-
-
-class MemoryStore(RecordStore):
-    """Records in a dict, bounded in count. Nothing survives the process."""
-
-    def __init__(self, max_records: int) -> None:
-        self._records: dict[bytes, Record] = {}
-        self._max_records = max_records
-
-    def get(self, key: bytes, now: float) -> Record | None:
-        record = self._records.get(key)
-        if record is None or record.expires_at <= now:
-            return None
-        return record
-
-    def admits(self, key: bytes) -> bool:
-        """Would ``put`` accept a record under ``key`` now?"""
-        return key in self._records or len(self._records) < self._max_records
-
-    async def put(self, record: Record) -> bool:
-        return self.put_now(record)
-
-    def put_now(self, record: Record) -> bool:
-        """``put`` without waiting: memory needs no commit."""
-        if not self.admits(record.key):
-            return False
-        self._records[record.key] = record
-        return True
-
-    async def remove(self, key: bytes) -> bool:
-        return self.remove_now(key)
-
-    def remove_now(self, key: bytes) -> bool:
-        return self._records.pop(key, None) is not None
-
-    async def expire(self, now: float) -> int:
-        return len(self.expire_now(now))
-
-    def expire_now(self, now: float) -> list[bytes]:
-        """Drop expired records; return their keys."""
-        dead = [key for key, record in self._records.items() if record.expires_at <= now]
-        for key in dead:
-            del self._records[key]
-        return dead
-
-    def __iter__(self) -> Iterator[Record]:
         return iter(list(self._records.values()))
 
     def __len__(self) -> int:
         return len(self._records)
+
+    # Bookkeeping for subclasses: call once the record is safely kept (or gone).
+
+    def _hold(self, record: Record) -> None:
+        self._release(record.key)
+        self._records[record.key] = record
+        self._bytes += len(record.value)
+        if record.origin:
+            self._per_origin[record.origin] += 1
+
+    def _release(self, key: bytes) -> bool:
+        old = self._records.pop(key, None)
+        if old is None:
+            return False
+        self._bytes -= len(old.value)
+        if old.origin:
+            self._per_origin[old.origin] -= 1
+            if not self._per_origin[old.origin]:
+                del self._per_origin[old.origin]
+        return True
+
+    def _expired(self, now: float) -> list[bytes]:
+        return [key for key, record in self._records.items() if record.expires_at <= now]
+
+
+class MemoryStore(RecordStore):
+    """Records in memory only. Nothing survives the process."""
+
+    async def put(self, record: Record) -> bool:
+        if not self.admits(record):
+            return False
+        self._hold(record)
+        return True
+
+    async def remove(self, key: bytes) -> bool:
+        return self._release(key)
+
+    async def expire(self, now: float) -> int:
+        dead = self._expired(now)
+        for key in dead:
+            self._release(key)
+        return len(dead)

@@ -1,0 +1,63 @@
+"""Config validates every field at construction."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from trio_kad import Config
+
+NUMERIC = [f.name for f in dataclasses.fields(Config) if f.name != "diversity_exempt"]
+
+
+def test_defaults_follow_the_paper() -> None:
+    config = Config()
+    assert (config.k, config.alpha) == (20, 3)
+    assert config.refresh_interval == config.replicate_interval == 3600
+    assert config.republish_interval == config.expire_interval == 86400
+    assert config.max_frame_size == 1024 * 1024
+    assert config.max_value_size == 64 * 1024
+
+
+@pytest.mark.parametrize("name", NUMERIC)
+@pytest.mark.parametrize("bad", [0, -1])
+def test_every_number_must_be_positive(name: str, bad: int) -> None:
+    with pytest.raises(ValueError, match=name):
+        Config(**{name: bad})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", NUMERIC)
+def test_every_number_must_be_a_number(name: str) -> None:
+    with pytest.raises(TypeError, match=name):
+        Config(**{name: True})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=name):
+        Config(**{name: "3"})  # type: ignore[arg-type]
+
+
+def test_int_fields_refuse_floats() -> None:
+    with pytest.raises(TypeError, match="k"):
+        Config(k=2.5)  # type: ignore[arg-type]
+
+
+def test_cross_field_rules() -> None:
+    with pytest.raises(ValueError, match="alpha"):
+        Config(k=2, alpha=3)
+    with pytest.raises(ValueError, match="max_frame_size"):
+        Config(max_value_size=1024 * 1024)
+
+
+def test_diversity_exempt_takes_networks() -> None:
+    assert Config(diversity_exempt=("10.0.0.0/8", "fd00::/8")).diversity_exempt[0] == "10.0.0.0/8"
+    with pytest.raises(ValueError, match="diversity_exempt"):
+        Config(diversity_exempt=("not a network",))
+    with pytest.raises(TypeError, match="diversity_exempt"):
+        Config(diversity_exempt=["127.0.0.0/8"])  # type: ignore[arg-type]
+
+
+def test_replace_validates_again() -> None:
+    assert Config().replace(k=5).k == 5
+    with pytest.raises(ValueError):
+        Config().replace(k=0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Config().k = 3  # type: ignore[misc]
