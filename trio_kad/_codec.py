@@ -123,7 +123,8 @@ def _check_encode_id(value: object, what: str) -> bytes:
     return value
 
 
-def _valid_host(host: object) -> bool:
+def valid_host(host: object) -> bool:
+    """Can ``host`` travel in a contact (1..253 printable ASCII characters, no spaces)?"""
     # Printable ASCII without spaces: a DNS name or an IP literal, safe to log.
     return (
         type(host) is str
@@ -136,7 +137,7 @@ def _valid_host(host: object) -> bool:
 
 def _encode_contact(contact: Contact) -> list[object]:
     _check_encode_id(contact.node_id, "contact id")
-    if not _valid_host(contact.host):
+    if not valid_host(contact.host):
         raise ValueError(f"contact host must be 1..{MAX_HOST_LENGTH} printable ASCII characters")
     _check_uint(contact.port, 1, 65535, "contact port")
     return [contact.node_id, contact.host, contact.port]
@@ -301,7 +302,7 @@ class _Fields:
             node_id, host, port = item
             if type(node_id) is not bytes or len(node_id) != ID_BYTES:
                 self.fail(f"a contact id must be {ID_BYTES} bytes")
-            if not _valid_host(host):
+            if not valid_host(host):
                 self.fail(f"a contact host must be 1..{MAX_HOST_LENGTH} printable ASCII characters")
             contacts.append(Contact(node_id, host, self.port(port, "a contact port")))
         return tuple(contacts)

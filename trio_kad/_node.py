@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from ._codec import valid_host
 from ._config import Config
 from ._errors import BootstrapError, DataDirError, TransportError
 from ._ids import Address, Contact, distance, random_id_at_distance
@@ -218,7 +219,8 @@ class Node:
 
     def saw_alive(self, contact: Contact) -> None:
         """A contact answered us or sent a valid request: record it in the table."""
-        if contact.node_id == self.node_id:
+        if contact.node_id == self.node_id or not valid_host(contact.host):
+            # A contact we could never pass on in a reply must not enter the table.
             return
         result = self.table.update(contact, trio.current_time())
         if isinstance(result, PingOldest):
