@@ -270,3 +270,27 @@ async def test_one_failure_does_not_evict_without_a_replacement(
             assert victim.node_id in node.table, attempt
             assert await node.rpc(victim, Ping()) is None
         assert victim.node_id not in node.table
+
+
+async def test_a_peer_answering_with_another_id_is_banned(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_simulation(10, seed=17) as sim:
+        assert sim.network is not None
+        node = sim.nodes[0]._node
+        victim = sim.nodes[5]
+        contact = node.table.get(victim.node_id)
+        assert contact is not None
+        sim.stop_node(victim)
+        await trio.sleep(1)
+        # Someone else takes over the address and answers under its own id.
+        async with open_dht(port=contact.port, transport=sim.network.transport()):
+            assert await node.rpc(contact, Ping()) is None
+            now = trio.current_time()
+            assert contact.node_id not in node.table
+            assert node.table.banned(contact.node_id, now)
+            node.saw_alive(contact)
+            assert contact.node_id not in node.table
+            await trio.sleep(sim.config.ban_duration + 1)
+            node.saw_alive(contact)
+            assert contact.node_id in node.table

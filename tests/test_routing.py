@@ -85,6 +85,7 @@ class RoutingMachine(RuleBasedStateMachine):
         self.failures: dict[bytes, int] = {}
         self.protected: set[bytes] = set()  # among the k closest when offered
         self.pending_pings: list[Contact] = []
+        self.bans: dict[bytes, float] = {}  # node id -> banned until
 
     @initialize()
     def start(self) -> None:
@@ -104,6 +105,11 @@ class RoutingMachine(RuleBasedStateMachine):
             self.offered.append(node_id)
         if node_id == OWN:
             assert result == Ignored("own id")
+            return
+        if self.now < self.bans.get(node_id, -1.0):
+            assert result == Ignored("banned")
+            assert node_id not in self.table
+            assert self._cached_ids() == cached_before
             return
         if known is not None:
             if known == c or self.failures.get(node_id, 0) > 0:
@@ -206,6 +212,22 @@ class RoutingMachine(RuleBasedStateMachine):
         assert node_id not in self.table
         assert node_id not in self._cached_ids()
 
+    @precondition(lambda self: self.offered)
+    @rule(data=st.data(), duration=st.integers(0, 4))
+    def ban(self, data: st.DataObject, duration: int) -> None:
+        node_id = data.draw(st.sampled_from(self.offered))
+        replacements = self.table.bucket_for(node_id).replacements
+        self.bans[node_id] = self.now + duration
+        removed = self.table.ban(node_id, self.now + duration)
+        if node_id in self.model:
+            assert removed == self.model[node_id]
+            self._removed(node_id, replacements)
+        else:
+            assert removed is None
+        assert node_id not in self.table
+        assert node_id not in self._cached_ids()
+        assert self.table.banned(node_id, self.now) == (duration > 0)
+
     @precondition(lambda self: self.pending_pings)
     @rule()
     def ping_answered(self) -> None:
@@ -286,9 +308,13 @@ def test_closest_matches_brute_force(seed: int, count: int, target_seed: int) ->
 # --- unit tests: eviction, conflicts, refresh ---------------------------------------
 
 
-def far_table(k: int = 2, **kwargs: int) -> tuple[RoutingTable, list[Contact]]:
+def far_table(
+    k: int = 2, *, replacement_cache_size: int = 20, max_failures: int = 3
+) -> tuple[RoutingTable, list[Contact]]:
     """A table whose far bucket [2**255, 2**256) is full and may not split."""
-    table = RoutingTable(OWN, k=k, **kwargs)
+    table = RoutingTable(
+        OWN, k=k, replacement_cache_size=replacement_cache_size, max_failures=max_failures
+    )
     table.update(contact(at_distance(1)), 0.0)  # forces the own bucket to split away
     table.update(contact(at_distance(2)), 0.0)
     fars = [contact(at_distance(2**255 + i)) for i in range(k)]

@@ -100,6 +100,10 @@ class Node:
             replacement_cache_size=config.replacement_cache_size,
             max_failures=config.max_failures,
             now=trio.current_time(),
+            # One host (one /24 or /48) may hold only a few places per bucket,
+            # so it cannot fill the table with ids it made up.
+            max_per_subnet=config.max_contacts_per_subnet,
+            exempt=config.diversity_exempt,
         )
         self.records: RecordStore = (
             store
@@ -264,8 +268,14 @@ class Node:
                 reply = await self.transport.request(contact.address, self.node_id, self.port, body)
             except TransportError as exc:
                 log.debug("rpc to %r failed: %s", contact, exc)
-        if reply is None or reply.sender_id != contact.node_id:
+        if reply is None:
             self.table.mark_failed(contact.node_id)
+            return None
+        if reply.sender_id != contact.node_id:
+            # Whoever answers there is not who it claimed to be (or no longer is):
+            # drop the contact and refuse it for a while.
+            log.debug("%r answered as %s; banned", contact, reply.sender_id.hex()[:12])
+            self.table.ban(contact.node_id, trio.current_time() + self.config.ban_duration)
             return None
         self.saw_alive(contact)
         return reply.body

@@ -7,12 +7,27 @@ Pure bookkeeping, no I/O: when a full bucket needs its oldest contact pinged,
 Buckets are ranges of XOR distance from the own id, ``[low, high)``: aligned
 power-of-two intervals that together partition ``[0, 2**256)``. The table starts
 with one bucket covering everything and splits buckets as they overflow.
+
+Two defences against routing-table poisoning (the paper assumes honest nodes;
+these follow go-libp2p-kbucket's diversity filter and common ban practice):
+
+- Subnet diversity: with ``max_per_subnet`` set, a bucket holds at most that
+  many contacts whose host lies in one /24 (IPv4) or /48 (IPv6) network, and
+  its replacement cache at most that many candidates per network too, so one
+  host (or one cheap block of addresses) minting many node ids cannot fill a
+  bucket. Hosts in the ``exempt`` networks (loopback, private test nets) and
+  hosts that are not IP literals (DNS names: we cannot tell where they point)
+  are not limited. IPv4-mapped IPv6 addresses count as their IPv4 address.
+- Bans: ``ban(node_id, until)`` drops a contact that misbehaved and refuses it
+  until ``until``; the ban list is bounded, oldest ban dropped first.
 """
 
 from __future__ import annotations
 
 import heapq
+import ipaddress
 from bisect import bisect_right
+from collections import OrderedDict
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -27,7 +42,32 @@ __all__ = [
     "RoutingTable",
     "UpdateResult",
     "Updated",
+    "subnet_group",
 ]
+
+_IPV6_TAG = 1 << 128  # keeps IPv6 group keys apart from IPv4 ones (all below 2**24)
+_GROUP_CACHE_SIZE = 4096  # parsed hosts remembered per table; ipaddress parsing is slow
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def subnet_group(host: str, exempt: Iterable[Network] = ()) -> int | None:
+    """The diversity group of ``host``: its /24 (IPv4) or /48 (IPv6) network as an int.
+
+    ``None`` when the host is not limited: it is not an IP literal (a DNS
+    name) or it lies in one of the ``exempt`` networks.
+    """
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # one host, one group, however it is written
+    if any(ip in network for network in exempt):
+        return None
+    if isinstance(ip, ipaddress.IPv4Address):
+        return int(ip) >> 8
+    return _IPV6_TAG | (int(ip) >> 80)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +95,12 @@ class PingOldest:
 
 @dataclass(frozen=True, slots=True)
 class Ignored:
-    """The contact was not recorded: it is our own id, or ``reason`` explains why."""
+    """The contact was not recorded: ``reason`` says why.
+
+    One of ``"own id"``, ``"address conflict"`` (another address holds the id
+    and still answers), ``"subnet full"`` (its /24 or /48 already has its share
+    of the bucket) or ``"banned"``.
+    """
 
     reason: str
 
@@ -76,14 +121,17 @@ class ContactInfo:
 class _Entry:
     """Mutable per-contact state; never handed out (``ContactInfo`` is the public view)."""
 
-    __slots__ = ("contact", "distance", "failures", "id_int", "last_seen")
+    __slots__ = ("contact", "distance", "failures", "group", "id_int", "last_seen")
 
-    def __init__(self, contact: Contact, distance: int, last_seen: float) -> None:
+    def __init__(
+        self, contact: Contact, distance: int, last_seen: float, group: int | None
+    ) -> None:
         self.contact = contact
         self.id_int = id_to_int(contact.node_id)
         self.distance = distance  # from the own id, fixed for the entry's life
         self.last_seen = last_seen
         self.failures = 0
+        self.group = group  # subnet_group(contact.host), or None when not limited
 
     def info(self) -> ContactInfo:
         return ContactInfo(self.contact, self.last_seen, self.failures)
@@ -152,6 +200,12 @@ class RoutingTable:
     contains the own id, or (relaxed splitting) when the new contact would be
     among the ``k`` contacts closest to the own id, so that the own neighbourhood
     is always complete even when ids are unevenly spread.
+
+    ``max_per_subnet`` (``None``: no limit) caps the contacts per bucket, and the
+    candidates per replacement cache, whose host lies in one /24 (IPv4) or /48
+    (IPv6) network; hosts in ``exempt`` (network strings such as
+    ``"127.0.0.0/8"``) and DNS names are not limited. ``max_bans`` bounds the
+    ban list.
     """
 
     def __init__(
@@ -162,6 +216,9 @@ class RoutingTable:
         replacement_cache_size: int = 20,
         max_failures: int = 3,
         now: float = 0.0,
+        max_per_subnet: int | None = None,
+        exempt: Iterable[str] = (),
+        max_bans: int = 1024,
     ) -> None:
         check_id(own_id, "own_id")
         if k < 1:
@@ -170,6 +227,19 @@ class RoutingTable:
             raise ValueError("replacement_cache_size must be >= 0")
         if max_failures < 1:
             raise ValueError("max_failures must be >= 1")
+        if max_per_subnet is not None and max_per_subnet < 1:
+            raise ValueError("max_per_subnet must be >= 1 or None")
+        if max_bans < 1:
+            raise ValueError("max_bans must be >= 1")
+        if isinstance(exempt, str):
+            raise TypeError("exempt must be an iterable of network strings, not one string")
+        self._max_per_subnet = max_per_subnet
+        self._exempt: tuple[Network, ...] = tuple(ipaddress.ip_network(n) for n in exempt)
+        # host -> subnet_group(host), bounded: parsing is the slow part of a new contact
+        self._groups: OrderedDict[str, int | None] = OrderedDict()
+        self._max_bans = max_bans
+        # node id -> banned until, oldest ban first
+        self._bans: OrderedDict[bytes, float] = OrderedDict()
         self._own_id = own_id
         self._own_int = id_to_int(own_id)
         self._k = k
@@ -221,6 +291,11 @@ class RoutingTable:
         """Every contact in a bucket, nearest buckets first."""
         return [e.contact for b in self._buckets for e in b._entries]
 
+    def banned(self, node_id: bytes, now: float) -> bool:
+        """Whether ``node_id`` is banned at time ``now``."""
+        until = self._bans.get(node_id)
+        return until is not None and now < until
+
     def closest(
         self, target: bytes, count: int, *, exclude: Container[bytes] = frozenset()
     ) -> list[Contact]:
@@ -242,6 +317,12 @@ class RoutingTable:
         node_id = check_id(contact.node_id, "contact.node_id")
         if node_id == self._own_id:
             return Ignored("own id")
+        if self._bans:  # empty on an honest network: skip the lookup
+            until = self._bans.get(node_id)
+            if until is not None:
+                if now < until:
+                    return Ignored("banned")
+                del self._bans[node_id]
         entry = self._index.get(node_id)
         if entry is not None:
             return self._update_known(entry, contact, now)
@@ -252,30 +333,44 @@ class RoutingTable:
         if cached is not None:
             bucket = self._buckets[self._bucket_index(distance)]
             bucket._replacements.remove(cached)
-        entry = _Entry(contact, distance, now)
+        group = self._group(contact.host)
+        entry = _Entry(contact, distance, now, group)
         split_any = False
         while True:
             index = self._bucket_index(distance)
             bucket = self._buckets[index]
-            if len(bucket._entries) < self._k:
-                bucket._entries.append(entry)
-                self._index[node_id] = entry
-                result: UpdateResult = Added()
-                break
-            if bucket.high - bucket.low > 1 and (
-                bucket.low == 0 or self._closer_count(index, distance) < self._k
-            ):
+            full = len(bucket._entries) >= self._k
+            splittable = (
+                full
+                and bucket.high - bucket.low > 1
+                and (bucket.low == 0 or self._closer_count(index, distance) < self._k)
+            )
+            if splittable:
+                # A split evicts nobody; the cap is checked in the half it lands in.
                 self._split(index, now)
                 split_any = True
                 continue
+            if self._over_cap(group, bucket._entries):
+                # Neither a slot nor a place in the cache: a group at its share of the
+                # bucket must not wait there to take more of it later.
+                result: UpdateResult = Ignored("subnet full")
+                break
+            if not full:
+                bucket._entries.append(entry)
+                self._index[node_id] = entry
+                result = Added()
+                break
+            if self._over_cap(group, bucket._replacements):
+                result = Ignored("subnet full")
+                break
             self._add_replacement(bucket, entry)
             result = PingOldest(bucket._entries[0].contact)
             break
         if split_any:
             # Splitting may leave a half with room and cached candidates: use them.
             for bucket in self._buckets:
-                while bucket._replacements and len(bucket._entries) < self._k:
-                    self._promote(bucket)
+                while len(bucket._entries) < self._k and self._promote(bucket):
+                    pass
         return result
 
     def mark_failed(self, node_id: bytes) -> Contact | None:
@@ -292,7 +387,10 @@ class RoutingTable:
             return None
         entry.failures += 1
         bucket = self._buckets[self._bucket_index(entry.distance)]
-        if bucket._replacements or entry.failures >= self._max_failures:
+        if (
+            entry.failures >= self._max_failures
+            or self._pick_replacement(bucket, leaving=entry) is not None
+        ):
             self._drop(bucket, entry)
             return entry.contact
         return None
@@ -308,6 +406,21 @@ class RoutingTable:
             return None
         self._drop(self._buckets[self._bucket_index(entry.distance)], entry)
         return entry.contact
+
+    def ban(self, node_id: bytes, until: float) -> Contact | None:
+        """Drop ``node_id`` (as ``remove``) and refuse it in ``update`` until ``until``.
+
+        For a node that answered with garbage or lied about ids. Banning again
+        moves the end of the ban. The list keeps at most ``max_bans`` entries:
+        beyond that the oldest ban is lifted early, so a flood of fresh ids
+        cannot grow it without bound. Returns the contact if it was in a bucket.
+        """
+        check_id(node_id, "node_id")
+        self._bans[node_id] = until
+        self._bans.move_to_end(node_id)
+        if len(self._bans) > self._max_bans:
+            self._bans.popitem(last=False)
+        return self.remove(node_id)
 
     # --- refresh (paper section 2.3: buckets not looked up within an hour) ---
 
@@ -328,13 +441,44 @@ class RoutingTable:
     def _bucket_index(self, distance: int) -> int:
         return bisect_right(self._lows, distance) - 1
 
+    def _group(self, host: str) -> int | None:
+        if self._max_per_subnet is None:
+            return None
+        try:
+            return self._groups[host]
+        except KeyError:
+            pass
+        group = subnet_group(host, self._exempt)
+        if len(self._groups) >= _GROUP_CACHE_SIZE:
+            self._groups.popitem(last=False)  # oldest parsed first
+        self._groups[host] = group
+        return group
+
+    def _over_cap(
+        self, group: int | None, entries: list[_Entry], leaving: _Entry | None = None
+    ) -> bool:
+        """Whether ``entries`` (minus ``leaving``) already hold ``group``'s share."""
+        cap = self._max_per_subnet
+        if group is None or cap is None:
+            return False
+        count = 0
+        for e in entries:
+            if e.group == group and e is not leaving:
+                count += 1
+        return count >= cap
+
     def _update_known(self, entry: _Entry, contact: Contact, now: float) -> UpdateResult:
         bucket = self._buckets[self._bucket_index(entry.distance)]
         if contact != entry.contact:
             if entry.failures == 0:
                 # The entry we hold answers; a stranger claiming its id must not take it over.
                 return Ignored("address conflict")
-            entry.contact = contact  # the known address stopped answering: the node moved
+            # The known address stopped answering: the node moved, within its new group's share.
+            group = self._group(contact.host)
+            if group != entry.group and self._over_cap(group, bucket._entries, leaving=entry):
+                return Ignored("subnet full")
+            entry.contact = contact
+            entry.group = group
         bucket._entries.remove(entry)
         bucket._entries.append(entry)
         entry.last_seen = now
@@ -379,12 +523,22 @@ class RoutingTable:
     def _drop(self, bucket: Bucket, entry: _Entry) -> None:
         bucket._entries.remove(entry)
         del self._index[entry.contact.node_id]
-        if bucket._replacements:
-            self._promote(bucket)
+        self._promote(bucket)
 
-    def _promote(self, bucket: Bucket) -> None:
-        """Move the most recently seen replacement into ``bucket`` (which has room)."""
-        entry = bucket._replacements.pop()
+    def _pick_replacement(self, bucket: Bucket, leaving: _Entry | None = None) -> int | None:
+        """Index of the most recently seen candidate whose group has room once ``leaving`` goes."""
+        replacements = bucket._replacements
+        for position in range(len(replacements) - 1, -1, -1):
+            if not self._over_cap(replacements[position].group, bucket._entries, leaving):
+                return position
+        return None
+
+    def _promote(self, bucket: Bucket) -> bool:
+        """Move the best eligible replacement into ``bucket`` (which has room), if any."""
+        position = self._pick_replacement(bucket)
+        if position is None:
+            return False
+        entry = bucket._replacements.pop(position)
         del self._cached[entry.contact.node_id]
         entry.failures = 0
         # Slot it in by last-seen time so the bucket stays least-recently-seen first.
@@ -394,3 +548,4 @@ class RoutingTable:
             position -= 1
         entries.insert(position, entry)
         self._index[entry.contact.node_id] = entry
+        return True
