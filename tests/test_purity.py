@@ -7,7 +7,17 @@ from pathlib import Path
 
 import pytest
 
-CORE = ["_ids", "_config", "_errors", "_messages", "_codec", "_routing", "_lookup", "_records"]
+CORE = [
+    "_ids",
+    "_config",
+    "_errors",
+    "_messages",
+    "_codec",
+    "_routing",
+    "_lookup",
+    "_records",
+    "_limits",
+]
 FORBIDDEN = {"trio", "socket", "time", "asyncio", "os", "secrets", "threading", "selectors"}
 PACKAGE = Path(__file__).resolve().parent.parent / "trio_kad"
 

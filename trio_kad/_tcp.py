@@ -5,6 +5,12 @@ requests on it and reads replies; the side that accepted it reads requests and
 writes replies. Each peer address gets ONE outbound connection, shared by every
 RPC to that peer and multiplexed by request id, so a lookup's many small RPCs
 (paper section 2.3) do not pay a TCP handshake each.
+
+Inbound limits, all from ``Config``: frame size (from the length prefix),
+read/write deadlines, idle timeout, total inbound connections and connections
+per remote IP, requests in flight per connection, and a per-IP request rate.
+Over a limit a peer gets an OVERLOADED or TOO_LARGE reply where the stream is
+still intact, and is disconnected where it is not or where it keeps pushing.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from ._codec import FrameReader, UnsupportedFrameError, decode_frame, encode_fra
 from ._config import Config
 from ._errors import ProtocolError, TransportError
 from ._ids import ID_BYTES, Address
+from ._limits import RateLimiter
 from ._messages import (
     ErrorCode,
     ErrorReply,
@@ -38,6 +45,11 @@ _REQUEST_ID_MODULUS = 2**64
 # log, back off, and keep accepting rather than taking the node down.
 _ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 _ACCEPT_BACKOFF = 0.1
+# A peer refused this many times request_burst_per_ip in a row is not slowing
+# down: it ignores OVERLOADED, so answering it any further is wasted work.
+_REFUSALS_BEFORE_CLOSE = 4
+# Remote IPs whose request rate is tracked, per allowed inbound connection.
+_TRACKED_IPS_PER_CONNECTION = 4
 
 
 def error_reply_for(exc: ProtocolError) -> ErrorReply:
@@ -87,7 +99,16 @@ class _Connect:
 class _Inbound:
     """A connection a peer opened to us: we read requests and write replies."""
 
-    __slots__ = ("active", "last_activity", "remote", "scope", "send_lock", "stream")
+    __slots__ = (
+        "active",
+        "counted",
+        "last_activity",
+        "refused_in_row",
+        "remote",
+        "scope",
+        "send_lock",
+        "stream",
+    )
 
     def __init__(self, stream: trio.SocketStream, remote: Address, now: float) -> None:
         self.stream = stream
@@ -95,6 +116,9 @@ class _Inbound:
         self.send_lock = trio.Lock()
         self.active = 0
         self.last_activity = now
+        self.refused_in_row = 0  # requests refused by the rate limit since the last allowed one
+        self.counted = True  # still counted against the inbound limits
+        # Created up front so it can be cancelled (evicted) before its task starts.
         self.scope = trio.CancelScope()
 
 
@@ -189,6 +213,9 @@ class TcpTransport(Transport):
         self._outbound: dict[Address, _Outbound] = {}
         self._connecting: dict[Address, _Connect] = {}
         self._inbound_count = 0
+        # Open inbound connections by remote IP; each inner dict is in accept order.
+        self._inbound_by_ip: dict[str, dict[_Inbound, None]] = {}
+        self._rate_limiter = RateLimiter(1.0, 1.0, 1)
 
     # --- lifetime ------------------------------------------------------------
 
@@ -207,6 +234,11 @@ class TcpTransport(Transport):
             raise RuntimeError("TcpTransport.run() is already running")
         self._config = config
         self._local_id = node_id
+        self._rate_limiter = RateLimiter(
+            config.request_rate_per_ip,
+            config.request_burst_per_ip,
+            config.max_inbound_connections * _TRACKED_IPS_PER_CONNECTION,
+        )
         listeners: list[trio.SocketListener] = []
         try:
             if handler is not None:
@@ -432,31 +464,79 @@ class TcpTransport(Transport):
                 logger.debug("accept failed (%s); retrying shortly", exc)
                 await trio.sleep(_ACCEPT_BACKOFF)
                 continue
-            if self._inbound_count >= self._config.max_inbound_connections:
-                logger.debug("refusing inbound connection: at max_inbound_connections")
-                await trio.aclose_forcefully(stream)
-                continue
-            self._inbound_count += 1
-            self._stats.connections_opened += 1
-            self._stats.connections_open += 1
-            nursery.start_soon(self._serve_inbound, stream, handler)
-
-    async def _serve_inbound(self, stream: trio.SocketStream, handler: RequestHandler) -> None:
-        try:
             try:
                 peer = stream.socket.getpeername()
             except OSError:
-                return
+                # Reset before we got to it: nothing to serve.
+                await trio.aclose_forcefully(stream)
+                continue
             conn = _Inbound(stream, (str(peer[0]), int(peer[1])), trio.current_time())
+            refusal = self._admit_connection(conn)
+            if refusal is not None:
+                logger.debug("refusing inbound connection from %s: %s", _fmt(conn.remote), refusal)
+                self._stats.connections_refused += 1
+                await trio.aclose_forcefully(stream)
+                continue
+            self._inbound_count += 1
+            self._inbound_by_ip.setdefault(conn.remote[0], {})[conn] = None
+            self._stats.connections_opened += 1
+            self._stats.connections_open += 1
+            nursery.start_soon(self._serve_inbound, conn, handler)
+
+    def _admit_connection(self, conn: _Inbound) -> str | None:
+        """Make room for a new inbound connection; why it must be refused, or None."""
+        config = self._config
+        ip = conn.remote[0]
+        own = len(self._inbound_by_ip.get(ip, ()))
+        if own >= config.max_connections_per_ip:
+            return "at max_connections_per_ip"
+        if self._inbound_count < config.max_inbound_connections:
+            return None
+        # Full. Refusing the newcomer would let a few hosts that opened
+        # connections first lock everyone else out, so take a slot from the
+        # host holding the most instead, when it holds clearly more than the
+        # newcomer's host would (as go-libp2p's connection manager trims the
+        # heaviest peers first).
+        heaviest = max(self._inbound_by_ip.values(), key=len)
+        if len(heaviest) <= own + 1:
+            return "at max_inbound_connections"
+        # Its least recently active connection, preferring one with no request in flight.
+        victim = min(heaviest, key=lambda c: (c.active > 0, c.last_activity))
+        logger.debug("evicting inbound connection from %s for a fairer share", _fmt(victim.remote))
+        self._stats.connections_refused += 1
+        self._release(victim)
+        victim.scope.cancel()
+        return None
+
+    def _release(self, conn: _Inbound) -> None:
+        """Stop counting ``conn`` against the inbound limits (once)."""
+        if not conn.counted:
+            return
+        conn.counted = False
+        self._inbound_count -= 1
+        ip = conn.remote[0]
+        same_ip = self._inbound_by_ip.get(ip)
+        if same_ip is not None:
+            same_ip.pop(conn, None)
+            if not same_ip:
+                del self._inbound_by_ip[ip]
+
+    async def _serve_inbound(self, conn: _Inbound, handler: RequestHandler) -> None:
+        try:
             with conn.scope:
                 async with trio.open_nursery() as handlers:
                     if not await self._read_requests(conn, handler, handlers):
-                        handlers.cancel_scope.cancel()
+                        # No more reading, but the requests already accepted (at most
+                        # max_requests_per_connection) get their replies if that is
+                        # quick: garbage after a valid frame must not lose its answer.
+                        handlers.cancel_scope.deadline = (
+                            trio.current_time() + self._config.io_timeout
+                        )
                     # Else the peer finished sending: let running handlers reply.
         finally:
-            self._inbound_count -= 1
+            self._release(conn)
             self._stats.connections_open -= 1
-            await trio.aclose_forcefully(stream)
+            await trio.aclose_forcefully(conn.stream)
 
     async def _read_requests(
         self, conn: _Inbound, handler: RequestHandler, handlers: trio.Nursery
@@ -489,6 +569,8 @@ class TcpTransport(Transport):
             logger.debug("bad request from %s: %s", _fmt(conn.remote), exc)
             if exc.request_id is None:
                 return False
+            if not self._within_rate(conn):
+                return await self._refuse_over_rate(conn, exc.request_id)
             # The id is known, so the peer can match the error; the stream is intact.
             await self._send_reply(conn, exc.request_id, error_reply_for(exc))
             return True
@@ -497,6 +579,8 @@ class TcpTransport(Transport):
             logger.debug("reply frame from %s on an inbound connection", _fmt(conn.remote))
             return False
         stats.requests_received += 1
+        if not self._within_rate(conn):
+            return await self._refuse_over_rate(conn, frame.request_id)
         if conn.active >= self._config.max_requests_per_connection:
             await self._send_reply(
                 conn, frame.request_id, ErrorReply(ErrorCode.OVERLOADED, "too many requests")
@@ -505,6 +589,24 @@ class TcpTransport(Transport):
         conn.active += 1
         # One task per request: a slow handler must not hold up the others.
         handlers.start_soon(self._handle, conn, frame, handler)
+        return True
+
+    def _within_rate(self, conn: _Inbound) -> bool:
+        """Charge one request to the remote IP's token bucket: True when it is allowed."""
+        if self._rate_limiter.allow(conn.remote[0], trio.current_time()):
+            conn.refused_in_row = 0
+            return True
+        conn.refused_in_row += 1
+        return False
+
+    async def _refuse_over_rate(self, conn: _Inbound, request_id: int) -> bool:
+        """Answer OVERLOADED without calling the handler; False once the peer must go."""
+        self._stats.requests_refused += 1
+        limit = _REFUSALS_BEFORE_CLOSE * self._config.request_burst_per_ip
+        if conn.refused_in_row > limit:
+            logger.debug("closing %s: it ignores the request rate limit", _fmt(conn.remote))
+            return False
+        await self._send_reply(conn, request_id, ErrorReply(ErrorCode.OVERLOADED, "rate limited"))
         return True
 
     async def _handle(self, conn: _Inbound, frame: RequestFrame, handler: RequestHandler) -> None:

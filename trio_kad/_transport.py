@@ -30,6 +30,10 @@ class TransportStatistics:
     connections_opened: int = 0
     connections_open: int = 0
     protocol_errors: int = 0
+    connections_refused: int = 0
+    """Inbound connections closed at accept (a total or per-IP limit) or evicted to make room."""
+    requests_refused: int = 0
+    """Inbound requests answered OVERLOADED because their IP was over its rate."""
 
 
 class Transport(abc.ABC):
