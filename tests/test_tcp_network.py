@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import random
+from functools import partial
 
 import trio
 
 from trio_kad import Config, open_dht
+from trio_kad._ids import Contact
+from trio_kad._messages import Ping
 from trio_kad.testing import open_simulation
 
 
@@ -47,3 +50,25 @@ async def test_leaving_closes_the_listener() -> None:
         else:
             await stream.aclose()
             raise AssertionError("still listening after open_dht exited")
+
+
+async def test_a_peer_answering_garbage_is_banned() -> None:
+    async def garbage_server(stream: trio.SocketStream) -> None:
+        async with stream:
+            while await stream.receive_some(65536):
+                await stream.send_all(b"\x00\x00\x00\x05hello")
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(
+                partial(trio.serve_tcp, garbage_server, 0, host="127.0.0.1")
+            )
+            port = listeners[0].socket.getsockname()[1]
+            async with open_dht() as dht:
+                node = dht._node
+                liar = Contact(b"\x42" * 32, "127.0.0.1", port)
+                assert await node.rpc(liar, Ping()) is None
+                assert node.table.banned(liar.node_id, trio.current_time())
+                node.saw_alive(liar)
+                assert liar.node_id not in node.table
+            nursery.cancel_scope.cancel()

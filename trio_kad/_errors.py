@@ -19,6 +19,10 @@ class TransportError(DhtError):
     """A peer could not be reached, or closed the connection before replying."""
 
 
+class PeerMisbehaved(TransportError):
+    """A peer broke the protocol: it answered with garbage, an oversized or unexpected frame."""
+
+
 class ProtocolError(DhtError):
     """Bytes received from the network are not a valid trio-kad message.
 

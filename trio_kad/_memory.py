@@ -21,7 +21,7 @@ import trio
 
 from ._codec import decode_frame, encode_frame
 from ._config import Config
-from ._errors import ProtocolError, TransportError
+from ._errors import PeerMisbehaved, ProtocolError, TransportError
 from ._ids import ID_BYTES, Address
 from ._messages import ErrorCode, ErrorReply, Reply, ReplyFrame, Request, RequestFrame
 from ._tcp import error_reply_for
@@ -264,15 +264,15 @@ class MemoryTransport(Transport):
         self._stats.bytes_received += len(reply_data)
         if len(reply_data) - 4 > self._config.max_frame_size:
             self._stats.protocol_errors += 1
-            raise TransportError(f"reply from {where} exceeds max_frame_size")
+            raise PeerMisbehaved(f"reply from {where} exceeds max_frame_size")
         try:
             reply = decode_frame(reply_data[4:])
         except ProtocolError as exc:
             self._stats.protocol_errors += 1
-            raise TransportError(f"undecodable reply from {where}: {exc}") from exc
+            raise PeerMisbehaved(f"undecodable reply from {where}: {exc}") from exc
         if not isinstance(reply, ReplyFrame) or reply.request_id != request_id:
             self._stats.protocol_errors += 1
-            raise TransportError(f"unexpected frame from {where}")
+            raise PeerMisbehaved(f"unexpected frame from {where}")
         return reply
 
     async def _serve(self, data: bytes, sender_host: str) -> bytes | None:

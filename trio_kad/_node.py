@@ -13,7 +13,7 @@ import trio
 
 from ._codec import valid_host
 from ._config import Config
-from ._errors import BootstrapError, DataDirError, TransportError
+from ._errors import BootstrapError, DataDirError, PeerMisbehaved, TransportError
 from ._ids import Address, Contact, distance, random_id_at_distance
 from ._lookup import Done, Lookup, Query
 from ._messages import (
@@ -266,19 +266,28 @@ class Node:
         with trio.move_on_after(self.config.rpc_timeout):
             try:
                 reply = await self.transport.request(contact.address, self.node_id, self.port, body)
+            except PeerMisbehaved as exc:
+                # Garbage or an unexpected frame: nothing it says can be trusted, so
+                # it leaves the table and may not come back for a while.
+                log.debug("rpc to %r: %s; banned", contact, exc)
+                self.ban(contact)
+                return None
             except TransportError as exc:
                 log.debug("rpc to %r failed: %s", contact, exc)
         if reply is None:
             self.table.mark_failed(contact.node_id)
             return None
         if reply.sender_id != contact.node_id:
-            # Whoever answers there is not who it claimed to be (or no longer is):
-            # drop the contact and refuse it for a while.
+            # Whoever answers there is not who it claimed to be (or no longer is).
             log.debug("%r answered as %s; banned", contact, reply.sender_id.hex()[:12])
-            self.table.ban(contact.node_id, trio.current_time() + self.config.ban_duration)
+            self.ban(contact)
             return None
         self.saw_alive(contact)
         return reply.body
+
+    def ban(self, contact: Contact) -> None:
+        """Drop a lying or broken contact and refuse it for ``Config.ban_duration``."""
+        self.table.ban(contact.node_id, trio.current_time() + self.config.ban_duration)
 
     async def ping_address(self, address: Address) -> Contact | None:
         """Ping an address whose node id is not known yet (bootstrap peers)."""

@@ -24,7 +24,7 @@ import trio
 
 from ._codec import FrameReader, UnsupportedFrameError, decode_frame, encode_frame
 from ._config import Config
-from ._errors import ProtocolError, TransportError
+from ._errors import PeerMisbehaved, ProtocolError, TransportError
 from ._ids import ID_BYTES, Address
 from ._limits import RateLimiter
 from ._messages import (
@@ -62,18 +62,28 @@ def error_reply_for(exc: ProtocolError) -> ErrorReply:
 class _Waiter:
     """One caller waiting for the reply to one request."""
 
-    __slots__ = ("error", "event", "reply")
+    __slots__ = ("error", "event", "misbehaved", "reply")
 
     def __init__(self) -> None:
         self.event = trio.Event()
         self.reply: ReplyFrame | None = None
         self.error: str | None = None
+        self.misbehaved = False
 
 
 class _Outbound:
     """A connection we opened: we send requests and read replies."""
 
-    __slots__ = ("address", "closed", "last_activity", "pending", "scope", "send_lock", "stream")
+    __slots__ = (
+        "address",
+        "closed",
+        "last_activity",
+        "misbehaved",
+        "pending",
+        "scope",
+        "send_lock",
+        "stream",
+    )
 
     def __init__(self, address: Address, stream: trio.SocketStream, now: float) -> None:
         self.address = address
@@ -82,6 +92,7 @@ class _Outbound:
         self.pending: dict[int, _Waiter] = {}
         self.last_activity = now
         self.closed = False
+        self.misbehaved = False
         # Created up front so close() works even before the reader task starts.
         self.scope = trio.CancelScope()
 
@@ -326,7 +337,8 @@ class TcpTransport(Transport):
         finally:
             conn.pending.pop(request_id, None)
         if waiter.reply is None:
-            raise TransportError(waiter.error or f"connection to {_fmt(address)} closed")
+            error = waiter.error or f"connection to {_fmt(address)} closed"
+            raise PeerMisbehaved(error) if waiter.misbehaved else TransportError(error)
         return waiter.reply
 
     def _touch(self, conn: _Outbound) -> None:
@@ -400,6 +412,7 @@ class TcpTransport(Transport):
         for waiter in conn.pending.values():
             if waiter.reply is None:
                 waiter.error = error
+                waiter.misbehaved = conn.misbehaved
                 waiter.event.set()
         # The reader task owns the socket and closes it when its scope ends.
         conn.scope.cancel()
@@ -424,6 +437,7 @@ class TcpTransport(Transport):
                     return error
         except ProtocolError as exc:
             logger.debug("reply stream from %s: %s", _fmt(conn.address), exc)
+            conn.misbehaved = True
             return "oversized reply"
         return frames.end
 
@@ -436,10 +450,12 @@ class TcpTransport(Transport):
             # The peer is broken: nothing else it sends can be trusted.
             self._stats.protocol_errors += 1
             logger.debug("bad reply from %s: %s", _fmt(conn.address), exc)
+            conn.misbehaved = True
             return f"undecodable reply: {exc}"
         if not isinstance(frame, ReplyFrame):
             self._stats.protocol_errors += 1
             logger.debug("request from %s on an outbound connection", _fmt(conn.address))
+            conn.misbehaved = True
             return "peer sent a request on our connection"
         waiter = conn.pending.pop(frame.request_id, None)
         if waiter is None:
