@@ -159,6 +159,7 @@ class MemoryTransport(Transport):
     """One node's attachment to a ``MemoryNetwork``; create it with ``network.transport()``."""
 
     def __init__(self, network: MemoryNetwork) -> None:
+        super().__init__()
         self.network = network
         self.address: Address | None = None
         self._config = Config()
@@ -166,7 +167,6 @@ class MemoryTransport(Transport):
         self._local_id = bytes(ID_BYTES)
         self._handler: RequestHandler | None = None
         self._running = False
-        self._stats = TransportStatistics()
         self._next_request_id = 0
 
     async def run(
@@ -200,26 +200,6 @@ class MemoryTransport(Transport):
             self.address = None
             self._handler = None
             self._running = False
-
-    def statistics(self) -> TransportStatistics:
-        """A snapshot of the counters since the transport was created."""
-        return dataclasses.replace(self._stats)
-
-    async def request(
-        self,
-        address: Address,
-        sender_id: bytes,
-        sender_port: int | None,
-        body: Request,
-    ) -> ReplyFrame:
-        """Deliver one request through the network and wait for its reply."""
-        self._stats.requests_sent += 1
-        try:
-            return await self._request(address, sender_id, sender_port, body)
-        except BaseException:
-            # Cancellation counts too: for the node an RPC that timed out failed.
-            self._stats.requests_failed += 1
-            raise
 
     async def _request(
         self,

@@ -15,7 +15,6 @@ still intact, and is disconnected where it is not or where it keeps pushing.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import logging
 from collections.abc import Callable
@@ -35,7 +34,7 @@ from ._messages import (
     Request,
     RequestFrame,
 )
-from ._transport import RequestHandler, Transport, TransportStatistics
+from ._transport import RequestHandler, Transport
 
 logger = logging.getLogger("trio_kad.transport")
 
@@ -215,10 +214,10 @@ class TcpTransport(Transport):
     """Kademlia frames over TCP, with connection reuse, deadlines and limits from ``Config``."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._config = Config()
         self._local_id = bytes(ID_BYTES)
         self._nursery: trio.Nursery | None = None
-        self._stats = TransportStatistics()
         self._next_request_id = 0
         # Insertion order is recency order: a used connection is moved to the end.
         self._outbound: dict[Address, _Outbound] = {}
@@ -271,28 +270,7 @@ class TcpTransport(Transport):
             for listener in listeners:
                 await trio.aclose_forcefully(listener)
 
-    def statistics(self) -> TransportStatistics:
-        """A snapshot of the counters since the transport was created."""
-        return dataclasses.replace(self._stats)
-
     # --- client side -----------------------------------------------------------
-
-    async def request(
-        self,
-        address: Address,
-        sender_id: bytes,
-        sender_port: int | None,
-        body: Request,
-    ) -> ReplyFrame:
-        """Send one request over the pooled connection to ``address`` and wait for its reply."""
-        stats = self._stats
-        stats.requests_sent += 1
-        try:
-            return await self._request(address, sender_id, sender_port, body)
-        except BaseException:
-            # Cancellation counts too: for the node an RPC that timed out failed.
-            stats.requests_failed += 1
-            raise
 
     async def _request(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -46,6 +47,9 @@ class Transport(abc.ABC):
     ``run`` is active.
     """
 
+    def __init__(self) -> None:
+        self._stats = TransportStatistics()
+
     @abc.abstractmethod
     async def run(
         self,
@@ -64,7 +68,6 @@ class Transport(abc.ABC):
         listen).
         """
 
-    @abc.abstractmethod
     async def request(
         self,
         address: Address,
@@ -75,11 +78,28 @@ class Transport(abc.ABC):
         """Send one request to ``address`` and wait for its reply.
 
         Raises ``TransportError`` when the peer cannot be reached or the
-        connection fails before the reply arrives. Has no timeout of its own
-        beyond the transport's I/O deadlines: the caller bounds the wait with
-        a cancel scope.
+        connection fails before the reply arrives (``PeerMisbehaved`` when the
+        peer answered with garbage). Has no timeout of its own beyond the
+        transport's I/O deadlines: the caller bounds the wait with a cancel scope.
         """
+        self._stats.requests_sent += 1
+        try:
+            return await self._request(address, sender_id, sender_port, body)
+        except BaseException:
+            # Cancellation counts too: for the node an RPC that timed out failed.
+            self._stats.requests_failed += 1
+            raise
 
     @abc.abstractmethod
+    async def _request(
+        self,
+        address: Address,
+        sender_id: bytes,
+        sender_port: int | None,
+        body: Request,
+    ) -> ReplyFrame:
+        """``request`` without the counting: what each transport implements."""
+
     def statistics(self) -> TransportStatistics:
-        """Counters since the transport started."""
+        """A snapshot of the counters since the transport was created."""
+        return dataclasses.replace(self._stats)
