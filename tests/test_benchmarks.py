@@ -1,0 +1,44 @@
+"""Every benchmark runs and prints its JSON (tiny sizes; no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from clihelp import ROOT
+
+
+def bench(name: str, *args: str) -> dict[str, object]:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.mark.parametrize("transport", ["memory", "tcp"])
+def test_network_benchmark(transport: str) -> None:
+    data = bench(
+        "network", "--nodes", "12", "--ops", "5", "--transport", transport, "--churn", "0.25"
+    )
+    assert data["set"]["success"] == 1.0  # type: ignore[index]
+    assert data["get"]["success"] == 1.0  # type: ignore[index]
+    assert "get_after_churn" in data
+
+
+def test_churn_benchmark() -> None:
+    data = bench("churn", "--nodes", "20", "--keys", "10", "--hours", "2", "--churn", "0.1")
+    assert data["found_fraction"] == 1.0
+    assert data["nodes_left"] == data["nodes_joined"] == 4
+
+
+def test_abuse_benchmark() -> None:
+    data = bench("abuse", "--seconds", "3")
+    assert data["honest"]["success_rate"] == 1.0  # type: ignore[index]
