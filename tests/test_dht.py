@@ -18,6 +18,7 @@ from trio_kad import (
 )
 from trio_kad._ids import distance, key_id, random_id_at_distance
 from trio_kad._messages import FindValue, Ping
+from trio_kad._records import Record
 from trio_kad.testing import open_simulation
 
 
@@ -294,3 +295,36 @@ async def test_a_peer_answering_with_another_id_is_banned(
             await trio.sleep(sim.config.ban_duration + 1)
             node.saw_alive(contact)
             assert contact.node_id in node.table
+
+
+async def test_a_value_no_setter_could_make_is_refused_and_its_holder_banned(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_simulation(30, seed=18, config=Config(k=3)) as sim:
+        await sim.nodes[0].set("target", "real")
+        ident = key_id("target")
+        holders = [n for n in sim.nodes if n.get_local("target") is not None]
+        now = trio.current_time()
+        for holder in holders:  # every copy replaced by bytes that are not CBOR
+            await holder._node.records.put(Record(ident, b"\xff\xfe", now, now + 3600))
+        reader = next(n for n in sim.nodes if n not in holders and n is not sim.nodes[0])
+        assert await reader.get("target") is None
+        assert any(reader._node.table.banned(h.node_id, trio.current_time()) for h in holders)
+
+
+def test_values_decode_without_running_parsers() -> None:
+    import datetime
+
+    import cbor2
+
+    from trio_kad._codec import decode_value
+
+    when = datetime.datetime(2002, 3, 7, tzinfo=datetime.UTC)
+    assert decode_value(cbor2.dumps({"when": when, "set": {1, 2}})) == {"when": when, "set": {1, 2}}
+    regex = decode_value(cbor2.dumps(cbor2.CBORTag(35, "(a+)+$")))
+    assert regex == cbor2.CBORTag(35, "(a+)+$")
+    mime = decode_value(cbor2.dumps(cbor2.CBORTag(36, "Content-Type: text/plain\n\nhi")))
+    assert isinstance(mime, cbor2.CBORTag) and mime.tag == 36
+    for bad in (b"", b"\xff", cbor2.dumps(1) + b"\x00"):
+        with pytest.raises(ValueError):
+            decode_value(bad)

@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 import cbor2
 import trio
 
+from ._codec import decode_value
 from ._config import Config
 from ._errors import BootstrapError, StoreError
 from ._ids import Address, check_id, key_id
@@ -157,7 +158,7 @@ class Dht:
 
 
 def _decode(value: bytes) -> Any:
-    return cbor2.loads(value)
+    return decode_value(value)
 
 
 @asynccontextmanager

@@ -100,6 +100,37 @@ class _RefuseEveryTag(dict[int, Callable[..., Any]]):
 _SEMANTIC_DECODERS = _RefuseEveryTag(dict.fromkeys(_CBOR2_BUILTIN_TAGS, _refuse_tag))
 
 
+def _keep_tag(tag: int) -> Callable[[object, bool], cbor2.CBORTag]:
+    def keep(value: object, _immutable: bool) -> cbor2.CBORTag:
+        return cbor2.CBORTag(tag, value)
+
+    return keep
+
+
+# A user's value may carry any tag; these two would make cbor2 run a parser
+# (re.compile, the email package) on bytes a stranger chose, so they stay tags.
+_INERT_TAGS: dict[int, Callable[..., Any]] = {35: _keep_tag(35), 36: _keep_tag(36)}
+
+
+def decode_value(data: bytes) -> Any:
+    """A stored value (the setter's CBOR bytes) as Python data.
+
+    Honours the semantic tags a user may legitimately store (datetimes,
+    bignums, decimals, sets, shared references, ...) but never compiles a
+    regular expression (tag 35) or parses a MIME message (tag 36): those come
+    back as ``cbor2.CBORTag``. Raises ``ValueError`` for bytes that are not
+    exactly one CBOR item.
+    """
+    stream = io.BytesIO(data)
+    try:
+        value = cbor2.CBORDecoder(stream, semantic_decoders=_INERT_TAGS).decode()
+    except Exception as exc:
+        raise ValueError("stored value is not valid CBOR") from exc
+    if stream.tell() != len(data):
+        raise ValueError("stored value has trailing bytes")
+    return value
+
+
 class UnsupportedFrameError(ProtocolError):
     """A well-formed frame of another protocol version or an unknown message type.
 

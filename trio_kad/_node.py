@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from ._codec import valid_host
+from ._codec import decode_value, valid_host
 from ._config import Config
 from ._errors import BootstrapError, DataDirError, PeerMisbehaved, TransportError
 from ._ids import Address, Contact, distance, random_id_at_distance
@@ -285,6 +285,15 @@ class Node:
         self.saw_alive(contact)
         return reply.body
 
+    def _acceptable_value(self, value: bytes) -> bool:
+        if not value or len(value) > self.config.max_value_size:
+            return False
+        try:
+            decode_value(value)
+        except ValueError:
+            return False
+        return True
+
     def ban(self, contact: Contact) -> None:
         """Drop a lying or broken contact and refuse it for ``Config.ban_duration``."""
         self.table.ban(contact.node_id, trio.current_time() + self.config.ban_duration)
@@ -343,6 +352,11 @@ class Node:
                 if isinstance(reply, Nodes):
                     state.on_reply(contact.node_id, reply.contacts)
                 elif isinstance(reply, FoundValue) and want_value:
+                    if not self._acceptable_value(reply.value):
+                        # A value no setter could have made: the peer is lying.
+                        self.ban(contact)
+                        state.on_failure(contact.node_id)
+                        continue
                     value, found_at, ttl = reply.value, contact, reply.ttl
                     state.on_reply(contact.node_id, ())
                     state.finish()
