@@ -42,3 +42,8 @@ def test_churn_benchmark() -> None:
 def test_abuse_benchmark() -> None:
     data = bench("abuse", "--seconds", "3")
     assert data["honest"]["success_rate"] == 1.0  # type: ignore[index]
+
+
+def test_floor_benchmark() -> None:
+    data = bench("floor", "--rounds", "200", "--seconds", "0.3")
+    assert data
