@@ -222,11 +222,14 @@ def echo_in_subprocess(args: argparse.Namespace) -> dict[str, Any]:
 # --- (b) CBOR cost --------------------------------------------------------------
 
 
+REPEATS = 5
+
+
 def time_us(fn: Callable[[], object]) -> float:
-    """Best-of-5 microseconds per call."""
+    """Best of ``REPEATS`` runs, microseconds per call."""
     timer = timeit.Timer(fn)
-    number, _ = timer.autorange()
-    return min(timer.repeat(5, number)) / number * 1e6
+    number = timer.autorange()[0] if REPEATS > 1 else 100
+    return min(timer.repeat(REPEATS, number)) / number * 1e6
 
 
 def cbor_roundtrip(item: object) -> object:
@@ -364,7 +367,12 @@ def main() -> None:
         "--processes", action="store_true", help="also run the echo with the server in a subprocess"
     )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="timing runs per CBOR figure (best is kept)"
+    )
     args = parser.parse_args()
+    global REPEATS
+    REPEATS = args.repeats
     if args.serve:
         serve_forever()
         return

@@ -45,5 +45,5 @@ def test_abuse_benchmark() -> None:
 
 
 def test_floor_benchmark() -> None:
-    data = bench("floor", "--rounds", "200", "--seconds", "0.3")
+    data = bench("floor", "--rounds", "200", "--seconds", "0.3", "--repeats", "1")
     assert data
