@@ -47,3 +47,8 @@ def test_abuse_benchmark() -> None:
 def test_floor_benchmark() -> None:
     data = bench("floor", "--rounds", "200", "--seconds", "0.3", "--repeats", "1")
     assert data
+
+
+def test_scale_benchmark() -> None:
+    data = bench("scale", "--sizes", "40", "--lookups", "10")
+    assert data
