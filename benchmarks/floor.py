@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from typing import Any
 
 import cbor2
 import trio
+from _stats import percentiles
 
 import trio_kad
 from trio_kad import Config, TcpTransport
@@ -48,23 +48,6 @@ from trio_kad._messages import Frame, Nodes, Ping, Pong, Reply, ReplyFrame, Requ
 HOST = "127.0.0.1"
 NODE_ID = bytes(range(32))
 _RECEIVE_SIZE = 65536
-
-
-def percentiles(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {}
-    ordered = sorted(values)
-
-    def at(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-    return {
-        "mean": statistics.fmean(ordered),
-        "p50": at(0.50),
-        "p95": at(0.95),
-        "p99": at(0.99),
-        "max": ordered[-1],
-    }
 
 
 def ping_map(n: int) -> dict[str, object]:

@@ -14,34 +14,17 @@ import json
 import platform
 import random
 import resource
-import statistics
 import sys
 from dataclasses import asdict
 from typing import Any
 
 import cbor2
 import trio
+from _stats import percentiles
 
 import trio_kad
 from trio_kad import Config, MemoryNetwork
 from trio_kad.testing import open_simulation
-
-
-def percentiles(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {}
-    ordered = sorted(values)
-
-    def at(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-    return {
-        "mean": statistics.fmean(ordered),
-        "p50": at(0.50),
-        "p95": at(0.95),
-        "p99": at(0.99),
-        "max": ordered[-1],
-    }
 
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:

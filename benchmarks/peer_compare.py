@@ -36,25 +36,10 @@ import time
 from dataclasses import asdict
 from typing import Any
 
+from _stats import percentiles
+
 HOST = "127.0.0.1"
 IMPLS = ("trio-kad", "kademlia")
-
-
-def percentiles(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {}
-    ordered = sorted(values)
-
-    def at(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-    return {
-        "mean": statistics.fmean(ordered),
-        "p50": at(0.50),
-        "p95": at(0.95),
-        "p99": at(0.99),
-        "max": ordered[-1],
-    }
 
 
 class Plan:

@@ -23,7 +23,6 @@ import math
 import platform
 import random
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from typing import Any
 import cbor2
 import trio
 import trio.testing
+from _stats import percentiles
 
 import trio_kad
 from trio_kad import Config, MemoryNetwork
@@ -49,22 +49,6 @@ def rss_kb() -> int:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
-def percentiles(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {}
-    ordered = sorted(values)
-
-    def at(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-    return {
-        "mean": statistics.fmean(ordered),
-        "p50": at(0.50),
-        "p95": at(0.95),
-        "max": ordered[-1],
-    }
 
 
 async def grow(sim: Simulation, count: int, batch: int) -> None:
