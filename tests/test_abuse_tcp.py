@@ -37,7 +37,8 @@ SERVER_ID = b"\x01" * 32
 CLIENT_ID = b"\x02" * 32
 ATTACKER = "127.0.0.2"
 HONEST = "127.0.0.1"
-CONFIG = Config(idle_timeout=10.0, io_timeout=2.0)
+# The per-IP limits are under test, so loopback gets no exemption here.
+CONFIG = Config(idle_timeout=10.0, io_timeout=2.0, per_ip_exempt=())
 OVER_RATE = ErrorReply(ErrorCode.OVERLOADED, "rate limited")
 
 
@@ -228,6 +229,28 @@ async def test_flood_from_one_ip_gets_overloaded_others_served() -> None:
             # Over-rate refusals never reach the handler.
             assert handler.calls[ATTACKER] == len(answered)
             for peer in (attacker, second, honest):
+                await peer.aclose()
+
+
+async def test_exempt_hosts_skip_the_per_ip_limits() -> None:
+    # Many nodes on one machine talk to each other from one IP: no per-IP cap for them.
+    config = CONFIG.replace(
+        max_connections_per_ip=2,
+        request_rate_per_ip=2.0,
+        request_burst_per_ip=3,
+        per_ip_exempt=(f"{HONEST}/32",),
+    )
+    with trio.fail_after(5):
+        async with serving(config) as (server, address):
+            honest = [await Peer.open(HONEST, address) for _ in range(4)]
+            for index in range(20):
+                assert await honest[index % 4].ping(index) == Pong()
+            attackers = [await Peer.open(ATTACKER, address) for _ in range(3)]
+            assert await attackers[2].closed()
+            replies = [await attackers[0].ping(100 + index) for index in range(5)]
+            assert replies.count(OVER_RATE) >= 1
+            assert server.statistics().connections_refused == 1
+            for peer in [*honest, *attackers]:
                 await peer.aclose()
 
 
@@ -428,6 +451,7 @@ async def test_real_node_keeps_its_data_and_serves_through_abuse() -> None:
         max_connections_per_ip=20,
         max_frame_size=8192,
         max_value_size=4096,
+        per_ip_exempt=(),
     )
     with trio.fail_after(15):
         async with open_dht(config=config) as node:

@@ -8,7 +8,8 @@ import pytest
 
 from trio_kad import Config
 
-NUMERIC = [f.name for f in dataclasses.fields(Config) if f.name != "diversity_exempt"]
+NETWORKS = ("diversity_exempt", "per_ip_exempt")
+NUMERIC = [f.name for f in dataclasses.fields(Config) if f.name not in NETWORKS]
 
 
 def test_defaults_follow_the_paper() -> None:
@@ -47,12 +48,14 @@ def test_cross_field_rules() -> None:
         Config(max_value_size=1024 * 1024)
 
 
-def test_diversity_exempt_takes_networks() -> None:
-    assert Config(diversity_exempt=("10.0.0.0/8", "fd00::/8")).diversity_exempt[0] == "10.0.0.0/8"
-    with pytest.raises(ValueError, match="diversity_exempt"):
-        Config(diversity_exempt=("not a network",))
-    with pytest.raises(TypeError, match="diversity_exempt"):
-        Config(diversity_exempt=["127.0.0.0/8"])  # type: ignore[arg-type]
+@pytest.mark.parametrize("name", NETWORKS)
+def test_exemptions_take_networks(name: str) -> None:
+    config = Config(**{name: ("10.0.0.0/8", "fd00::/8")})  # type: ignore[arg-type]
+    assert getattr(config, name)[0] == "10.0.0.0/8"
+    with pytest.raises(ValueError, match=name):
+        Config(**{name: ("not a network",)})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=name):
+        Config(**{name: ["127.0.0.0/8"]})  # type: ignore[arg-type]
 
 
 def test_replace_validates_again() -> None:

@@ -224,6 +224,49 @@ async def test_value_lookup_does_not_wait_for_dead_contacts(
         assert trio.current_time() - start < (report.failures + 1) * config.rpc_timeout
 
 
+async def test_dead_contacts_cost_an_adaptive_timeout_not_rpc_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork(rng=random.Random(24), latency=0.005)
+    config = Config(k=8)
+    async with open_simulation(90, seed=24, config=config, network=network) as sim:
+        keys = [f"key-{i}" for i in range(20)]
+        for key in keys:
+            await sim.nodes[0].set(key, key)
+        rng = random.Random(24)
+        dead = rng.sample(sim.nodes[1:], 30)
+        for node in dead:
+            network.set_mode(node.address, "drop")
+        alive = [n for n in sim.nodes if n not in dead]
+        failures = 0
+        for key in keys:
+            reader = rng.choice(alive)
+            start = trio.current_time()
+            assert await reader.get(key) == key
+            report = reader.last_lookup
+            failures += 0 if report is None else report.failures
+            # A silent contact holds a lookup slot for the adaptive timeout only.
+            assert trio.current_time() - start < config.rpc_timeout
+        assert failures > 0
+
+
+async def test_value_held_by_the_first_contact_costs_one_rpc(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork(rng=random.Random(25), latency=0.005)
+    async with open_simulation(40, seed=25, network=network) as sim:
+        await sim.nodes[0].set("popular", 1)
+        queries = []
+        for reader in sim.nodes[1:]:
+            if reader.get_local("popular") is None:
+                assert await reader.get("popular") == 1
+                report = reader.last_lookup
+                assert report is not None
+                queries.append(report.queries)
+        # k = 20 of 40 nodes hold it: the contact asked first nearly always does.
+        assert queries and max(queries) == 1
+
+
 @pytest.mark.parametrize("oldest_answers", [True, False])
 async def test_full_bucket_pings_its_oldest_before_evicting(
     autojump_clock: trio.testing.MockClock, oldest_answers: bool

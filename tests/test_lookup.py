@@ -212,6 +212,23 @@ def test_strict_alpha_and_closest_first() -> None:
     assert lookup.next() == Wait()
 
 
+def test_lowered_parallelism_asks_one_then_widens_to_alpha() -> None:
+    ids = [int_to_id(d) for d in range(1, 11)]
+    lookup = Lookup(bytes(32), [contact(i) for i in ids], k=5, alpha=3)
+    lookup.parallelism = 1
+    assert [lookup.next(), lookup.next()] == [Query(contact(ids[0])), Wait()]
+    lookup.parallelism = 3
+    assert [lookup.next(), lookup.next(), lookup.next()] == [
+        Query(contact(ids[1])),
+        Query(contact(ids[2])),
+        Wait(),
+    ]
+    assert lookup.in_flight == 3
+    for bad in (0, 4):
+        with pytest.raises(ValueError, match="parallelism"):
+            lookup.parallelism = bad
+
+
 def test_failed_contact_is_dropped_for_good() -> None:
     target = bytes(32)
     a, b, c = (int_to_id(d) for d in (1, 2, 3))

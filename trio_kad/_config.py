@@ -21,6 +21,13 @@ class Config:
     """Most RPCs one lookup has in flight at once (strict parallelism)."""
     rpc_timeout: float = 2.0
     """How long one RPC may take, connecting included, before the peer counts as failed."""
+    min_rpc_timeout: float = 0.25
+    """Shortest wait for a lookup RPC; the wait adapts to the round-trip times seen.
+
+    A lookup gives up on a contact after the smoothed RTT plus four deviations
+    (RFC 6298), at least this and at most ``rpc_timeout``, so a dead contact
+    costs a lookup a fraction of a second rather than a full ``rpc_timeout``.
+    """
     io_timeout: float = 10.0
     """Deadline for reading or writing one whole frame once it has begun."""
     idle_timeout: float = 60.0
@@ -51,6 +58,15 @@ class Config:
     """Contacts per bucket from one /24 (IPv4) or /48 (IPv6) network (see ``diversity_exempt``)."""
     diversity_exempt: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     """Networks whose hosts are not subject to ``max_contacts_per_subnet`` (local test nets)."""
+    per_ip_exempt: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    """Networks whose hosts are not subject to the per-IP limits.
+
+    ``max_connections_per_ip``, ``request_rate_per_ip`` and ``max_records_per_ip``
+    exist so that one remote machine cannot take a node's share of everyone;
+    many nodes on one machine (loopback) are expected to talk to each other a lot.
+    Only 127.0.0.1 by default: other loopback addresses stay limited, so a
+    local test can still play a hostile host.
+    """
     ban_duration: float = 600.0
     """A peer that answers with garbage or lies about its id is ignored this long."""
     max_failures: int = 3
@@ -76,8 +92,8 @@ class Config:
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if field.name == "diversity_exempt":
-                _check_networks(value)
+            if field.name in ("diversity_exempt", "per_ip_exempt"):
+                _check_networks(field.name, value)
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise TypeError(f"Config.{field.name} must be a number, not {value!r}")
@@ -85,6 +101,8 @@ class Config:
                 raise TypeError(f"Config.{field.name} must be an int, not {value!r}")
             if not value > 0:
                 raise ValueError(f"Config.{field.name} must be > 0, got {value!r}")
+        if self.min_rpc_timeout > self.rpc_timeout:
+            raise ValueError("Config.min_rpc_timeout must not exceed Config.rpc_timeout")
         if self.alpha > self.k:
             raise ValueError(f"Config.alpha ({self.alpha}) must not exceed Config.k ({self.k})")
         if self.max_value_size + 1024 > self.max_frame_size:
@@ -95,11 +113,11 @@ class Config:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
 
-def _check_networks(value: object) -> None:
+def _check_networks(name: str, value: object) -> None:
     if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
-        raise TypeError("Config.diversity_exempt must be a tuple of network strings")
+        raise TypeError(f"Config.{name} must be a tuple of network strings")
     for network in value:
         try:
             ipaddress.ip_network(network)
         except ValueError as exc:
-            raise ValueError(f"Config.diversity_exempt: {exc}") from None
+            raise ValueError(f"Config.{name}: {exc}") from None

@@ -6,9 +6,11 @@ so the transport passes ``trio.current_time()`` and tests pass plain numbers.
 
 from __future__ import annotations
 
+import ipaddress
 from collections import OrderedDict
+from collections.abc import Iterable
 
-__all__ = ["RateLimiter", "TokenBucket"]
+__all__ = ["NetworkSet", "RateLimiter", "RttEstimator", "TokenBucket"]
 
 _EPSILON = 1e-9
 
@@ -87,3 +89,82 @@ class RateLimiter:
 
     def __contains__(self, key: object) -> bool:
         return key in self._buckets
+
+
+class NetworkSet:
+    """Answers "is this host in one of these networks?" quickly, for hosts seen again and again.
+
+    A host that is not an IP literal is in no network. Answers are memoised for
+    at most ``max_cached`` hosts (the least recently added forgotten first), so
+    the cache cannot grow with the number of addresses that ever connected.
+    """
+
+    __slots__ = ("_cache", "_max_cached", "_networks")
+
+    def __init__(self, networks: Iterable[str], max_cached: int = 4096) -> None:
+        if isinstance(networks, str):
+            raise TypeError("networks must be an iterable of network strings, not one string")
+        self._networks = tuple(ipaddress.ip_network(n) for n in networks)
+        self._max_cached = max_cached
+        self._cache: OrderedDict[str, bool] = OrderedDict()
+
+    def __contains__(self, host: object) -> bool:
+        if not isinstance(host, str) or not self._networks:
+            return False
+        known = self._cache.get(host)
+        if known is not None:
+            return known
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            inside = False
+        else:
+            inside = any(ip in network for network in self._networks)
+        self._cache[host] = inside
+        if len(self._cache) > self._max_cached:
+            self._cache.popitem(last=False)
+        return inside
+
+
+class RttEstimator:
+    """Smoothed round-trip time and its variation, as TCP keeps them (RFC 6298).
+
+    ``timeout()`` is how long a reply may reasonably take: the smoothed RTT
+    plus four times its mean deviation, kept within ``[floor, ceiling]``.
+    Until the first sample it is the ``ceiling``, since nothing is known yet.
+    """
+
+    __slots__ = ("ceiling", "floor", "rttvar", "samples", "srtt")
+
+    def __init__(self, floor: float, ceiling: float) -> None:
+        if not 0 < floor <= ceiling:
+            raise ValueError(f"RttEstimator needs 0 < floor <= ceiling, got {floor}, {ceiling}")
+        self.floor = floor
+        self.ceiling = ceiling
+        self.srtt = 0.0
+        self.rttvar = 0.0
+        self.samples = 0
+
+    def observe(self, rtt: float) -> None:
+        """Add one measured round trip (seconds); negative samples are ignored."""
+        if rtt < 0:
+            return
+        if self.samples == 0:
+            self.srtt = rtt
+            self.rttvar = rtt / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
+            self.srtt = 0.875 * self.srtt + 0.125 * rtt
+        self.samples += 1
+
+    def timeout(self) -> float:
+        """How long to wait for a reply before giving up on it."""
+        if self.samples == 0:
+            return self.ceiling
+        return min(self.ceiling, max(self.floor, self.srtt + 4 * self.rttvar))
+
+    def hedge_delay(self) -> float:
+        """How long to wait for one reply before asking a second contact as well."""
+        if self.samples == 0:
+            return self.floor
+        return min(self.timeout(), self.srtt + 2 * self.rttvar)

@@ -109,6 +109,7 @@ class Lookup:
         self._target_int = int.from_bytes(target, "big")
         self._k = k
         self._alpha = alpha
+        self._parallelism = alpha
         self._max_candidates = max_candidates
         self._excluded = frozenset(exclude)
         self._failed: set[bytes] = set()
@@ -152,7 +153,7 @@ class Lookup:
         if closest_unasked is None:
             # The k closest are answered or in flight: only a reply can change that.
             return Wait()
-        if self._in_flight >= self._alpha:
+        if self._in_flight >= self._parallelism:
             # Strict parallelism: never more than alpha RPCs in flight.
             return Wait()
         closest_unasked.state = _State.IN_FLIGHT
@@ -203,6 +204,22 @@ class Lookup:
     def target(self) -> bytes:
         """The id being looked up."""
         return self._target
+
+    @property
+    def parallelism(self) -> int:
+        """Most RPCs in flight from now on: ``alpha`` unless lowered (1..alpha).
+
+        A value lookup may start with 1 and widen to ``alpha`` when the first
+        contact is slow to answer (a hedged request), so a value the first
+        contact holds costs one RPC, not alpha.
+        """
+        return self._parallelism
+
+    @parallelism.setter
+    def parallelism(self, value: int) -> None:
+        if not 1 <= value <= self._alpha:
+            raise ValueError(f"parallelism must be in 1..{self._alpha}, got {value}")
+        self._parallelism = value
 
     @property
     def in_flight(self) -> int:

@@ -15,6 +15,7 @@ from ._codec import decode_value, valid_host
 from ._config import Config
 from ._errors import BootstrapError, DataDirError, PeerMisbehaved, TransportError
 from ._ids import Address, Contact, distance, random_id_at_distance
+from ._limits import NetworkSet, RttEstimator
 from ._lookup import Done, Lookup, Query
 from ._messages import (
     ErrorCode,
@@ -115,6 +116,9 @@ class Node:
             )
         )
         self.counters = NodeCounters()
+        self._per_ip_exempt = NetworkSet(config.per_ip_exempt)
+        self.rtt = RttEstimator(config.min_rpc_timeout, config.rpc_timeout)
+        """Round trips of answered RPCs: how long a lookup waits for a contact."""
         self.port: int | None = None
         self._nursery: trio.Nursery | None = None
         self._checking: set[bytes] = set()
@@ -161,7 +165,9 @@ class Node:
                 return FoundValue(record.value, _ttl_left(record, now))
             return Nodes(self._closest_for(body.key, frame.sender_id))
         if isinstance(body, Store):
-            return await self._accept_store(body, remote[0])
+            # Pairs from an exempt host count toward no per-IP quota.
+            origin = "" if remote[0] in self._per_ip_exempt else remote[0]
+            return await self._accept_store(body, origin)
         return ErrorReply(ErrorCode.UNSUPPORTED, "unknown request")
 
     def _closest_for(self, target: bytes, requester: bytes) -> tuple[Contact, ...]:
@@ -255,15 +261,18 @@ class Node:
 
     # --- outgoing RPCs ------------------------------------------------------
 
-    async def rpc(self, contact: Contact, body: Request) -> Reply | None:
-        """Send one request to a known contact under ``Config.rpc_timeout``.
+    async def rpc(
+        self, contact: Contact, body: Request, timeout: float | None = None
+    ) -> Reply | None:
+        """Send one request to a known contact under ``timeout`` (``Config.rpc_timeout``).
 
         Returns the reply, or ``None`` when the contact failed (timeout, transport
         error, or a reply from another id than the one asked), which counts
         against it in the routing table.
         """
         reply = None
-        with trio.move_on_after(self.config.rpc_timeout):
+        started = trio.current_time()
+        with trio.move_on_after(self.config.rpc_timeout if timeout is None else timeout):
             try:
                 reply = await self.transport.request(contact.address, self.node_id, self.port, body)
             except PeerMisbehaved as exc:
@@ -282,6 +291,9 @@ class Node:
             log.debug("%r answered as %s; banned", contact, reply.sender_id.hex()[:12])
             self.ban(contact)
             return None
+        if not isinstance(body, Store):
+            # STOREs may wait on a disk; the others measure the network and the peer.
+            self.rtt.observe(trio.current_time() - started)
         self.saw_alive(contact)
         return reply.body
 
@@ -318,8 +330,12 @@ class Node:
     async def lookup(self, target: bytes, *, want_value: bool = False) -> _Outcome:
         """Iterative lookup with at most ``alpha`` RPCs in flight.
 
-        For a value lookup the outstanding RPCs are cancelled the moment a value
-        arrives.
+        Each RPC waits at most the adaptive timeout of ``self.rtt``, so a dead
+        contact holds a slot for a moment, not ``rpc_timeout``. A value lookup
+        asks one contact first and widens to ``alpha`` once that contact is slower
+        than usual or answers without the value (a hedged request: the value is
+        usually held by the first contact asked, and then costs one RPC); its
+        outstanding RPCs are cancelled the moment a value arrives.
         """
         config = self.config
         started = trio.current_time()
@@ -332,13 +348,16 @@ class Node:
             exclude=(self.node_id,),
         )
         request: Request = FindValue(target) if want_value else FindNode(target)
+        if want_value:
+            state.parallelism = 1
         send, receive = trio.open_memory_channel[tuple[Contact, Reply | None]](config.alpha)
         value: bytes | None = None
         found_at: Contact | None = None
         ttl: int | None = None
+        timeout = self.rtt.timeout()
 
         async def ask(contact: Contact) -> None:
-            await send.send((contact, await self.rpc(contact, request)))
+            await send.send((contact, await self.rpc(contact, request, timeout)))
 
         async with send, receive, trio.open_nursery() as nursery:
             while True:
@@ -348,7 +367,17 @@ class Node:
                     step = state.next()
                 if isinstance(step, Done):
                     break
-                contact, reply = await receive.receive()
+                received: tuple[Contact, Reply | None] | None = None
+                if state.parallelism < config.alpha:
+                    with trio.move_on_after(self.rtt.hedge_delay()):
+                        received = await receive.receive()
+                    # Slow, or answered without the value: from now on ask alpha at once.
+                    state.parallelism = config.alpha
+                    if received is None:
+                        continue
+                else:
+                    received = await receive.receive()
+                contact, reply = received
                 if isinstance(reply, Nodes):
                     state.on_reply(contact.node_id, reply.contacts)
                 elif isinstance(reply, FoundValue) and want_value:

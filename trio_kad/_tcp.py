@@ -25,7 +25,7 @@ from ._codec import FrameReader, UnsupportedFrameError, decode_frame, encode_fra
 from ._config import Config
 from ._errors import PeerMisbehaved, ProtocolError, TransportError
 from ._ids import ID_BYTES, Address
-from ._limits import RateLimiter
+from ._limits import NetworkSet, RateLimiter
 from ._messages import (
     ErrorCode,
     ErrorReply,
@@ -78,13 +78,17 @@ class _Outbound:
         "closed",
         "last_activity",
         "misbehaved",
+        "owner",
         "pending",
         "scope",
         "send_lock",
         "stream",
     )
 
-    def __init__(self, address: Address, stream: trio.SocketStream, now: float) -> None:
+    def __init__(
+        self, owner: TcpTransport, address: Address, stream: trio.SocketStream, now: float
+    ) -> None:
+        self.owner = owner
         self.address = address
         self.stream = stream
         self.send_lock = trio.Lock()
@@ -94,6 +98,77 @@ class _Outbound:
         self.misbehaved = False
         # Created up front so close() works even before the reader task starts.
         self.scope = trio.CancelScope()
+
+
+def _descriptor_budget() -> int:
+    """Outbound connections all transports of this process may hold at once.
+
+    A quarter of the file-descriptor limit: when the peers live in the same
+    process (simulations, tests, benchmarks) each connection costs a
+    descriptor at both ends, and listeners and inbound connections from
+    elsewhere need the rest.
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Unix
+        return 1 << 16
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 16
+    return max(16, soft // 4)
+
+
+class _ProcessPool:
+    """Every outbound connection of every TcpTransport in this process, least recently used first.
+
+    ``Config.max_outbound_connections`` caps one node's pool; this caps the
+    sum, so a thousand nodes in one process share the descriptor limit
+    instead of running into it.
+    """
+
+    __slots__ = ("_budget", "conns")
+
+    def __init__(self) -> None:
+        self.conns: dict[_Outbound, None] = {}
+        self._budget: int | None = None
+
+    @property
+    def budget(self) -> int:
+        if self._budget is None:
+            self._budget = _descriptor_budget()
+        return self._budget
+
+    @budget.setter
+    def budget(self, value: int | None) -> None:
+        self._budget = value
+
+    def add(self, conn: _Outbound) -> None:
+        self.conns[conn] = None
+
+    def touch(self, conn: _Outbound) -> None:
+        if conn in self.conns:
+            del self.conns[conn]
+            self.conns[conn] = None
+
+    def discard(self, conn: _Outbound) -> None:
+        self.conns.pop(conn, None)
+
+    def make_room(self) -> None:
+        """Close the least recently used idle connection(s) while over the budget."""
+        excess = len(self.conns) - self.budget + 1
+        if excess <= 0:
+            return
+        idle: list[_Outbound] = []
+        for conn in self.conns:
+            if not conn.pending:
+                idle.append(conn)
+                if len(idle) == excess:
+                    break
+        for conn in idle:
+            conn.owner._close_outbound(conn, "process connection budget")
+
+
+_PROCESS_POOL = _ProcessPool()
 
 
 class _Connect:
@@ -226,6 +301,7 @@ class TcpTransport(Transport):
         # Open inbound connections by remote IP; each inner dict is in accept order.
         self._inbound_by_ip: dict[str, dict[_Inbound, None]] = {}
         self._rate_limiter = RateLimiter(1.0, 1.0, 1)
+        self._per_ip_exempt = NetworkSet(())
 
     # --- lifetime ------------------------------------------------------------
 
@@ -249,6 +325,7 @@ class TcpTransport(Transport):
             config.request_burst_per_ip,
             config.max_inbound_connections * _TRACKED_IPS_PER_CONNECTION,
         )
+        self._per_ip_exempt = NetworkSet(config.per_ip_exempt)
         listeners: list[trio.SocketListener] = []
         try:
             if handler is not None:
@@ -321,6 +398,7 @@ class TcpTransport(Transport):
 
     def _touch(self, conn: _Outbound) -> None:
         conn.last_activity = trio.current_time()
+        _PROCESS_POOL.touch(conn)
         # Move to the end: the dict's order is least to most recently used.
         if self._outbound.get(conn.address) is conn:
             del self._outbound[conn.address]
@@ -358,12 +436,13 @@ class TcpTransport(Transport):
             attempt.done.set()
 
     def _register(self, address: Address, stream: trio.SocketStream) -> _Outbound:
-        conn = _Outbound(address, stream, trio.current_time())
+        conn = _Outbound(self, address, stream, trio.current_time())
         nursery = self._nursery
         if nursery is None:
             stream.socket.close()
             raise TransportError("transport is not running")
         self._outbound[address] = conn
+        _PROCESS_POOL.add(conn)
         self._stats.connections_opened += 1
         self._stats.connections_open += 1
         nursery.start_soon(self._outbound_reader, conn)
@@ -371,6 +450,7 @@ class TcpTransport(Transport):
 
     def _make_room(self) -> None:
         """Close the least recently used idle connection when at max_outbound_connections."""
+        _PROCESS_POOL.make_room()
         if len(self._outbound) < self._config.max_outbound_connections:
             return
         for conn in self._outbound.values():
@@ -384,6 +464,7 @@ class TcpTransport(Transport):
         if conn.closed:
             return
         conn.closed = True
+        _PROCESS_POOL.discard(conn)
         if self._outbound.get(conn.address) is conn:
             del self._outbound[conn.address]
         error = f"connection to {_fmt(conn.address)} closed: {reason}"
@@ -482,7 +563,7 @@ class TcpTransport(Transport):
         config = self._config
         ip = conn.remote[0]
         own = len(self._inbound_by_ip.get(ip, ()))
-        if own >= config.max_connections_per_ip:
+        if own >= config.max_connections_per_ip and ip not in self._per_ip_exempt:
             return "at max_connections_per_ip"
         if self._inbound_count < config.max_inbound_connections:
             return None
@@ -587,7 +668,8 @@ class TcpTransport(Transport):
 
     def _within_rate(self, conn: _Inbound) -> bool:
         """Charge one request to the remote IP's token bucket: True when it is allowed."""
-        if self._rate_limiter.allow(conn.remote[0], trio.current_time()):
+        ip = conn.remote[0]
+        if ip in self._per_ip_exempt or self._rate_limiter.allow(ip, trio.current_time()):
             conn.refused_in_row = 0
             return True
         conn.refused_in_row += 1
