@@ -4,7 +4,8 @@
 
 Prints one JSON object on stdout and a short summary on stderr. ``--churn F``
 stops a fraction F of the nodes after the first pass and measures the gets
-again.
+again; with ``--churn-mode drop`` (memory transport) those nodes stay up but
+silently drop every message, so only timeouts reveal them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ from trio_kad import Config, MemoryNetwork
 from trio_kad.testing import open_simulation
 
 
+def wire_bytes(nodes: list[trio_kad.Dht]) -> int:
+    """Bytes the nodes have sent so far, all together."""
+    return sum(n.statistics().transport.bytes_sent for n in nodes)
+
+
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.seed)
     config = Config()
@@ -40,6 +46,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "transport": args.transport,
         "seed": args.seed,
         "churn": args.churn,
+        "churn_mode": args.churn_mode,
         "config": asdict(config),
         "versions": {
             "python": platform.python_version(),
@@ -61,6 +68,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         set_rpcs: list[float] = []
         set_rounds: list[float] = []
         set_ok = 0
+        bytes_before = wire_bytes(sim.nodes)
         t0 = clock()
         for key in keys:
             node = rng.choice(sim.nodes)
@@ -78,20 +86,23 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         set_elapsed = clock() - t0
         result["set"] = {
             "latency_ms": percentiles(set_ms),
+            "samples_ms": [round(ms, 3) for ms in set_ms],
             "ops_per_s": len(keys) / set_elapsed,
             "success": set_ok / len(keys),
             "lookup_rpcs": percentiles(set_rpcs),
             "lookup_rounds": percentiles(set_rounds),
+            "wire_bytes_per_op": (wire_bytes(sim.nodes) - bytes_before) / len(keys),
         }
 
-        async def gets(label: str) -> None:
+        async def gets(label: str, live: list[trio_kad.Dht]) -> None:
             get_ms: list[float] = []
             rpcs: list[float] = []
             rounds: list[float] = []
             found = 0
+            bytes_before = wire_bytes(sim.nodes)
             t0 = clock()
             for key in keys:
-                node = rng.choice(sim.nodes)
+                node = rng.choice(live)
                 before = node.last_lookup
                 begin = clock()
                 value = await node.get(key)
@@ -104,20 +115,27 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             elapsed = clock() - t0
             result[label] = {
                 "latency_ms": percentiles(get_ms),
+                "samples_ms": [round(ms, 3) for ms in get_ms],
                 "ops_per_s": len(keys) / elapsed,
                 "success": found / len(keys),
                 "lookup_rpcs": percentiles(rpcs),
                 "lookup_rounds": percentiles(rounds),
                 "served_locally": len(keys) - len(rpcs),
+                "wire_bytes_per_op": (wire_bytes(sim.nodes) - bytes_before) / len(keys),
             }
 
-        await gets("get")
+        await gets("get", sim.nodes)
         if args.churn > 0:
             victims = rng.sample(sim.nodes, int(len(sim.nodes) * args.churn))
             for node in victims:
-                sim.stop_node(node)
+                if args.churn_mode == "drop" and network is not None:
+                    network.set_mode(node.address, "drop")
+                else:
+                    sim.stop_node(node)
+            # Silent nodes are still in sim.nodes; the gets come from live ones.
+            live = [n for n in sim.nodes if n not in victims]
             await trio.sleep(0)
-            await gets("get_after_churn")
+            await gets("get_after_churn", live)
         transport = [n.statistics().transport for n in sim.nodes]
         result["wire"] = {
             "frames_sent": sum(t.frames_sent for t in transport),
@@ -137,6 +155,12 @@ def main() -> None:
     parser.add_argument("--transport", choices=["tcp", "memory"], default="tcp")
     parser.add_argument("--latency", type=float, default=0.0, help="memory transport only")
     parser.add_argument("--churn", type=float, default=0.0)
+    parser.add_argument(
+        "--churn-mode",
+        choices=["stop", "drop"],
+        default="stop",
+        help="stopped nodes refuse connections (stop) or drop messages silently (drop, memory)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     result = trio.run(measure, args)

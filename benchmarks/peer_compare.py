@@ -72,6 +72,7 @@ class Recorder:
         count = len(self.plan.keys)
         self.result[label] = {
             "latency_ms": percentiles(ms),
+            "samples_ms": [round(x, 3) for x in ms],
             "ops_per_s": count / elapsed,
             "success": ok / count,
         }
