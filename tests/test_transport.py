@@ -11,6 +11,7 @@ import pytest
 import trio
 import trio.testing
 
+from trio_kad import _tcp
 from trio_kad._codec import FrameReader, decode_frame, encode_frame
 from trio_kad._config import Config
 from trio_kad._errors import TransportError
@@ -269,6 +270,37 @@ async def test_tcp_idle_outbound_connection_closed_and_reopened() -> None:
             assert client.statistics().connections_open == 0
             await client.request(address, CLIENT_ID, None, Ping())
             assert client.statistics().connections_opened == 2
+
+
+async def test_tcp_process_budget_closes_the_least_recently_used_idle_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # All transports of a process share one connection budget (the descriptor limit).
+    monkeypatch.setattr(_tcp._PROCESS_POOL, "budget", 2)
+    servers = [TcpTransport() for _ in range(3)]
+    first, second = TcpTransport(), TcpTransport()
+    with trio.fail_after(5):
+        async with (
+            running(servers[0]) as a,
+            running(servers[1]) as b,
+            running(servers[2]) as c,
+            running(first, handler=None),
+            running(second, handler=None),
+        ):
+            assert a is not None and b is not None and c is not None
+            await first.request(a, CLIENT_ID, None, Ping())
+            await second.request(b, CLIENT_ID, None, Ping())
+            await first.request(a, CLIENT_ID, None, Ping())  # a is now the most recent
+            await second.request(c, CLIENT_ID, None, Ping())
+            await trio.testing.wait_all_tasks_blocked()
+            # second's connection to b was the least recently used: it went.
+            assert first.statistics().connections_open == 1
+            assert second.statistics().connections_open == 1
+            assert len(_tcp._PROCESS_POOL.conns) == 2
+            await first.request(a, CLIENT_ID, None, Ping())
+            assert first.statistics().connections_opened == 1
+    monkeypatch.setattr(_tcp._PROCESS_POOL, "budget", None)
+    assert _tcp._PROCESS_POOL.budget >= 16
 
 
 async def test_tcp_extra_inbound_connections_closed_existing_served() -> None:

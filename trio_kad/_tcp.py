@@ -103,7 +103,7 @@ class _Outbound:
 def _descriptor_budget() -> int:
     """Outbound connections all transports of this process may hold at once.
 
-    A quarter of the file-descriptor limit: when the peers live in the same
+    Two fifths of the file-descriptor limit: when the peers live in the same
     process (simulations, tests, benchmarks) each connection costs a
     descriptor at both ends, and listeners and inbound connections from
     elsewhere need the rest.
@@ -115,7 +115,7 @@ def _descriptor_budget() -> int:
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return 1 << 16
-    return max(16, soft // 4)
+    return max(16, soft * 2 // 5)
 
 
 class _ProcessPool:
