@@ -14,6 +14,7 @@ CORE = [
     "_messages",
     "_codec",
     "_routing",
+    "_diversity",
     "_lookup",
     "_records",
     "_limits",

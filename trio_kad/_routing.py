@@ -15,23 +15,21 @@ these follow go-libp2p-kbucket's diversity filter and common ban practice):
   many contacts whose host lies in one /24 (IPv4) or /48 (IPv6) network, and
   its replacement cache at most that many candidates per network too, so one
   host (or one cheap block of addresses) minting many node ids cannot fill a
-  bucket. Hosts in the ``exempt`` networks (loopback, private test nets) and
-  hosts that are not IP literals (DNS names: we cannot tell where they point)
-  are not limited. IPv4-mapped IPv6 addresses count as their IPv4 address.
+  bucket (see ``_diversity``).
 - Bans: ``ban(node_id, until)`` drops a contact that misbehaved and refuses it
   until ``until``; the ban list is bounded, oldest ban dropped first.
 """
 
 from __future__ import annotations
 
-import heapq
 import ipaddress
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 
-from ._ids import ID_SPACE, Contact, check_id, id_to_int
+from ._diversity import SubnetGroups, subnet_group
+from ._ids import ID_BYTES, ID_SPACE, Contact, check_id, id_to_int
 
 __all__ = [
     "Added",
@@ -45,29 +43,7 @@ __all__ = [
     "subnet_group",
 ]
 
-_IPV6_TAG = 1 << 128  # keeps IPv6 group keys apart from IPv4 ones (all below 2**24)
 _GROUP_CACHE_SIZE = 4096  # parsed hosts remembered per table; ipaddress parsing is slow
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def subnet_group(host: str, exempt: Iterable[Network] = ()) -> int | None:
-    """The diversity group of ``host``: its /24 (IPv4) or /48 (IPv6) network as an int.
-
-    ``None`` when the host is not limited: it is not an IP literal (a DNS
-    name) or it lies in one of the ``exempt`` networks.
-    """
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # one host, one group, however it is written
-    if any(ip in network for network in exempt):
-        return None
-    if isinstance(ip, ipaddress.IPv4Address):
-        return int(ip) >> 8
-    return _IPV6_TAG | (int(ip) >> 80)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,20 +97,41 @@ class ContactInfo:
 class _Entry:
     """Mutable per-contact state; never handed out (``ContactInfo`` is the public view)."""
 
-    __slots__ = ("contact", "distance", "failures", "group", "id_int", "last_seen")
+    __slots__ = (
+        "bucket",
+        "contact",
+        "distance",
+        "failures",
+        "group",
+        "id_int",
+        "last_seen",
+        "node_id",
+    )
 
     def __init__(
-        self, contact: Contact, distance: int, last_seen: float, group: int | None
+        self,
+        contact: Contact,
+        id_int: int,
+        distance: int,
+        last_seen: float,
+        group: int | None,
+        bucket: Bucket,
     ) -> None:
         self.contact = contact
-        self.id_int = id_to_int(contact.node_id)
+        self.node_id = contact.node_id  # fixed, while the contact may move to a new address
+        self.id_int = id_int  # parsed once: closest() XORs it with every target
         self.distance = distance  # from the own id, fixed for the entry's life
         self.last_seen = last_seen
         self.failures = 0
-        self.group = group  # subnet_group(contact.host), or None when not limited
+        self.group = group  # its host's subnet group, or None when not limited
+        self.bucket = bucket  # holding it, in its entries or replacements; moves on a split
 
     def info(self) -> ContactInfo:
         return ContactInfo(self.contact, self.last_seen, self.failures)
+
+
+_ADDED = Added()
+_UPDATED = Updated()
 
 
 class Bucket:
@@ -143,12 +140,15 @@ class Bucket:
     Read-only from outside: the ``RoutingTable`` owns and mutates it.
     """
 
-    __slots__ = ("_entries", "_high", "_low", "_replacements", "last_touched")
+    __slots__ = ("_entries", "_high", "_low", "_mask", "_replacements", "last_touched")
 
     def __init__(self, low: int, high: int, last_touched: float) -> None:
         self._low = low
         self._high = high
-        self._entries: list[_Entry] = []  # least recently seen first
+        self._mask = -(high - low)  # clears the offset within the range (see closest)
+        # Node id -> entry, least recently seen first: a dict so that moving a
+        # re-seen contact to the end, or dropping one, does not scan the bucket.
+        self._entries: dict[bytes, _Entry] = {}
         self._replacements: list[_Entry] = []  # most recently seen last
         self.last_touched = last_touched
         """When a lookup last targeted an id in this bucket, or when it was created."""
@@ -166,12 +166,12 @@ class Bucket:
     @property
     def contacts(self) -> list[Contact]:
         """The bucket's contacts, least recently seen first."""
-        return [e.contact for e in self._entries]
+        return [e.contact for e in self._entries.values()]
 
     @property
     def entries(self) -> list[ContactInfo]:
         """The bucket's contacts with their bookkeeping, least recently seen first."""
-        return [e.info() for e in self._entries]
+        return [e.info() for e in self._entries.values()]
 
     @property
     def replacements(self) -> list[Contact]:
@@ -191,6 +191,15 @@ class Bucket:
             f"Bucket(low={self._low:#x}, size=2**{width}, contacts={len(self._entries)}, "
             f"replacements={len(self._replacements)})"
         )
+
+    def _nearest(self, target: int, exclude: Container[bytes], count: int) -> list[Contact]:
+        """Up to ``count`` of this bucket's contacts nearest ``target`` (an int), nearest first."""
+        entries: Iterable[_Entry] = self._entries.values()
+        if exclude:
+            entries = [e for e in entries if e.node_id not in exclude]
+        # k entries or fewer (20 by default): one sort beats heapq.nsmallest at any count.
+        nearest = sorted(entries, key=lambda e: e.id_int ^ target)
+        return [e.contact for e in nearest[:count]]
 
 
 class RoutingTable:
@@ -234,9 +243,9 @@ class RoutingTable:
         if isinstance(exempt, str):
             raise TypeError("exempt must be an iterable of network strings, not one string")
         self._max_per_subnet = max_per_subnet
-        self._exempt: tuple[Network, ...] = tuple(ipaddress.ip_network(n) for n in exempt)
-        # host -> subnet_group(host), bounded: parsing is the slow part of a new contact
-        self._groups: OrderedDict[str, int | None] = OrderedDict()
+        self._groups = SubnetGroups(
+            (ipaddress.ip_network(n) for n in exempt), cache_size=_GROUP_CACHE_SIZE
+        )
         self._max_bans = max_bans
         # node id -> banned until, oldest ban first
         self._bans: OrderedDict[bytes, float] = OrderedDict()
@@ -289,7 +298,7 @@ class RoutingTable:
 
     def contacts(self) -> list[Contact]:
         """Every contact in a bucket, nearest buckets first."""
-        return [e.contact for b in self._buckets for e in b._entries]
+        return [e.contact for b in self._buckets for e in b._entries.values()]
 
     def banned(self, node_id: bytes, now: float) -> bool:
         """Whether ``node_id`` is banned at time ``now``."""
@@ -303,18 +312,41 @@ class RoutingTable:
         if count <= 0:
             return []
         t = id_to_int(check_id(target, "target"))
-        entries: Iterable[_Entry] = self._index.values()
-        if exclude:
-            entries = [e for e in entries if e.contact.node_id not in exclude]
-        # A few hundred entries: a heap over precomputed ints beats walking buckets.
-        best = heapq.nsmallest(count, entries, key=lambda e: e.id_int ^ t)
-        return [e.contact for e in best]
+        # The walk over buckets, leaves of the binary tree of paper section 2.4: with
+        # ``dt`` the target's distance from the own id, the ids of a bucket [low, high)
+        # lie at distances [(low ^ dt) & mask, that + high - low) from the target, and
+        # these ranges are disjoint. So all of a bucket with a lower bound is nearer
+        # than any of a bucket with a higher one. The bucket covering the target comes
+        # first (bound 0); then the sibling subtree of each ancestor of that leaf, from
+        # the bottom up (bounds in [size, 2 * size)), until ``count`` are found. Only
+        # the buckets visited are sorted.
+        dt = t ^ self._own_int
+        buckets, lows = self._buckets, self._lows
+        bucket = buckets[bisect_right(lows, dt) - 1]
+        found = bucket._nearest(t, exclude, count)
+        size = bucket._high - bucket._low
+        while len(found) < count and size < ID_SPACE:
+            start = (dt & -size) ^ size  # the sibling of the subtree of this size holding dt
+            first = bisect_left(lows, start)
+            last = bisect_left(lows, start + size, first)
+            siblings = buckets[first:last]
+            if len(siblings) > 1:
+                siblings.sort(key=lambda b: (b._low ^ dt) & b._mask)
+            for bucket in siblings:
+                if bucket._entries:
+                    found += bucket._nearest(t, exclude, count - len(found))
+                    if len(found) >= count:
+                        break
+            size <<= 1
+        return found
 
     # --- updates -------------------------------------------------------------
 
     def update(self, contact: Contact, now: float) -> UpdateResult:
         """Record that ``contact`` was just seen alive (it answered, or sent a valid request)."""
-        node_id = check_id(contact.node_id, "contact.node_id")
+        node_id = contact.node_id
+        if not isinstance(node_id, bytes) or len(node_id) != ID_BYTES:
+            check_id(node_id, "contact.node_id")  # raises
         if node_id == self._own_id:
             return Ignored("own id")
         if self._bans:  # empty on an honest network: skip the lookup
@@ -327,14 +359,13 @@ class RoutingTable:
         if entry is not None:
             return self._update_known(entry, contact, now)
 
-        distance = self._distance(node_id)
         # A re-seen replacement is treated as new: the table may have room for it now.
         cached = self._cached.pop(node_id, None)
         if cached is not None:
-            bucket = self._buckets[self._bucket_index(distance)]
-            bucket._replacements.remove(cached)
+            cached.bucket._replacements.remove(cached)
+        id_int = int.from_bytes(node_id, "big")
+        distance = id_int ^ self._own_int
         group = self._group(contact.host)
-        entry = _Entry(contact, distance, now, group)
         split_any = False
         while True:
             index = self._bucket_index(distance)
@@ -350,21 +381,22 @@ class RoutingTable:
                 self._split(index, now)
                 split_any = True
                 continue
-            if self._over_cap(group, bucket._entries):
+            if self._over_cap(group, bucket._entries.values()):
                 # Neither a slot nor a place in the cache: a group at its share of the
                 # bucket must not wait there to take more of it later.
                 result: UpdateResult = Ignored("subnet full")
                 break
             if not full:
-                bucket._entries.append(entry)
+                entry = _Entry(contact, id_int, distance, now, group, bucket)
+                bucket._entries[node_id] = entry
                 self._index[node_id] = entry
-                result = Added()
+                result = _ADDED
                 break
             if self._over_cap(group, bucket._replacements):
                 result = Ignored("subnet full")
                 break
-            self._add_replacement(bucket, entry)
-            result = PingOldest(bucket._entries[0].contact)
+            self._add_replacement(bucket, _Entry(contact, id_int, distance, now, group, bucket))
+            result = PingOldest(next(iter(bucket._entries.values())).contact)
             break
         if split_any:
             # Splitting may leave a half with room and cached candidates: use them.
@@ -386,7 +418,7 @@ class RoutingTable:
             self._forget_replacement(node_id)
             return None
         entry.failures += 1
-        bucket = self._buckets[self._bucket_index(entry.distance)]
+        bucket = entry.bucket
         if (
             entry.failures >= self._max_failures
             or self._pick_replacement(bucket, leaving=entry) is not None
@@ -404,7 +436,7 @@ class RoutingTable:
         if entry is None:
             self._forget_replacement(node_id)
             return None
-        self._drop(self._buckets[self._bucket_index(entry.distance)], entry)
+        self._drop(entry.bucket, entry)
         return entry.contact
 
     def ban(self, node_id: bytes, until: float) -> Contact | None:
@@ -444,46 +476,41 @@ class RoutingTable:
     def _group(self, host: str) -> int | None:
         if self._max_per_subnet is None:
             return None
-        try:
-            return self._groups[host]
-        except KeyError:
-            pass
-        group = subnet_group(host, self._exempt)
-        if len(self._groups) >= _GROUP_CACHE_SIZE:
-            self._groups.popitem(last=False)  # oldest parsed first
-        self._groups[host] = group
-        return group
+        return self._groups.group(host)
 
     def _over_cap(
-        self, group: int | None, entries: list[_Entry], leaving: _Entry | None = None
+        self, group: int | None, entries: Iterable[_Entry], leaving: _Entry | None = None
     ) -> bool:
-        """Whether ``entries`` (minus ``leaving``) already hold ``group``'s share."""
+        """Whether ``entries`` (minus ``leaving``, one of them) already hold ``group``'s share."""
         cap = self._max_per_subnet
         if group is None or cap is None:
             return False
-        count = 0
-        for e in entries:
-            if e.group == group and e is not leaving:
-                count += 1
+        count = [e.group for e in entries].count(group)
+        if leaving is not None and leaving.group == group:
+            count -= 1
         return count >= cap
 
     def _update_known(self, entry: _Entry, contact: Contact, now: float) -> UpdateResult:
-        bucket = self._buckets[self._bucket_index(entry.distance)]
-        if contact != entry.contact:
+        bucket = entry.bucket
+        # Identity first: the dataclass comparison is the slow part of a re-seen contact.
+        if contact is not entry.contact and contact != entry.contact:
             if entry.failures == 0:
                 # The entry we hold answers; a stranger claiming its id must not take it over.
                 return Ignored("address conflict")
             # The known address stopped answering: the node moved, within its new group's share.
             group = self._group(contact.host)
-            if group != entry.group and self._over_cap(group, bucket._entries, leaving=entry):
+            if group != entry.group and self._over_cap(
+                group, bucket._entries.values(), leaving=entry
+            ):
                 return Ignored("subnet full")
             entry.contact = contact
             entry.group = group
-        bucket._entries.remove(entry)
-        bucket._entries.append(entry)
+        entries = bucket._entries
+        del entries[entry.node_id]  # re-inserted last: now the most recently seen
+        entries[entry.node_id] = entry
         entry.last_seen = now
         entry.failures = 0
-        return Updated()
+        return _UPDATED
 
     def _closer_count(self, index: int, distance: int) -> int:
         """How many contacts are nearer the own id than ``distance`` (stops counting at k)."""
@@ -492,17 +519,20 @@ class RoutingTable:
             count += len(bucket._entries)
             if count >= self._k:
                 return count
-        return count + sum(1 for e in self._buckets[index]._entries if e.distance < distance)
+        entries = self._buckets[index]._entries.values()
+        return count + sum(1 for e in entries if e.distance < distance)
 
     def _split(self, index: int, now: float) -> None:
         old = self._buckets[index]
         mid = (old.low + old.high) // 2
         near, far = Bucket(old.low, mid, now), Bucket(mid, old.high, now)
         # Order is preserved, so each half stays least-recently-seen first.
-        for e in old._entries:
-            (near if e.distance < mid else far)._entries.append(e)
+        for e in old._entries.values():
+            e.bucket = near if e.distance < mid else far
+            e.bucket._entries[e.node_id] = e
         for e in old._replacements:
-            (near if e.distance < mid else far)._replacements.append(e)
+            e.bucket = near if e.distance < mid else far
+            e.bucket._replacements.append(e)
         self._buckets[index : index + 1] = [near, far]
         self._lows[index : index + 1] = [near.low, far.low]
 
@@ -510,26 +540,27 @@ class RoutingTable:
         if self._cache_size == 0:
             return
         bucket._replacements.append(entry)
-        self._cached[entry.contact.node_id] = entry
+        self._cached[entry.node_id] = entry
         if len(bucket._replacements) > self._cache_size:
             dropped = bucket._replacements.pop(0)
-            del self._cached[dropped.contact.node_id]
+            del self._cached[dropped.node_id]
 
     def _forget_replacement(self, node_id: bytes) -> None:
         cached = self._cached.pop(node_id, None)
         if cached is not None:
-            self._buckets[self._bucket_index(cached.distance)]._replacements.remove(cached)
+            cached.bucket._replacements.remove(cached)
 
     def _drop(self, bucket: Bucket, entry: _Entry) -> None:
-        bucket._entries.remove(entry)
-        del self._index[entry.contact.node_id]
+        del bucket._entries[entry.node_id]
+        del self._index[entry.node_id]
         self._promote(bucket)
 
     def _pick_replacement(self, bucket: Bucket, leaving: _Entry | None = None) -> int | None:
         """Index of the most recently seen candidate whose group has room once ``leaving`` goes."""
         replacements = bucket._replacements
+        entries = bucket._entries.values()
         for position in range(len(replacements) - 1, -1, -1):
-            if not self._over_cap(replacements[position].group, bucket._entries, leaving):
+            if not self._over_cap(replacements[position].group, entries, leaving):
                 return position
         return None
 
@@ -539,13 +570,15 @@ class RoutingTable:
         if position is None:
             return False
         entry = bucket._replacements.pop(position)
-        del self._cached[entry.contact.node_id]
+        del self._cached[entry.node_id]
         entry.failures = 0
         # Slot it in by last-seen time so the bucket stays least-recently-seen first.
-        entries = bucket._entries
-        position = len(entries)
-        while position > 0 and entries[position - 1].last_seen > entry.last_seen:
+        ordered = list(bucket._entries.values())
+        position = len(ordered)
+        while position > 0 and ordered[position - 1].last_seen > entry.last_seen:
             position -= 1
-        entries.insert(position, entry)
-        self._index[entry.contact.node_id] = entry
+        ordered.insert(position, entry)
+        bucket._entries.clear()
+        bucket._entries.update((e.node_id, e) for e in ordered)
+        self._index[entry.node_id] = entry
         return True

@@ -1,0 +1,80 @@
+"""Subnet groups: the table's cached, fast-path grouping agrees with ``subnet_group``."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trio_kad._diversity import Network, SubnetGroups, subnet_group
+from trio_kad._routing import subnet_group as routing_subnet_group
+
+EXEMPT_SETS: list[tuple[Network, ...]] = [
+    (),
+    (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")),
+    (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("192.168.1.0/24")),
+    (ipaddress.ip_network("0.0.0.0/0"),),
+    (ipaddress.ip_network("2001:db8::/32"), ipaddress.ip_network("203.0.113.7/32")),
+]
+
+# Octets as a parser might meet them: plain, leading zeros, too large, empty,
+# signs, spaces, non-ASCII digits (Arabic-Indic three, superscript two).
+octets = st.one_of(
+    st.integers(0, 300).map(str),
+    st.sampled_from(["0", "00", "255", "256", "999", "1000"]),
+    st.integers(0, 255).map(lambda n: f"0{n}"),
+    st.sampled_from(["", "+1", "-1", " 1", "1 ", "\u0663", "\u00b2", "0x1", "1e2", "1/8"]),
+    st.text(alphabet="0123456789a.:", max_size=4),
+)
+near_valid = st.lists(st.integers(0, 260).map(str), min_size=4, max_size=4).map(".".join)
+quads = st.lists(octets, min_size=4, max_size=4).map(".".join)  # what the fast path reads
+dotted = st.lists(octets, min_size=3, max_size=5).map(".".join)
+ipv6 = st.one_of(
+    st.integers(0, 2**128 - 1).map(lambda n: str(ipaddress.IPv6Address(n))),
+    st.integers(0, 2**32 - 1).map(lambda n: f"::ffff:{ipaddress.IPv4Address(n)}"),
+    st.sampled_from(["::1", "fe80::1%eth0", "2001:db8::7", "::ffff:127.0.0.1", "1:2::3::4"]),
+)
+hosts = st.one_of(
+    st.integers(0, 2**32 - 1).map(lambda n: str(ipaddress.IPv4Address(n))),
+    near_valid,
+    quads,
+    dotted,
+    ipv6,
+    st.sampled_from(["localhost", "example.org", "", "1.2.3.4/24", "1.2.3.4\n"]),
+    st.text(max_size=20),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(hosts, min_size=1, max_size=8), st.sampled_from(EXEMPT_SETS))
+def test_groups_agree_with_subnet_group(candidates: list[str], exempt: tuple[Network, ...]) -> None:
+    groups = SubnetGroups(exempt, cache_size=4)
+    for host in candidates + candidates:  # the second round is answered from the cache
+        assert groups.group(host) == subnet_group(host, exempt), host
+
+
+def test_groups_examples() -> None:
+    groups = SubnetGroups(EXEMPT_SETS[1])
+    assert groups.group("203.0.113.1") == groups.group("203.0.113.254") == 0xCB0071
+    assert groups.group("203.0.113.1") != groups.group("203.0.112.1")
+    assert groups.group("127.0.0.1") is None  # exempt
+    assert groups.group("::1") is None
+    assert groups.group("::ffff:203.0.113.9") == groups.group("203.0.113.1")
+    assert groups.group("example.org") is None
+    assert groups.group("010.0.0.1") is None  # leading zeros: not an address to ipaddress
+    assert groups.group("203.0.113.256") is None
+    assert groups.group("2001:db8:1::1") == groups.group("2001:db8:1:ffff::9")
+    assert groups.exempt == EXEMPT_SETS[1]
+    assert routing_subnet_group is subnet_group  # still importable from the routing module
+
+
+def test_group_cache_bounded_oldest_first() -> None:
+    groups = SubnetGroups(cache_size=3)
+    for i in range(5):
+        groups.group(f"198.51.{i}.1")
+    assert len(groups) == 3
+    assert list(groups._cache) == ["198.51.2.1", "198.51.3.1", "198.51.4.1"]
+    with pytest.raises(ValueError):
+        SubnetGroups(cache_size=0)
