@@ -24,6 +24,7 @@ from trio_kad._codec import (
 from trio_kad._errors import ProtocolError
 from trio_kad._ids import Contact
 from trio_kad._messages import (
+    MAX_BATCH_PAIRS,
     MAX_TTL,
     ErrorCode,
     ErrorReply,
@@ -38,6 +39,8 @@ from trio_kad._messages import (
     RequestFrame,
     Store,
     Stored,
+    StoredMany,
+    StoreMany,
 )
 
 SENDER = bytes(range(32))
@@ -54,6 +57,8 @@ hosts = st.text(
     max_size=MAX_HOST_LENGTH,
 )
 contacts = st.builds(Contact, ids, hosts, ports)
+batch_pairs = st.builds(Store, ids, st.binary(min_size=1, max_size=16), st.integers(0, MAX_TTL))
+batch_results = st.sampled_from([0, *ErrorCode])
 requests = st.one_of(
     st.just(Ping()),
     st.builds(
@@ -65,6 +70,7 @@ requests = st.one_of(
     ),
     st.builds(FindNode, ids),
     st.builds(FindValue, ids),
+    st.builds(StoreMany, st.lists(batch_pairs, min_size=1, max_size=4).map(tuple)),
 )
 replies = st.one_of(
     st.just(Pong()),
@@ -72,6 +78,7 @@ replies = st.one_of(
     st.builds(Nodes, st.lists(contacts, max_size=8).map(tuple)),
     st.builds(FoundValue, st.binary(max_size=64), st.none() | st.integers(0, MAX_TTL)),
     st.builds(ErrorReply, st.sampled_from(ErrorCode), st.text(max_size=MAX_ERROR_MESSAGE_LENGTH)),
+    st.builds(StoredMany, st.lists(batch_results, min_size=1, max_size=8).map(tuple)),
 )
 frames: st.SearchStrategy[Frame] = st.one_of(
     st.builds(RequestFrame, request_ids, ids, st.none() | ports, requests),
@@ -96,8 +103,14 @@ cbor_items = st.recursive(
     ),
     max_leaves=12,
 )
-FIELD_NAMES = ["v", "t", "id", "from", "port", "key", "value", "target", "nodes", "code", "message"]
-TYPE_NAMES = ["ping", "store", "find_node", "find_value", "pong", "stored", "nodes", "value"]
+FIELD_NAMES = [
+    "v", "t", "id", "from", "port", "key", "value", "target", "nodes", "code", "message",
+    "pairs", "results",
+]  # fmt: skip
+TYPE_NAMES = [
+    "ping", "store", "find_node", "find_value", "pong", "stored", "nodes", "value",
+    "store_many", "stored_many",
+]  # fmt: skip
 
 
 def payload_of(frame: Frame) -> bytes:
@@ -192,7 +205,12 @@ def test_arbitrary_cbor(item: object) -> None:
         | st.sampled_from(TYPE_NAMES)
         | ids
         | st.just(1)
-        | st.lists(st.tuples(ids, hosts, ports).map(list), max_size=3),
+        | st.lists(st.tuples(ids, hosts, ports).map(list), max_size=3)
+        | st.lists(
+            st.tuples(ids, st.binary(max_size=3), st.integers(-1, MAX_TTL + 1)).map(list),
+            max_size=3,
+        )
+        | st.lists(st.integers(-1, len(ErrorCode) + 1), max_size=MAX_BATCH_PAIRS + 1),
     )
 )
 def test_arbitrary_frame_shaped_maps(fields: dict[str, object]) -> None:

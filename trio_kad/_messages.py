@@ -7,7 +7,9 @@ knows about bytes on the wire. See docs/protocol.md for the encoding.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ._ids import Contact
 
@@ -49,7 +51,22 @@ class FindValue:
     key: bytes
 
 
-Request = Ping | Store | FindNode | FindValue
+@dataclass(frozen=True, slots=True)
+class StoreMany:
+    """Store several pairs on one peer at once; answered by ``StoredMany``.
+
+    Replication (paper section 2.5) sends every pair a node holds to each of
+    the k closest nodes: one ``StoreMany`` per peer instead of one ``Store``
+    per pair. Each item is a ``Store`` with ``cache=False`` and an int
+    ``ttl`` (on the wire a pair is ``[key, value, ttl]``); 1 to
+    ``MAX_BATCH_PAIRS`` items. The sender also keeps the frame under the
+    receiver's ``max_frame_size``, splitting large batches by size.
+    """
+
+    pairs: tuple[Store, ...]
+
+
+Request = Ping | Store | FindNode | FindValue | StoreMany
 
 # --- replies -----------------------------------------------------------------
 
@@ -102,12 +119,30 @@ class ErrorReply:
     message: str
 
 
-Reply = Pong | Stored | Nodes | FoundValue | ErrorReply
+@dataclass(frozen=True, slots=True)
+class StoredMany:
+    """Reply to ``StoreMany``: one result per pair, in the order of the request.
+
+    A result is ``0`` when that pair is stored, otherwise the ``ErrorCode``
+    that refused it (``TOO_LARGE``, ``OVERLOADED``, ...), as a ``Store`` of
+    that pair would have been answered.
+    """
+
+    results: tuple[int, ...]
+
+
+Reply = Pong | Stored | Nodes | FoundValue | ErrorReply | StoredMany
 
 # --- frames: a message with its header ---------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+# The two frame classes write their own __init__: the generated one of a frozen
+# dataclass goes through object.__setattr__ for each field, the slot
+# descriptors (bound below the classes) take about half the time, and a frame
+# is built for every message sent and every message received.
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class RequestFrame:
     """A request as it travels: request id, sender id and listening port, body.
 
@@ -120,8 +155,16 @@ class RequestFrame:
     sender_port: int | None
     body: Request
 
+    def __init__(
+        self, request_id: int, sender_id: bytes, sender_port: int | None, body: Request
+    ) -> None:
+        _set_request_frame_id(self, request_id)
+        _set_request_frame_sender(self, sender_id)
+        _set_request_frame_port(self, sender_port)
+        _set_request_frame_body(self, body)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class ReplyFrame:
     """A reply as it travels: the request id it answers, the replier's id, body."""
 
@@ -129,9 +172,30 @@ class ReplyFrame:
     sender_id: bytes
     body: Reply
 
+    def __init__(self, request_id: int, sender_id: bytes, body: Reply) -> None:
+        _set_reply_frame_id(self, request_id)
+        _set_reply_frame_sender(self, sender_id)
+        _set_reply_frame_body(self, body)
+
+
+def _slot_setter(cls: type, name: str) -> Callable[[Any, Any], None]:
+    """Sets slot ``name`` of a ``cls`` instance, bypassing the frozen ``__setattr__``."""
+    setter: Callable[[Any, Any], None] = cls.__dict__[name].__set__
+    return setter
+
+
+_set_request_frame_id = _slot_setter(RequestFrame, "request_id")
+_set_request_frame_sender = _slot_setter(RequestFrame, "sender_id")
+_set_request_frame_port = _slot_setter(RequestFrame, "sender_port")
+_set_request_frame_body = _slot_setter(RequestFrame, "body")
+_set_reply_frame_id = _slot_setter(ReplyFrame, "request_id")
+_set_reply_frame_sender = _slot_setter(ReplyFrame, "sender_id")
+_set_reply_frame_body = _slot_setter(ReplyFrame, "body")
 
 Frame = RequestFrame | ReplyFrame
 
 PROTOCOL_VERSION = 1
 MAX_TTL = 2**32 - 1
 """Largest ``ttl`` on the wire, in seconds (about 136 years)."""
+MAX_BATCH_PAIRS = 64
+"""Most pairs one ``StoreMany`` carries, and so most results one ``StoredMany`` carries."""
