@@ -59,6 +59,8 @@ from trio_kad._messages import (
     RequestFrame,
     Store,
     Stored,
+    StoredMany,
+    StoreMany,
 )
 
 NODE_ID = hashlib.sha256(b"fuzzed node").digest()
@@ -150,7 +152,19 @@ hostile_values = st.one_of(
     st.lists(st.tuples(ids, absurd_hosts, huge_ints).map(list), max_size=3),
 )
 message_types = st.sampled_from(
-    ["ping", "store", "find_node", "find_value", "pong", "stored", "nodes", "value", "error"]
+    [
+        "ping",
+        "store",
+        "find_node",
+        "find_value",
+        "store_many",
+        "pong",
+        "stored",
+        "nodes",
+        "value",
+        "error",
+        "stored_many",
+    ]
 ) | st.text(max_size=12)
 FIELD_NAMES = [
     "v",
@@ -166,6 +180,8 @@ FIELD_NAMES = [
     "nodes",
     "code",
     "message",
+    "pairs",
+    "results",
 ]
 
 
@@ -197,7 +213,7 @@ def _with_raw_field(item: bytes) -> bytes:
 def _base_fields(kind: str, request_id: int) -> dict[str, Any]:
     """A well-formed map of message type ``kind``, to be spoiled by the strategies."""
     fields: dict[str, Any] = {"v": 1, "t": kind, "id": request_id, "from": PEERS[0].node_id}
-    if kind in ("ping", "store", "find_node", "find_value"):
+    if kind in ("ping", "store", "find_node", "find_value", "store_many"):
         fields["port"] = 4000
     if kind == "store":
         fields |= {"key": KNOWN_KEYS[0], "value": b"\x63new", "ttl": 60, "cache": False}
@@ -211,6 +227,10 @@ def _base_fields(kind: str, request_id: int) -> dict[str, Any]:
         fields["value"] = b"\x01"
     elif kind == "error":
         fields |= {"code": 5, "message": "x"}
+    elif kind == "store_many":
+        fields["pairs"] = [[KNOWN_KEYS[0], b"\x63new", 60], [KNOWN_KEYS[1], b"\x01", 0]]
+    elif kind == "stored_many":
+        fields["results"] = [0, 5]
     return fields
 
 
@@ -462,25 +482,29 @@ class Harness:
     ) -> None:
         after = self.records()
         changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
-        stored = (
-            isinstance(frame, RequestFrame)
-            and isinstance(frame.body, Store)
-            and isinstance(body, Stored)
-        )
-        if not stored:
+        # The pairs the node acknowledged: one STORE, or the accepted pairs of a STORE_MANY.
+        acked: list[Store] = []
+        if isinstance(frame, RequestFrame):
+            if isinstance(frame.body, Store) and isinstance(body, Stored):
+                acked = [frame.body]
+            elif isinstance(frame.body, StoreMany) and isinstance(body, StoredMany):
+                assert len(body.results) == len(frame.body.pairs)
+                acked = [p for p, r in zip(frame.body.pairs, body.results, strict=True) if r == 0]
+        if not acked:
             assert not changed, "only an acknowledged STORE may change the store"
             return
-        assert isinstance(frame, RequestFrame) and isinstance(frame.body, Store)
-        request = frame.body
-        assert changed <= {request.key}, "a STORE must not touch other keys"
-        held = before.get(request.key)
-        if request.cache and held is not None and not held[3]:
-            assert not changed, "a cache copy must never replace a replica"
-        if request.key in changed and request.key in after:
-            assert after[request.key][0] == request.value
-        if request.key in self.expected and request.key in after:
-            # A remote STORE may legitimately overwrite a pair (Kademlia has no owners).
-            self.expected[request.key] = after[request.key][0]
+        assert changed <= {p.key for p in acked}, "a STORE must not touch other keys"
+        # With one key twice in a batch, the last accepted pair wins.
+        last = {p.key: p for p in acked}
+        for request in last.values():
+            held = before.get(request.key)
+            if request.cache and held is not None and not held[3]:
+                assert request.key not in changed, "a cache copy must never replace a replica"
+            if request.key in changed and request.key in after:
+                assert after[request.key][0] == request.value
+            if request.key in self.expected and request.key in after:
+                # A remote STORE may legitimately overwrite a pair (Kademlia has no owners).
+                self.expected[request.key] = after[request.key][0]
 
     def _check_table(
         self,

@@ -5,13 +5,24 @@ from __future__ import annotations
 import logging
 import random
 
+import cbor2
 import pytest
 import trio
 import trio.testing
 
 from trio_kad import Config, open_dht
-from trio_kad._ids import distance, id_to_int, int_to_id, key_id
-from trio_kad._maintenance import _every
+from trio_kad._ids import Address, distance, id_to_int, int_to_id, key_id
+from trio_kad._maintenance import _every, replicate
+from trio_kad._messages import (
+    MAX_BATCH_PAIRS,
+    ErrorCode,
+    ErrorReply,
+    Reply,
+    RequestFrame,
+    Store,
+    StoreMany,
+)
+from trio_kad._node import _batches
 from trio_kad.testing import Simulation, open_simulation
 
 DAY = 86400.0
@@ -148,3 +159,75 @@ async def test_background_tasks_survive_failing_rounds(
         nursery.cancel_scope.cancel()
     assert rounds == 4
     assert caplog.text.count("flaky failed") == 2
+
+
+# --- batched replication ------------------------------------------------------------------
+
+
+def test_batches_bound_pairs_and_bytes() -> None:
+    small = [Store(int_to_id(i), b"v", ttl=10) for i in range(MAX_BATCH_PAIRS * 2 + 1)]
+    assert [len(b) for b in _batches(small, 1 << 20)] == [MAX_BATCH_PAIRS, MAX_BATCH_PAIRS, 1]
+    big = [Store(int_to_id(i), b"x" * 1000, ttl=10) for i in range(5)]
+    # About two values fit in 2,200 bytes; a value larger than the budget still travels alone.
+    assert [len(b) for b in _batches(big, 2200)] == [2, 2, 1]
+    assert [len(b) for b in _batches(big, 10)] == [1, 1, 1, 1, 1]
+    assert _batches([], 100) == []
+
+
+async def test_store_batch_sends_many_pairs_in_few_messages(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_simulation(2, seed=30, config=Config(k=5)) as sim:
+        sender, receiver = (n._node for n in sim.nodes)
+        contact = receiver.table.closest(receiver.node_id, 1)[0]  # the sender, as seen
+        target = sender.table.closest(sender.node_id, 1)[0]
+        assert contact.node_id == sender.node_id
+        stores = [Store(key_id(f"pair-{i}"), cbor2.dumps(i), ttl=int(HOUR)) for i in range(100)]
+        served = receiver.counters.requests_served
+        assert await sender.store_batch(target, stores) == 100
+        assert receiver.counters.requests_served - served == 2
+        assert receiver.counters.stores_accepted == 100
+        assert sim.nodes[1].get_local("pair-99") == 99
+
+
+async def test_store_batch_falls_back_to_single_stores_for_older_peers(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with open_simulation(2, seed=31, config=Config(k=5)) as sim:
+        sender, receiver = (n._node for n in sim.nodes)
+        target = sender.table.closest(sender.node_id, 1)[0]
+        handle = receiver.handle_request
+
+        async def old_peer(frame: RequestFrame, remote: Address) -> Reply:
+            if isinstance(frame.body, StoreMany):
+                return ErrorReply(ErrorCode.UNSUPPORTED, "unknown request")
+            return await handle(frame, remote)
+
+        # The in-memory transport holds the handler it was started with.
+        monkeypatch.setattr(receiver.transport, "_handler", old_peer)
+        stores = [Store(key_id(f"old-{i}"), cbor2.dumps(i), ttl=int(HOUR)) for i in range(3)]
+        assert await sender.store_batch(target, stores) == 3
+        assert sim.nodes[1].get_local("old-2") == 2
+
+
+async def test_replication_needs_no_lookup_near_home(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    k = 5
+    async with open_simulation(30, seed=32, config=Config(k=k)) as sim:
+        for i in range(40):
+            await sim.nodes[i % 30].set(f"batch-{i}", i)
+        # A node that holds pairs, an hour later, when they are due.
+        await trio.sleep(HOUR + 1)
+        node = max((n._node for n in sim.nodes), key=lambda n: len(n.records))
+        held = len(node.records)
+        lookups = node.counters.lookups
+        sent = node.transport.statistics().requests_sent
+        assert await replicate(node) == held
+        # Neighbours come from the table; only pairs that drifted away need a lookup
+        # (one lookup per pair was the old way).
+        assert node.counters.lookups - lookups <= held // 4
+        # One message per peer (at most k - 1 peers per pair), not one per pair and peer.
+        assert node.transport.statistics().requests_sent - sent < held * (k - 1)
+        for i in range(40):
+            assert len(holders(sim, f"batch-{i}")) >= k - 1

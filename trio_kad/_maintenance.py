@@ -27,6 +27,9 @@ JITTER = 0.1
 CHECKS_PER_REFRESH = 4
 """Bucket staleness is checked this many times per tRefresh."""
 
+REPLICATION_PARALLELISM = 8
+"""Peers receiving replication batches at once."""
+
 EXPIRY_CHECK = 60.0
 """Longest wait between two sweeps of expired pairs (shorter if tExpire is short)."""
 
@@ -80,10 +83,19 @@ async def run_replicate(node: Node, *, task_status: trio.TaskStatus[None]) -> No
 
 
 async def replicate(node: Node) -> int:
-    """One replication round; returns how many pairs were re-sent."""
+    """One replication round; returns how many pairs were re-sent.
+
+    A node among the k closest to a key knows the others from its own table
+    (relaxed splitting keeps its neighbourhood complete, paper 4.2), so those
+    pairs need no lookup: they are grouped per peer and sent in ``store_many``
+    batches, one message per peer instead of one lookup and k STOREs per pair.
+    Pairs this node is no longer close to go through a lookup each.
+    """
     now = trio.current_time()
     recently = now - node.config.replicate_interval
-    sent = 0
+    k = node.config.k
+    per_peer: dict[Contact, list[Store]] = {}
+    far: list[Store] = []
     for record in list(node.records):
         if record.cached or record.expires_at <= now:
             continue
@@ -91,11 +103,29 @@ async def replicate(node: Node) -> int:
             # Paper 2.5: a STORE for it arrived this interval, so another holder
             # has just replicated it; doing it again would only double the traffic.
             continue
-        ttl = math.ceil(record.expires_at - trio.current_time())
-        if ttl > 0:
-            await node.store_at_closest(Store(record.key, record.value, ttl=ttl))
-            sent += 1
-    return sent
+        ttl = math.ceil(record.expires_at - now)
+        if ttl <= 0:
+            continue
+        store = Store(record.key, record.value, ttl=ttl)
+        closest = node.table.closest(record.key, k)
+        own = distance(node.node_id, record.key)
+        if sum(1 for c in closest if distance(c.node_id, record.key) < own) >= k:
+            far.append(store)
+            continue
+        for contact in closest[: k - 1]:
+            per_peer.setdefault(contact, []).append(store)
+    limiter = trio.CapacityLimiter(REPLICATION_PARALLELISM)
+
+    async def send(contact: Contact, stores: list[Store]) -> None:
+        async with limiter:
+            await node.store_batch(contact, stores)
+
+    async with trio.open_nursery() as nursery:
+        for contact, stores in per_peer.items():
+            nursery.start_soon(send, contact, stores)
+    for store in far:
+        await node.store_at_closest(store)
+    return len({store.key for stores in per_peer.values() for store in stores}) + len(far)
 
 
 async def run_republish(node: Node, *, task_status: trio.TaskStatus[None]) -> None:
@@ -141,9 +171,9 @@ async def handoff(node: Node, newcomer: Contact) -> int:
     per pair rather than k of them. Returns how many pairs were sent.
     """
     k = node.config.k
-    sent = 0
+    now = trio.current_time()
+    stores: list[Store] = []
     for record in list(node.records):
-        now = trio.current_time()
         if record.cached or record.expires_at <= now:
             continue
         key = record.key
@@ -156,6 +186,8 @@ async def handoff(node: Node, newcomer: Contact) -> int:
         if nearer >= k:
             continue  # not among the k closest: it need not hold this pair
         ttl = math.ceil(record.expires_at - now)
-        await node.rpc(newcomer, Store(key, record.value, ttl=ttl))
-        sent += 1
-    return sent
+        if ttl > 0:
+            stores.append(Store(key, record.value, ttl=ttl))
+    if stores:
+        await node.store_batch(newcomer, stores)
+    return len(stores)

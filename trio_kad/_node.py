@@ -18,6 +18,7 @@ from ._ids import Address, Contact, distance, random_id_at_distance
 from ._limits import NetworkSet, RttEstimator
 from ._lookup import Done, Lookup, Query
 from ._messages import (
+    MAX_BATCH_PAIRS,
     ErrorCode,
     ErrorReply,
     FindNode,
@@ -31,6 +32,8 @@ from ._messages import (
     RequestFrame,
     Store,
     Stored,
+    StoredMany,
+    StoreMany,
 )
 from ._records import MemoryStore, Record, RecordStore
 from ._routing import Added, PingOldest, RoutingTable
@@ -168,6 +171,13 @@ class Node:
             # Pairs from an exempt host count toward no per-IP quota.
             origin = "" if remote[0] in self._per_ip_exempt else remote[0]
             return await self._accept_store(body, origin)
+        if isinstance(body, StoreMany):
+            origin = "" if remote[0] in self._per_ip_exempt else remote[0]
+            results = []
+            for pair in body.pairs:
+                reply = await self._accept_store(pair, origin)
+                results.append(reply.code.value if isinstance(reply, ErrorReply) else 0)
+            return StoredMany(tuple(results))
         return ErrorReply(ErrorCode.UNSUPPORTED, "unknown request")
 
     def _closest_for(self, target: bytes, requester: bytes) -> tuple[Contact, ...]:
@@ -480,6 +490,34 @@ class Node:
                 nursery.start_soon(store_at, contact)
         return acks
 
+    async def store_batch(self, contact: Contact, stores: Sequence[Store]) -> int:
+        """Send ``stores`` to one contact, many pairs per message; return how many it kept.
+
+        Batches hold at most ``MAX_BATCH_PAIRS`` pairs and half a frame of
+        values. A peer that does not know ``store_many`` gets one STORE per pair;
+        one that fails gets nothing more this time.
+        """
+        acks = 0
+        for batch in _batches(stores, self.config.max_frame_size // 2):
+            if len(batch) == 1:
+                reply = await self.rpc(contact, batch[0])
+                if reply is None:
+                    return acks
+                acks += isinstance(reply, Stored)
+                continue
+            reply = await self.rpc(contact, StoreMany(tuple(batch)))
+            if isinstance(reply, StoredMany) and len(reply.results) == len(batch):
+                acks += reply.results.count(0)
+            elif isinstance(reply, ErrorReply) and reply.code is ErrorCode.UNSUPPORTED:
+                for store in batch:
+                    single = await self.rpc(contact, store)
+                    if single is None:
+                        return acks
+                    acks += isinstance(single, Stored)
+            else:
+                return acks
+        return acks
+
     async def forget(self, key: bytes) -> bool:
         """Drop the local copy (and with it the duty to republish); ``True`` if held."""
         return await self.records.remove(key)
@@ -515,6 +553,24 @@ class Node:
                 continue
             target = random_id_at_distance(self.node_id, bucket.low, bucket.high, self.rng)
             await self.lookup(target)
+
+
+def _batches(stores: Sequence[Store], max_bytes: int) -> list[list[Store]]:
+    """``stores`` cut into runs of at most ``MAX_BATCH_PAIRS`` pairs and about ``max_bytes``."""
+    batches: list[list[Store]] = []
+    batch: list[Store] = []
+    size = 0
+    for store in stores:
+        # 64 bytes covers a pair's key, ttl and CBOR framing.
+        cost = len(store.value) + 64
+        if batch and (len(batch) == MAX_BATCH_PAIRS or size + cost > max_bytes):
+            batches.append(batch)
+            batch, size = [], 0
+        batch.append(store)
+        size += cost
+    if batch:
+        batches.append(batch)
+    return batches
 
 
 def _ttl_left(record: Record, now: float) -> int:
