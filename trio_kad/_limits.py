@@ -164,7 +164,12 @@ class RttEstimator:
         return min(self.ceiling, max(self.floor, self.srtt + 4 * self.rttvar))
 
     def hedge_delay(self) -> float:
-        """How long to wait for one reply before asking a second contact as well."""
+        """How long to wait for one reply before asking a second contact as well.
+
+        The smoothed RTT plus four deviations, without the floor: late enough
+        that most replies beat it (a hedge is extra work for the network),
+        early enough that a dead contact does not hold up a lookup.
+        """
         if self.samples == 0:
             return self.floor
-        return min(self.timeout(), self.srtt + 2 * self.rttvar)
+        return min(self.timeout(), self.srtt + 4 * self.rttvar)

@@ -342,9 +342,10 @@ class Node:
 
         Each RPC waits at most the adaptive timeout of ``self.rtt``, so a dead
         contact holds a slot for a moment, not ``rpc_timeout``. A value lookup
-        asks one contact first and widens to ``alpha`` once that contact is slower
-        than usual or answers without the value (a hedged request: the value is
-        usually held by the first contact asked, and then costs one RPC); its
+        asks one contact at a time, each the closest known, and widens to
+        ``alpha`` once a contact is slower than usual or fails (a hedged
+        request: the value is usually held by the first or second contact asked,
+        and then costs one or two RPCs rather than alpha per round); its
         outstanding RPCs are cancelled the moment a value arrives.
         """
         config = self.config
@@ -369,40 +370,46 @@ class Node:
         async def ask(contact: Contact) -> None:
             await send.send((contact, await self.rpc(contact, request, timeout)))
 
-        async with send, receive, trio.open_nursery() as nursery:
-            while True:
-                step = state.next()
-                while isinstance(step, Query):
-                    nursery.start_soon(ask, step.contact)
+        # Closed synchronously at the end: `async with` on the channels would cost
+        # two checkpoints per lookup for nothing.
+        with send, receive:
+            async with trio.open_nursery() as nursery:
+                while True:
                     step = state.next()
-                if isinstance(step, Done):
-                    break
-                received: tuple[Contact, Reply | None] | None = None
-                if state.parallelism < config.alpha:
-                    with trio.move_on_after(self.rtt.hedge_delay()):
+                    while isinstance(step, Query):
+                        nursery.start_soon(ask, step.contact)
+                        step = state.next()
+                    if isinstance(step, Done):
+                        break
+                    received: tuple[Contact, Reply | None] | None = None
+                    if state.parallelism < config.alpha:
+                        with trio.move_on_after(self.rtt.hedge_delay()):
+                            received = await receive.receive()
+                        if received is None:
+                            # Slower than usual: from now on ask alpha at once.
+                            state.parallelism = config.alpha
+                            continue
+                    else:
                         received = await receive.receive()
-                    # Slow, or answered without the value: from now on ask alpha at once.
-                    state.parallelism = config.alpha
-                    if received is None:
-                        continue
-                else:
-                    received = await receive.receive()
-                contact, reply = received
-                if isinstance(reply, Nodes):
-                    state.on_reply(contact.node_id, reply.contacts)
-                elif isinstance(reply, FoundValue) and want_value:
-                    if not self._acceptable_value(reply.value):
-                        # A value no setter could have made: the peer is lying.
-                        self.ban(contact)
+                    contact, reply = received
+                    if not isinstance(reply, Nodes | FoundValue):
+                        # A failure: the network may be unhealthy here, so widen too.
+                        state.parallelism = config.alpha
+                    if isinstance(reply, Nodes):
+                        state.on_reply(contact.node_id, reply.contacts)
+                    elif isinstance(reply, FoundValue) and want_value:
+                        if not self._acceptable_value(reply.value):
+                            # A value no setter could have made: the peer is lying.
+                            self.ban(contact)
+                            state.on_failure(contact.node_id)
+                            continue
+                        value, found_at, ttl = reply.value, contact, reply.ttl
+                        state.on_reply(contact.node_id, ())
+                        state.finish()
+                        break
+                    else:
                         state.on_failure(contact.node_id)
-                        continue
-                    value, found_at, ttl = reply.value, contact, reply.ttl
-                    state.on_reply(contact.node_id, ())
-                    state.finish()
-                    break
-                else:
-                    state.on_failure(contact.node_id)
-            nursery.cancel_scope.cancel()
+                nursery.cancel_scope.cancel()
 
         stats = state.statistics()
         report = LookupReport(

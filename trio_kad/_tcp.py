@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import errno
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -233,28 +233,31 @@ class _Frames:
         self._started = 0.0  # when the partly received frame began
         self.end = ""  # why the stream ended, once next_payload() returned None
 
-    async def next_payload(self) -> bytes | None:
-        """The next complete payload, or None once the stream ended (``end`` says why).
+    async def pump(self, on_payload: Callable[[bytes], Awaitable[bool]]) -> bool:
+        """Read frames and pass each payload to ``on_payload`` until the stream ends.
 
-        Raises ProtocolError (already counted) on an oversized frame: the framing is lost.
+        Returns False as soon as ``on_payload`` does (the caller wants to stop),
+        True once the stream ended (``end`` says why). Raises ProtocolError
+        (already counted) on an oversized frame: the framing is lost.
+
+        One cancel scope covers many reads: its deadline is the idle deadline
+        when entered, tightened to the frame deadline only while a frame is
+        half received, and re-checked when it fires. A scope per read would
+        cost every frame a scope and a deadline-heap entry.
         """
         config = self._transport._config
         stats = self._transport._stats
         conn = self._conn
         reader = self.reader
         while True:
-            try:
-                payload = reader.next_payload()
-            except ProtocolError:
-                stats.protocol_errors += 1
-                raise
-            if payload is not None:
-                # Anything still buffered is a frame that began in the last read.
-                self._started = self._received
-                return payload
             now = trio.current_time()
             if reader.buffered:
                 deadline = self._started + config.io_timeout
+                if deadline <= now:
+                    stats.protocol_errors += 1
+                    logger.debug("%s stalled in the middle of a frame", _fmt(self._peer))
+                    self.end = "peer stalled mid-frame"
+                    return True
             elif self._busy():
                 # The outstanding work has its own deadlines; just wake now and then to re-check.
                 deadline = now + config.idle_timeout
@@ -262,27 +265,35 @@ class _Frames:
                 deadline = conn.last_activity + config.idle_timeout
                 if deadline <= now:
                     self.end = "idle"
-                    return None
-            with trio.move_on_at(deadline):
-                try:
-                    data = await conn.stream.receive_some(_RECEIVE_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                    self.end = f"read failed: {exc}"
-                    return None
-                if not data:
-                    self.end = "closed by peer"
-                    return None
-                stats.bytes_received += len(data)
-                conn.last_activity = self._received = trio.current_time()
-                if not reader.buffered:
-                    self._started = self._received
-                reader.feed(data)
-                continue
-            if reader.buffered:
-                stats.protocol_errors += 1
-                logger.debug("%s stalled in the middle of a frame", _fmt(self._peer))
-                self.end = "peer stalled mid-frame"
-                return None
+                    return True
+            with trio.move_on_at(deadline) as scope:
+                while True:
+                    try:
+                        payload = reader.next_payload()
+                    except ProtocolError:
+                        stats.protocol_errors += 1
+                        raise
+                    if payload is not None:
+                        # Anything still buffered is a frame that began in the last read.
+                        self._started = self._received
+                        if not await on_payload(payload):
+                            return False
+                        continue
+                    if reader.buffered:
+                        scope.deadline = min(scope.deadline, self._started + config.io_timeout)
+                    try:
+                        data = await conn.stream.receive_some(_RECEIVE_SIZE)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                        self.end = f"read failed: {exc}"
+                        return True
+                    if not data:
+                        self.end = "closed by peer"
+                        return True
+                    stats.bytes_received += len(data)
+                    conn.last_activity = self._received = trio.current_time()
+                    if not reader.buffered:
+                        self._started = self._received
+                    reader.feed(data)
 
 
 class TcpTransport(Transport):
@@ -489,11 +500,16 @@ class TcpTransport(Transport):
     async def _read_replies(self, conn: _Outbound) -> str:
         """Read replies until the connection ends; return why it ended."""
         frames = _Frames(conn, conn.address, lambda: bool(conn.pending), self)
+        error: str | None = None
+
+        async def on_reply(payload: bytes) -> bool:
+            nonlocal error
+            error = self._deliver_reply(conn, payload)
+            return error is None
+
         try:
-            while (payload := await frames.next_payload()) is not None:
-                error = self._deliver_reply(conn, payload)
-                if error is not None:
-                    return error
+            if not await frames.pump(on_reply):
+                return error or "closed"
         except ProtocolError as exc:
             logger.debug("reply stream from %s: %s", _fmt(conn.address), exc)
             conn.misbehaved = True
@@ -618,10 +634,13 @@ class TcpTransport(Transport):
     ) -> bool:
         """Read and dispatch requests; True when the peer closed cleanly, False on an error."""
         frames = _Frames(conn, conn.remote, lambda: conn.active > 0, self)
+
+        async def on_request(payload: bytes) -> bool:
+            return await self._dispatch(conn, payload, handler, handlers)
+
         try:
-            while (payload := await frames.next_payload()) is not None:
-                if not await self._dispatch(conn, payload, handler, handlers):
-                    return False
+            if not await frames.pump(on_request):
+                return False
         except ProtocolError as exc:
             logger.debug("from %s: %s", _fmt(conn.remote), exc)
             # The framing is lost; say why (id 0: we cannot know the id), then close.
@@ -711,7 +730,10 @@ class TcpTransport(Transport):
                 )
             )
         async with conn.send_lock:
-            with trio.move_on_after(self._config.io_timeout) as scope:
+            # Shielded, with its own deadline: the reader's scope may end while a
+            # reply is half written, and half a frame would break the stream.
+            with trio.CancelScope(shield=True) as scope:
+                scope.deadline = trio.current_time() + self._config.io_timeout
                 try:
                     await conn.stream.send_all(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
