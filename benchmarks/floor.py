@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import subprocess
 import sys
 import time
@@ -43,7 +44,17 @@ import trio_kad
 from trio_kad import Config, TcpTransport
 from trio_kad._codec import decode_frame, encode_frame
 from trio_kad._ids import Contact
-from trio_kad._messages import Frame, Nodes, Ping, Pong, Reply, ReplyFrame, RequestFrame
+from trio_kad._messages import (
+    FindNode,
+    Frame,
+    Nodes,
+    Ping,
+    Pong,
+    Reply,
+    ReplyFrame,
+    RequestFrame,
+)
+from trio_kad._node import Node
 
 HOST = "127.0.0.1"
 NODE_ID = bytes(range(32))
@@ -276,6 +287,70 @@ async def transport_sequential(args: argparse.Namespace, config: Config) -> dict
     return {"rounds": args.rounds, "rtt_us": percentiles(rtts), "statistics": stats}
 
 
+# --- (d) one node answering FIND_NODE, pipelined ------------------------------------
+
+WINDOW = 32
+"""FIND_NODE requests in flight at once (under Config.max_requests_per_connection)."""
+
+
+async def node_find_node_pipelined(args: argparse.Namespace, config: Config) -> dict[str, Any]:
+    """A real node (its table filled from 10,000 ids) answering FIND_NODE as fast as it can."""
+    rng = random.Random(1)
+    node = Node(rng.randbytes(32), config, TcpTransport(), rng=rng)
+    now = trio.current_time()
+    for i in range(10_000):
+        host = f"10.{i // 250 % 250}.{i % 250}.{1 + i // 62500}"
+        node.table.update(Contact(rng.randbytes(32), host, 4000), now)
+    requests = [
+        encode_frame(RequestFrame(n, NODE_ID, 4000, FindNode(rng.randbytes(32))))
+        for n in range(1024)
+    ]
+    counted = 0
+    sent = 0
+    contacts = 0
+    async with trio.open_nursery() as nursery:
+        address = await nursery.start(node.run, HOST, 0)
+        stream = await trio.open_tcp_stream(*address)
+        room = trio.Semaphore(WINDOW)
+
+        async def writer() -> None:
+            nonlocal sent
+            while True:
+                await room.acquire()
+                await stream.send_all(requests[sent % len(requests)])
+                sent += 1
+
+        async def reader() -> None:
+            nonlocal counted, contacts
+            splitter = Splitter()
+            while True:
+                for payload in splitter.feed(await stream.receive_some(_RECEIVE_SIZE)):
+                    reply = decode_frame(payload)
+                    if not isinstance(reply, ReplyFrame) or not isinstance(reply.body, Nodes):
+                        raise RuntimeError(f"unexpected reply {reply!r}")
+                    contacts += len(reply.body.contacts)
+                    counted += 1
+                    room.release()
+
+        async with stream, trio.open_nursery() as clients:
+            clients.start_soon(reader)
+            clients.start_soon(writer)
+            begin = time.perf_counter()
+            await trio.sleep(args.seconds)
+            elapsed = time.perf_counter() - begin
+            answered = counted
+            clients.cancel_scope.cancel()
+        nursery.cancel_scope.cancel()
+    return {
+        "seconds": elapsed,
+        "window": WINDOW,
+        "table_contacts": len(node.table),
+        "contacts_per_reply": contacts / max(1, counted),
+        "replies": answered,
+        "frames_per_s": answered / elapsed,
+    }
+
+
 # --- main --------------------------------------------------------------------------
 
 
@@ -310,6 +385,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         q: transport["rtt_us"][q] / floor[q] for q in ("mean", "p50", "p99")
     }
     result["transport_in_process"] = transport
+    find_node = trio.run(node_find_node_pipelined, args, config)
+    echo_rate = result["echo_in_process"]["pipelined"]["frames_per_s"]
+    find_node["ratio_to_floor"] = find_node["frames_per_s"] / echo_rate
+    result["node_find_node_pipelined"] = find_node
     result["machine"]["loadavg_after"] = os.getloadavg()
     return result
 
@@ -338,6 +417,12 @@ def summary(result: dict[str, Any]) -> None:
     print(
         f"TcpTransport, one process: rtt p50 {t['rtt_us']['p50']:.1f} us, "
         f"p99 {t['rtt_us']['p99']:.1f} us; x{t['ratio_to_floor']['p50']:.2f} the floor at p50",
+        file=sys.stderr,
+    )
+    f = result["node_find_node_pipelined"]
+    print(
+        f"one node answering FIND_NODE (pipelined, window {f['window']}): "
+        f"{f['frames_per_s']:.0f} replies/s, {f['ratio_to_floor']:.0%} of the echo floor",
         file=sys.stderr,
     )
 
