@@ -23,14 +23,19 @@ def bench(name: str, *args: str) -> dict[str, object]:
     return data
 
 
-@pytest.mark.parametrize("transport", ["memory", "tcp"])
-def test_network_benchmark(transport: str) -> None:
+@pytest.mark.parametrize(
+    ("transport", "mode"), [("memory", "stop"), ("memory", "drop"), ("tcp", "stop")]
+)
+def test_network_benchmark(transport: str, mode: str) -> None:
     data = bench(
-        "network", "--nodes", "12", "--ops", "5", "--transport", transport, "--churn", "0.25"
+        "network",
+        *("--nodes", "12", "--ops", "5", "--transport", transport),
+        *("--churn", "0.25", "--churn-mode", mode),
     )
     assert data["set"]["success"] == 1.0  # type: ignore[index]
     assert data["get"]["success"] == 1.0  # type: ignore[index]
-    assert "get_after_churn" in data
+    assert data["get_after_churn"]["success"] == 1.0  # type: ignore[index]
+    assert data["set"]["wire_bytes_per_op"] > 0  # type: ignore[index]
 
 
 def test_churn_benchmark() -> None:
@@ -46,7 +51,7 @@ def test_abuse_benchmark() -> None:
 
 def test_floor_benchmark() -> None:
     data = bench("floor", "--rounds", "200", "--seconds", "0.3", "--repeats", "1")
-    assert data
+    assert data["node_find_node_pipelined"]["replies"] > 0  # type: ignore[index]
 
 
 def test_scale_benchmark() -> None:
