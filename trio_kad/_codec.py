@@ -294,11 +294,16 @@ def _encode_find_value(body: FindValue) -> _BodyBytes:
     return _FIND_VALUE_TYPE, 1, _KEY_KEY_AND_ID_HEAD + key
 
 
+def _batch_start(key: bytes, count: int, what: str, items: str) -> list[bytes]:
+    """The first parts of a batch field: its key and array head, once the count is checked."""
+    if not 1 <= count <= MAX_BATCH_PAIRS:
+        raise ValueError(f"{what} carries 1..{MAX_BATCH_PAIRS} {items}")
+    return [key, _head(_ARRAY, count)]
+
+
 def _encode_store_many(body: StoreMany) -> _BodyBytes:
     pairs = body.pairs
-    if not 1 <= len(pairs) <= MAX_BATCH_PAIRS:
-        raise ValueError(f"a store_many request carries 1..{MAX_BATCH_PAIRS} pairs")
-    parts = [_PAIRS_KEY, _head(_ARRAY, len(pairs))]
+    parts = _batch_start(_PAIRS_KEY, len(pairs), "a store_many request", "pairs")
     for pair in pairs:
         if type(pair) is not Store:
             raise ValueError(f"a store_many pair must be a Store, got {pair!r}")
@@ -351,9 +356,7 @@ def _encode_error(body: ErrorReply) -> _BodyBytes:
 
 def _encode_stored_many(body: StoredMany) -> _BodyBytes:
     results = body.results
-    if not 1 <= len(results) <= MAX_BATCH_PAIRS:
-        raise ValueError(f"a stored_many reply carries 1..{MAX_BATCH_PAIRS} results")
-    parts = [_RESULTS_KEY, _head(_ARRAY, len(results))]
+    parts = _batch_start(_RESULTS_KEY, len(results), "a stored_many reply", "results")
     for result in results:
         # 0, or an ErrorCode (or its plain int value); never a bool.
         if type(result) is not int and type(result) is not ErrorCode:
