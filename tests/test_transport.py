@@ -100,6 +100,10 @@ def raw_frame(fields: dict[str, object]) -> bytes:
     return len(payload).to_bytes(4, "big") + payload
 
 
+def store_bytes(request_id: int) -> bytes:
+    return encode_frame(RequestFrame(request_id, CLIENT_ID, 4000, Store(KEY, b"\x01")))
+
+
 def ping_bytes(request_id: int) -> bytes:
     return encode_frame(RequestFrame(request_id, CLIENT_ID, None, Ping()))
 
@@ -330,8 +334,9 @@ async def test_tcp_requests_over_the_per_connection_limit_are_overloaded() -> No
     release = trio.Event()
 
     async def slow(frame: RequestFrame, remote: Address) -> Reply:
+        # STOREs may block (a disk); pings and lookups are answered inline.
         await release.wait()
-        return Pong()
+        return Stored()
 
     server = TcpTransport()
     with trio.fail_after(5):
@@ -339,7 +344,7 @@ async def test_tcp_requests_over_the_per_connection_limit_are_overloaded() -> No
             assert address is not None
             stream = await trio.open_tcp_stream(*address)
             reader = FrameReader(1 << 20)
-            await stream.send_all(ping_bytes(1) + ping_bytes(2) + ping_bytes(3))
+            await stream.send_all(store_bytes(1) + store_bytes(2) + store_bytes(3))
             reply = await read_frame(stream, reader)
             assert reply is not None and reply.request_id == 3
             assert reply.body == ErrorReply(ErrorCode.OVERLOADED, "too many requests")
@@ -347,7 +352,7 @@ async def test_tcp_requests_over_the_per_connection_limit_are_overloaded() -> No
             ids = set()
             for _ in range(2):
                 reply = await read_frame(stream, reader)
-                assert reply is not None and reply.body == Pong()
+                assert reply is not None and reply.body == Stored()
                 ids.add(reply.request_id)
             assert ids == {1, 2}
             await stream.aclose()
@@ -390,19 +395,46 @@ async def test_tcp_undecodable_reply_fails_caller_and_closes_connection() -> Non
             nursery.cancel_scope.cancel()
 
 
+async def test_tcp_slow_store_does_not_hold_up_pings_on_its_connection() -> None:
+    release = trio.Event()
+
+    async def disk_bound(frame: RequestFrame, remote: Address) -> Reply:
+        if isinstance(frame.body, Store):
+            await release.wait()
+            return Stored()
+        return Pong()
+
+    server = TcpTransport()
+    with trio.fail_after(5):
+        async with running(server, handler=disk_bound) as address:
+            assert address is not None
+            stream = await trio.open_tcp_stream(*address)
+            reader = FrameReader(1 << 20)
+            await stream.send_all(store_bytes(1) + ping_bytes(2) + ping_bytes(3))
+            first = await read_frame(stream, reader)
+            second = await read_frame(stream, reader)
+            assert first is not None and second is not None
+            assert (first.request_id, second.request_id) == (2, 3)
+            release.set()
+            last = await read_frame(stream, reader)
+            assert last is not None and last.request_id == 1 and last.body == Stored()
+            await stream.aclose()
+
+
 async def test_tcp_cancelled_caller_leaves_no_pending_entry() -> None:
     release = trio.Event()
 
     async def slow(frame: RequestFrame, remote: Address) -> Reply:
+        # STOREs may block (a disk); pings and lookups are answered inline.
         await release.wait()
-        return Pong()
+        return Stored()
 
     server, client = TcpTransport(), TcpTransport()
     with trio.fail_after(5):
         async with running(server, handler=slow) as address, running(client, handler=None):
             assert address is not None
             with trio.move_on_after(0.1) as scope:
-                await client.request(address, CLIENT_ID, None, Ping())
+                await client.request(address, CLIENT_ID, None, Store(KEY, b"\x01"))
             assert scope.cancelled_caught
             conn = client._outbound[address]
             assert conn.pending == {}
@@ -410,8 +442,8 @@ async def test_tcp_cancelled_caller_leaves_no_pending_entry() -> None:
             # The late reply is dropped quietly; the connection still works.
             await trio.sleep(0.05)
             assert client._outbound[address] is conn
-            release2 = await client.request(address, CLIENT_ID, None, Ping())
-            assert release2.body == Pong()
+            release2 = await client.request(address, CLIENT_ID, None, Store(KEY, b"\x01"))
+            assert release2.body == Stored()
     assert client.statistics().requests_failed == 1
 
 

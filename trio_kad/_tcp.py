@@ -29,6 +29,9 @@ from ._limits import NetworkSet, RateLimiter
 from ._messages import (
     ErrorCode,
     ErrorReply,
+    FindNode,
+    FindValue,
+    Ping,
     Reply,
     ReplyFrame,
     Request,
@@ -49,6 +52,10 @@ _ACCEPT_BACKOFF = 0.1
 _REFUSALS_BEFORE_CLOSE = 4
 # Remote IPs whose request rate is tracked, per allowed inbound connection.
 _TRACKED_IPS_PER_CONNECTION = 4
+
+
+# Requests a handler answers without waiting on anything (see RequestHandler).
+_ANSWERED_INLINE = frozenset({Ping, FindNode, FindValue})
 
 
 def error_reply_for(exc: ProtocolError) -> ErrorReply:
@@ -188,6 +195,7 @@ class _Inbound:
         "active",
         "counted",
         "last_activity",
+        "outbox",
         "refused_in_row",
         "remote",
         "scope",
@@ -199,6 +207,8 @@ class _Inbound:
         self.stream = stream
         self.remote = remote
         self.send_lock = trio.Lock()
+        # Replies answered in the reader task, written together before the next read.
+        self.outbox: list[bytes] = []
         self.active = 0
         self.last_activity = now
         self.refused_in_row = 0  # requests refused by the rate limit since the last allowed one
@@ -233,7 +243,11 @@ class _Frames:
         self._started = 0.0  # when the partly received frame began
         self.end = ""  # why the stream ended, once next_payload() returned None
 
-    async def pump(self, on_payload: Callable[[bytes], Awaitable[bool]]) -> bool:
+    async def pump(
+        self,
+        on_payload: Callable[[bytes], Awaitable[bool]],
+        before_read: Callable[[], Awaitable[None]] | None = None,
+    ) -> bool:
         """Read frames and pass each payload to ``on_payload`` until the stream ends.
 
         Returns False as soon as ``on_payload`` does (the caller wants to stop),
@@ -279,6 +293,8 @@ class _Frames:
                         if not await on_payload(payload):
                             return False
                         continue
+                    if before_read is not None:
+                        await before_read()
                     if reader.buffered:
                         scope.deadline = min(scope.deadline, self._started + config.io_timeout)
                     try:
@@ -638,8 +654,14 @@ class TcpTransport(Transport):
         async def on_request(payload: bytes) -> bool:
             return await self._dispatch(conn, payload, handler, handlers)
 
+        async def flush() -> None:
+            await self._flush(conn)
+
         try:
-            if not await frames.pump(on_request):
+            keep_going = await frames.pump(on_request, flush)
+            # Answers already made go out even when reading stops.
+            await self._flush(conn)
+            if not keep_going:
                 return False
         except ProtocolError as exc:
             logger.debug("from %s: %s", _fmt(conn.remote), exc)
@@ -681,8 +703,13 @@ class TcpTransport(Transport):
             )
             return True
         conn.active += 1
-        # One task per request: a slow handler must not hold up the others.
-        handlers.start_soon(self._handle, conn, frame, handler)
+        if type(frame.body) in _ANSWERED_INLINE:
+            # Pings and lookups are pure CPU: answered in the reader task, they
+            # cost no task of their own (and pipelined ones stay in order).
+            await self._handle(conn, frame, handler, inline=True)
+        else:
+            # A STORE may wait on a disk: its own task, so it holds up no one.
+            handlers.start_soon(self._handle, conn, frame, handler)
         return True
 
     def _within_rate(self, conn: _Inbound) -> bool:
@@ -704,7 +731,9 @@ class TcpTransport(Transport):
         await self._send_reply(conn, request_id, ErrorReply(ErrorCode.OVERLOADED, "rate limited"))
         return True
 
-    async def _handle(self, conn: _Inbound, frame: RequestFrame, handler: RequestHandler) -> None:
+    async def _handle(
+        self, conn: _Inbound, frame: RequestFrame, handler: RequestHandler, *, inline: bool = False
+    ) -> None:
         try:
             try:
                 body: Reply = await handler(frame, conn.remote)
@@ -714,22 +743,37 @@ class TcpTransport(Transport):
                     "handler failed for a request from %s", _fmt(conn.remote), exc_info=True
                 )
                 body = ErrorReply(ErrorCode.INTERNAL, "internal error")
-            await self._send_reply(conn, frame.request_id, body)
+            if inline:
+                # Pipelined requests read together are answered with one write.
+                conn.outbox.append(self._reply_bytes(frame.request_id, body))
+            else:
+                await self._send_reply(conn, frame.request_id, body)
         finally:
             conn.active -= 1
 
-    async def _send_reply(self, conn: _Inbound, request_id: int, body: Reply) -> None:
-        """Write one reply under the connection's lock; a failed write closes the connection."""
+    def _reply_bytes(self, request_id: int, body: Reply) -> bytes:
         try:
-            data = encode_frame(ReplyFrame(request_id, self._local_id, body))
+            return encode_frame(ReplyFrame(request_id, self._local_id, body))
         except ValueError:
             logger.debug("handler returned an unencodable reply: %r", body, exc_info=True)
-            data = encode_frame(
-                ReplyFrame(
-                    request_id, self._local_id, ErrorReply(ErrorCode.INTERNAL, "internal error")
-                )
-            )
+            internal = ErrorReply(ErrorCode.INTERNAL, "internal error")
+            return encode_frame(ReplyFrame(request_id, self._local_id, internal))
+
+    async def _send_reply(self, conn: _Inbound, request_id: int, body: Reply) -> None:
+        """Write one reply (after any waiting in the outbox)."""
+        conn.outbox.append(self._reply_bytes(request_id, body))
+        await self._flush(conn)
+
+    async def _flush(self, conn: _Inbound) -> None:
+        """Write the outbox under the connection's lock; a failed write closes the connection."""
+        if not conn.outbox:
+            return
         async with conn.send_lock:
+            frames = len(conn.outbox)
+            if not frames:
+                return  # another writer took them while we waited for the lock
+            data = b"".join(conn.outbox)
+            conn.outbox.clear()
             # Shielded, with its own deadline: the reader's scope may end while a
             # reply is half written, and half a frame would break the stream.
             with trio.CancelScope(shield=True) as scope:
@@ -743,7 +787,7 @@ class TcpTransport(Transport):
                 logger.debug("write to %s timed out", _fmt(conn.remote))
                 conn.scope.cancel()
                 return
-        self._stats.frames_sent += 1
+        self._stats.frames_sent += frames
         self._stats.bytes_sent += len(data)
         conn.last_activity = trio.current_time()
 

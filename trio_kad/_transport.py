@@ -14,7 +14,12 @@ from ._ids import Address
 from ._messages import Reply, ReplyFrame, Request, RequestFrame
 
 RequestHandler = Callable[[RequestFrame, Address], Awaitable[Reply]]
-"""Serves one request. Gets the frame and the remote (host, port) it came from."""
+"""Serves one request. Gets the frame and the remote (host, port) it came from.
+
+PING, FIND_NODE and FIND_VALUE must be answered without blocking (the node's
+handler only reads memory for them): the TCP transport answers them in the
+connection's reader task. STOREs, which may wait on a disk, get a task each.
+"""
 
 
 @dataclass(slots=True)
