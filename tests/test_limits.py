@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trio_kad._limits import NetworkSet, RateLimiter, RttEstimator, TokenBucket
+from trio_kad._diversity import NetworkSet
+from trio_kad._limits import RateLimiter, RttEstimator, TokenBucket
 
 
 def test_bucket_starts_full_then_refuses() -> None:

@@ -14,7 +14,7 @@ import ipaddress
 from collections import OrderedDict
 from collections.abc import Iterable
 
-__all__ = ["Network", "SubnetGroups", "subnet_group"]
+__all__ = ["Network", "NetworkSet", "SubnetGroups", "subnet_group"]
 
 _IPV6_TAG = 1 << 128  # keeps IPv6 group keys apart from IPv4 ones (all below 2**24)
 
@@ -23,19 +23,25 @@ _UNKNOWN = -1  # no group is negative: marks a host not in the cache
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``host`` as an IP address (IPv4-mapped IPv6 as IPv4), or ``None`` for a name."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped  # one host, one address, however it is written
+    return ip
+
+
 def subnet_group(host: str, exempt: Iterable[Network] = ()) -> int | None:
     """The diversity group of ``host``: its /24 (IPv4) or /48 (IPv6) network as an int.
 
     ``None`` when the host is not limited: it is not an IP literal (a DNS
     name) or it lies in one of the ``exempt`` networks.
     """
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # one host, one group, however it is written
-    if any(ip in network for network in exempt):
+    ip = _ip(host)
+    if ip is None or any(ip in network for network in exempt):
         return None
     if isinstance(ip, ipaddress.IPv4Address):
         return int(ip) >> 8
@@ -113,3 +119,34 @@ class SubnetGroups:
             cache.popitem(last=False)  # oldest parsed first
         cache[host] = group
         return group
+
+
+class NetworkSet:
+    """Answers "is this host in one of these networks?" quickly, for hosts seen again and again.
+
+    A host that is not an IP literal is in no network. Answers are memoised for
+    at most ``max_cached`` hosts (the least recently added forgotten first), so
+    the cache cannot grow with the number of addresses that ever connected.
+    """
+
+    __slots__ = ("_cache", "_max_cached", "_networks")
+
+    def __init__(self, networks: Iterable[str], max_cached: int = 4096) -> None:
+        if isinstance(networks, str):
+            raise TypeError("networks must be an iterable of network strings, not one string")
+        self._networks = tuple(ipaddress.ip_network(n) for n in networks)
+        self._max_cached = max_cached
+        self._cache: OrderedDict[str, bool] = OrderedDict()
+
+    def __contains__(self, host: object) -> bool:
+        if not isinstance(host, str) or not self._networks:
+            return False
+        known = self._cache.get(host)
+        if known is not None:
+            return known
+        ip = _ip(host)
+        inside = ip is not None and any(ip in network for network in self._networks)
+        self._cache[host] = inside
+        if len(self._cache) > self._max_cached:
+            self._cache.popitem(last=False)
+        return inside

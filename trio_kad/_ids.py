@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -35,6 +35,12 @@ def int_to_id(value: int) -> bytes:
 def distance(a: bytes, b: bytes) -> int:
     """XOR distance between two ids, as an integer."""
     return int.from_bytes(a, "big") ^ int.from_bytes(b, "big")
+
+
+def count_nearer(contacts: Iterable[Contact], key: bytes, than: int) -> int:
+    """How many of ``contacts`` are nearer to ``key`` than the distance ``than``."""
+    target = int.from_bytes(key, "big")
+    return sum(1 for c in contacts if int.from_bytes(c.node_id, "big") ^ target < than)
 
 
 def random_id(rng: random.Random) -> bytes:

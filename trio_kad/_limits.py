@@ -6,11 +6,9 @@ so the transport passes ``trio.current_time()`` and tests pass plain numbers.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import OrderedDict
-from collections.abc import Iterable
 
-__all__ = ["NetworkSet", "RateLimiter", "RttEstimator", "TokenBucket"]
+__all__ = ["RateLimiter", "RttEstimator", "TokenBucket"]
 
 _EPSILON = 1e-9
 
@@ -91,41 +89,6 @@ class RateLimiter:
         return key in self._buckets
 
 
-class NetworkSet:
-    """Answers "is this host in one of these networks?" quickly, for hosts seen again and again.
-
-    A host that is not an IP literal is in no network. Answers are memoised for
-    at most ``max_cached`` hosts (the least recently added forgotten first), so
-    the cache cannot grow with the number of addresses that ever connected.
-    """
-
-    __slots__ = ("_cache", "_max_cached", "_networks")
-
-    def __init__(self, networks: Iterable[str], max_cached: int = 4096) -> None:
-        if isinstance(networks, str):
-            raise TypeError("networks must be an iterable of network strings, not one string")
-        self._networks = tuple(ipaddress.ip_network(n) for n in networks)
-        self._max_cached = max_cached
-        self._cache: OrderedDict[str, bool] = OrderedDict()
-
-    def __contains__(self, host: object) -> bool:
-        if not isinstance(host, str) or not self._networks:
-            return False
-        known = self._cache.get(host)
-        if known is not None:
-            return known
-        try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:
-            inside = False
-        else:
-            inside = any(ip in network for network in self._networks)
-        self._cache[host] = inside
-        if len(self._cache) > self._max_cached:
-            self._cache.popitem(last=False)
-        return inside
-
-
 class RttEstimator:
     """Smoothed round-trip time and its variation, as TCP keeps them (RFC 6298).
 
@@ -172,4 +135,4 @@ class RttEstimator:
         """
         if self.samples == 0:
             return self.floor
-        return min(self.timeout(), self.srtt + 4 * self.rttvar)
+        return min(self.ceiling, self.srtt + 4 * self.rttvar)

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from ._ids import Contact, distance, random_id_at_distance
+from ._ids import Contact, count_nearer, distance, random_id_at_distance
 from ._messages import Store
 from ._node import Node
 
@@ -109,7 +109,7 @@ async def replicate(node: Node) -> int:
         store = Store(record.key, record.value, ttl=ttl)
         closest = node.table.closest(record.key, k)
         own = distance(node.node_id, record.key)
-        if sum(1 for c in closest if distance(c.node_id, record.key) < own) >= k:
+        if count_nearer(closest, record.key, own) >= k:
             far.append(store)
             continue
         for contact in closest[: k - 1]:
@@ -182,7 +182,7 @@ async def handoff(node: Node, newcomer: Contact) -> int:
         if others and distance(others[0].node_id, key) < own:
             continue  # a closer holder will hand it over
         theirs = distance(newcomer.node_id, key)
-        nearer = 1 + sum(1 for c in others if distance(c.node_id, key) < theirs)
+        nearer = 1 + count_nearer(others, key, theirs)
         if nearer >= k:
             continue  # not among the k closest: it need not hold this pair
         ttl = math.ceil(record.expires_at - now)

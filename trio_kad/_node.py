@@ -13,9 +13,10 @@ import trio
 
 from ._codec import decode_value, valid_host
 from ._config import Config
+from ._diversity import NetworkSet
 from ._errors import BootstrapError, DataDirError, PeerMisbehaved, TransportError
-from ._ids import Address, Contact, distance, random_id_at_distance
-from ._limits import NetworkSet, RttEstimator
+from ._ids import Address, Contact, count_nearer, distance, random_id_at_distance
+from ._limits import RttEstimator
 from ._lookup import Done, Lookup, Query
 from ._messages import (
     MAX_BATCH_PAIRS,
@@ -167,12 +168,11 @@ class Node:
             if record is not None:
                 return FoundValue(record.value, _ttl_left(record, now))
             return Nodes(self._closest_for(body.key, frame.sender_id))
+        # Pairs from an exempt host count toward no per-IP quota.
+        origin = "" if remote[0] in self._per_ip_exempt else remote[0]
         if isinstance(body, Store):
-            # Pairs from an exempt host count toward no per-IP quota.
-            origin = "" if remote[0] in self._per_ip_exempt else remote[0]
             return await self._accept_store(body, origin)
         if isinstance(body, StoreMany):
-            origin = "" if remote[0] in self._per_ip_exempt else remote[0]
             results = []
             for pair in body.pairs:
                 reply = await self._accept_store(pair, origin)
@@ -232,7 +232,7 @@ class Node:
         """
         own = distance(self.node_id, key)
         k = self.config.k
-        nearer = sum(1 for c in self.table.closest(key, k + 32) if distance(c.node_id, key) < own)
+        nearer = count_nearer(self.table.closest(key, k + 32), key, own)
         return ttl * 0.5 ** (1 + max(0, nearer - k))
 
     # --- routing table upkeep (paper section 2.2) -----------------------------
@@ -476,8 +476,7 @@ class Node:
         acks = 0
         if own_copy is not None and await self.records.put(own_copy):
             own = distance(self.node_id, request.key)
-            nearer = sum(1 for c in targets if distance(c.node_id, request.key) < own)
-            if nearer < self.config.k and not self.client_only:
+            if count_nearer(targets, request.key, own) < self.config.k and not self.client_only:
                 targets = targets[: self.config.k - 1]
                 acks += 1
         return acks + await self.send_stores(targets, request)
@@ -506,23 +505,19 @@ class Node:
         """
         acks = 0
         for batch in _batches(stores, self.config.max_frame_size // 2):
-            if len(batch) == 1:
-                reply = await self.rpc(contact, batch[0])
-                if reply is None:
+            if len(batch) > 1:
+                reply = await self.rpc(contact, StoreMany(tuple(batch)))
+                if isinstance(reply, StoredMany) and len(reply.results) == len(batch):
+                    acks += reply.results.count(0)
+                    continue
+                if not (isinstance(reply, ErrorReply) and reply.code is ErrorCode.UNSUPPORTED):
                     return acks
-                acks += isinstance(reply, Stored)
-                continue
-            reply = await self.rpc(contact, StoreMany(tuple(batch)))
-            if isinstance(reply, StoredMany) and len(reply.results) == len(batch):
-                acks += reply.results.count(0)
-            elif isinstance(reply, ErrorReply) and reply.code is ErrorCode.UNSUPPORTED:
-                for store in batch:
-                    single = await self.rpc(contact, store)
-                    if single is None:
-                        return acks
-                    acks += isinstance(single, Stored)
-            else:
-                return acks
+            # One pair, or a peer that does not know store_many: one STORE each.
+            for store in batch:
+                single = await self.rpc(contact, store)
+                if single is None:
+                    return acks
+                acks += isinstance(single, Stored)
         return acks
 
     async def forget(self, key: bytes) -> bool:

@@ -23,9 +23,10 @@ import trio
 
 from ._codec import FrameReader, UnsupportedFrameError, decode_frame, encode_frame
 from ._config import Config
+from ._diversity import NetworkSet
 from ._errors import PeerMisbehaved, ProtocolError, TransportError
 from ._ids import ID_BYTES, Address
-from ._limits import NetworkSet, RateLimiter
+from ._limits import RateLimiter
 from ._messages import (
     ErrorCode,
     ErrorReply,
