@@ -6,6 +6,11 @@ writes replies. Each peer address gets ONE outbound connection, shared by every
 RPC to that peer and multiplexed by request id, so a lookup's many small RPCs
 (paper section 2.3) do not pay a TCP handshake each.
 
+Each connection end is one task and a plain socket (see ``_sockets``): a
+write that fits the socket buffer is one ``send`` call with no lock, no cancel
+scope and no scheduler pass; only a write that finds the buffer full waits,
+and later writes queue behind it in order.
+
 Inbound limits, all from ``Config``: frame size (from the length prefix),
 read/write deadlines, idle timeout, total inbound connections and connections
 per remote IP, requests in flight per connection, and a per-IP request rate.
@@ -15,12 +20,14 @@ still intact, and is disconnected where it is not or where it keeps pushing.
 
 from __future__ import annotations
 
-import errno
 import logging
-from collections.abc import Awaitable, Callable
+import math
+import socket
 
 import trio
+from trio.lowlevel import wait_readable, wait_writable
 
+from . import _sockets
 from ._codec import FrameReader, UnsupportedFrameError, decode_frame, encode_frame
 from ._config import Config
 from ._diversity import NetworkSet
@@ -44,10 +51,10 @@ logger = logging.getLogger("trio_kad.transport")
 
 _RECEIVE_SIZE = 65536
 _REQUEST_ID_MODULUS = 2**64
-# accept() errors that mean "out of a resource for now", as in trio.serve_listeners:
-# log, back off, and keep accepting rather than taking the node down.
-_ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 _ACCEPT_BACKOFF = 0.1
+# Connections taken per wake-up of a listener: a storm of connects is drained
+# in batches, yet one listener cannot hold the scheduler forever.
+_ACCEPT_BATCH = 64
 # A peer refused this many times request_burst_per_ip in a row is not slowing
 # down: it ignores OVERLOADED, so answering it any further is wasted work.
 _REFUSALS_BEFORE_CLOSE = 4
@@ -78,34 +85,93 @@ class _Waiter:
         self.misbehaved = False
 
 
-class _Outbound:
-    """A connection we opened: we send requests and read replies."""
+class _Conn:
+    """What both ends of a connection share: the socket, the frames read, the writes queued."""
 
     __slots__ = (
-        "address",
+        "backlog",
         "closed",
+        "end",
+        "frame_started",
         "last_activity",
-        "misbehaved",
-        "owner",
-        "pending",
+        "peer",
+        "reader",
+        "received",
         "scope",
-        "send_lock",
-        "stream",
+        "sock",
     )
 
-    def __init__(
-        self, owner: TcpTransport, address: Address, stream: trio.SocketStream, now: float
-    ) -> None:
-        self.owner = owner
-        self.address = address
-        self.stream = stream
-        self.send_lock = trio.Lock()
-        self.pending: dict[int, _Waiter] = {}
+    def __init__(self, sock: socket.socket, peer: Address, now: float, max_frame: int) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.reader = FrameReader(max_frame)
         self.last_activity = now
+        self.received = now  # when the last data arrived
+        self.frame_started = now  # when the partly received frame began
+        # Bytes a write could not hand to the socket yet; later writes queue behind them.
+        self.backlog: bytearray | None = None
         self.closed = False
-        self.misbehaved = False
-        # Created up front so close() works even before the reader task starts.
+        self.end = "closed"  # why reading stopped
+        # Created up front so the connection can be closed before its task starts.
         self.scope = trio.CancelScope()
+
+    def busy(self) -> bool:
+        """Outstanding work with deadlines of its own: silence now is not idleness."""
+        raise NotImplementedError
+
+
+class _Outbound(_Conn):
+    """A connection we opened: we send requests and read replies."""
+
+    __slots__ = ("misbehaved", "owner", "pending")
+
+    def __init__(
+        self, owner: TcpTransport, address: Address, sock: socket.socket, now: float
+    ) -> None:
+        super().__init__(sock, address, now, owner._config.max_frame_size)
+        self.owner = owner
+        self.pending: dict[int, _Waiter] = {}
+        self.misbehaved = False
+
+    def busy(self) -> bool:
+        return bool(self.pending)
+
+
+class _Inbound(_Conn):
+    """A connection a peer opened to us: we read requests and write replies."""
+
+    __slots__ = (
+        "active",
+        "counted",
+        "handler_deadline",
+        "handlers",
+        "outbox",
+        "refused_in_row",
+        "users",
+    )
+
+    def __init__(self, sock: socket.socket, remote: Address, now: float, max_frame: int) -> None:
+        super().__init__(sock, remote, now, max_frame)
+        # Replies answered in the reader task, written together before the next read.
+        self.outbox: list[bytes] = []
+        self.active = 0  # requests being answered
+        self.refused_in_row = 0  # requests refused by the rate limit since the last allowed one
+        self.counted = True  # still counted against the inbound limits
+        # The reader and each STORE being handled apart; the last one out closes the socket.
+        self.users = 1
+        # Scopes of the STOREs handled apart, and the deadline they all get once
+        # reading stopped on an error (inf while it has not).
+        self.handlers: set[trio.CancelScope] = set()
+        self.handler_deadline = math.inf
+
+    def busy(self) -> bool:
+        return self.active > 0
+
+    def hurry_handlers(self, deadline: float) -> None:
+        """Give every STORE still being handled at most until ``deadline``."""
+        self.handler_deadline = deadline
+        for scope in self.handlers:
+            scope.deadline = min(scope.deadline, deadline)
 
 
 def _descriptor_budget() -> int:
@@ -189,130 +255,6 @@ class _Connect:
         self.error: str | None = None
 
 
-class _Inbound:
-    """A connection a peer opened to us: we read requests and write replies."""
-
-    __slots__ = (
-        "active",
-        "counted",
-        "last_activity",
-        "outbox",
-        "refused_in_row",
-        "remote",
-        "scope",
-        "send_lock",
-        "stream",
-    )
-
-    def __init__(self, stream: trio.SocketStream, remote: Address, now: float) -> None:
-        self.stream = stream
-        self.remote = remote
-        self.send_lock = trio.Lock()
-        # Replies answered in the reader task, written together before the next read.
-        self.outbox: list[bytes] = []
-        self.active = 0
-        self.last_activity = now
-        self.refused_in_row = 0  # requests refused by the rate limit since the last allowed one
-        self.counted = True  # still counted against the inbound limits
-        # Created up front so it can be cancelled (evicted) before its task starts.
-        self.scope = trio.CancelScope()
-
-
-class _Frames:
-    """The frames arriving on one connection, in either direction, read under its deadlines.
-
-    An object with an async method rather than an async generator: the read
-    waits in a cancel scope, and a generator must not yield inside one.
-    """
-
-    __slots__ = ("_busy", "_conn", "_peer", "_received", "_started", "_transport", "end", "reader")
-
-    def __init__(
-        self,
-        conn: _Outbound | _Inbound,
-        peer: Address,
-        busy: Callable[[], bool],
-        transport: TcpTransport,
-    ) -> None:
-        self._conn = conn
-        self._peer = peer
-        # True while the connection has outstanding work, so silence is not idleness.
-        self._busy = busy
-        self._transport = transport
-        self.reader = FrameReader(transport._config.max_frame_size)
-        self._received = 0.0  # when the last data arrived
-        self._started = 0.0  # when the partly received frame began
-        self.end = ""  # why the stream ended, once next_payload() returned None
-
-    async def pump(
-        self,
-        on_payload: Callable[[bytes], Awaitable[bool]],
-        before_read: Callable[[], Awaitable[None]] | None = None,
-    ) -> bool:
-        """Read frames and pass each payload to ``on_payload`` until the stream ends.
-
-        Returns False as soon as ``on_payload`` does (the caller wants to stop),
-        True once the stream ended (``end`` says why). Raises ProtocolError
-        (already counted) on an oversized frame: the framing is lost.
-
-        One cancel scope covers many reads: its deadline is the idle deadline
-        when entered, tightened to the frame deadline only while a frame is
-        half received, and re-checked when it fires. A scope per read would
-        cost every frame a scope and a deadline-heap entry.
-        """
-        config = self._transport._config
-        stats = self._transport._stats
-        conn = self._conn
-        reader = self.reader
-        while True:
-            now = trio.current_time()
-            if reader.buffered:
-                deadline = self._started + config.io_timeout
-                if deadline <= now:
-                    stats.protocol_errors += 1
-                    logger.debug("%s stalled in the middle of a frame", _fmt(self._peer))
-                    self.end = "peer stalled mid-frame"
-                    return True
-            elif self._busy():
-                # The outstanding work has its own deadlines; just wake now and then to re-check.
-                deadline = now + config.idle_timeout
-            else:
-                deadline = conn.last_activity + config.idle_timeout
-                if deadline <= now:
-                    self.end = "idle"
-                    return True
-            with trio.move_on_at(deadline) as scope:
-                while True:
-                    try:
-                        payload = reader.next_payload()
-                    except ProtocolError:
-                        stats.protocol_errors += 1
-                        raise
-                    if payload is not None:
-                        # Anything still buffered is a frame that began in the last read.
-                        self._started = self._received
-                        if not await on_payload(payload):
-                            return False
-                        continue
-                    if before_read is not None:
-                        await before_read()
-                    if reader.buffered:
-                        scope.deadline = min(scope.deadline, self._started + config.io_timeout)
-                    try:
-                        data = await conn.stream.receive_some(_RECEIVE_SIZE)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                        self.end = f"read failed: {exc}"
-                        return True
-                    if not data:
-                        self.end = "closed by peer"
-                        return True
-                    stats.bytes_received += len(data)
-                    conn.last_activity = self._received = trio.current_time()
-                    if not reader.buffered:
-                        self._started = self._received
-                    reader.feed(data)
-
-
 class TcpTransport(Transport):
     """Kademlia frames over TCP, with connection reuse, deadlines and limits from ``Config``."""
 
@@ -354,10 +296,10 @@ class TcpTransport(Transport):
             config.max_inbound_connections * _TRACKED_IPS_PER_CONNECTION,
         )
         self._per_ip_exempt = NetworkSet(config.per_ip_exempt)
-        listeners: list[trio.SocketListener] = []
+        listeners: list[socket.socket] = []
         try:
             if handler is not None:
-                listeners = await trio.open_tcp_listeners(port, host=host)
+                listeners = await _sockets.listen(host, port)
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 if handler is None:
@@ -365,7 +307,7 @@ class TcpTransport(Transport):
                 else:
                     for listener in listeners:
                         nursery.start_soon(self._accept_loop, listener, handler)
-                    bound_port: int = listeners[0].socket.getsockname()[1]
+                    bound_port: int = listeners[0].getsockname()[1]
                     task_status.started((host, bound_port))
                 await trio.sleep_forever()
         finally:
@@ -373,7 +315,133 @@ class TcpTransport(Transport):
             for conn in list(self._outbound.values()):
                 self._close_outbound(conn, "transport stopped")
             for listener in listeners:
-                await trio.aclose_forcefully(listener)
+                _sockets.close(listener)
+
+    # --- reading, either direction ------------------------------------------------
+
+    async def _pump(self, conn: _Inbound | _Outbound, handler: RequestHandler | None) -> bool:
+        """Read frames and act on each (a request, or a reply when ``handler`` is None).
+
+        Returns False as soon as a frame says the connection must close, True
+        once the stream ended (``conn.end`` says why). Raises ProtocolError
+        (already counted) on an oversized frame: the framing is lost.
+
+        One cancel scope covers many reads: its deadline is the idle deadline
+        when entered, tightened to the frame deadline only while a frame is
+        half received, and re-checked when it fires. A scope per read would
+        cost every frame a scope and a deadline-heap entry.
+        """
+        config = self._config
+        stats = self._stats
+        reader = conn.reader
+        sock = conn.sock
+        while True:
+            now = trio.current_time()
+            if reader.buffered:
+                deadline = conn.frame_started + config.io_timeout
+                if deadline <= now:
+                    stats.protocol_errors += 1
+                    logger.debug("%s stalled in the middle of a frame", _fmt(conn.peer))
+                    conn.end = "peer stalled mid-frame"
+                    return True
+            elif conn.busy():
+                # The outstanding work has its own deadlines; just wake now and then to re-check.
+                deadline = now + config.idle_timeout
+            else:
+                deadline = conn.last_activity + config.idle_timeout
+                if deadline <= now:
+                    conn.end = "idle"
+                    return True
+            with trio.move_on_at(deadline) as scope:
+                while True:
+                    while True:
+                        try:
+                            payload = reader.next_payload()
+                        except ProtocolError:
+                            stats.protocol_errors += 1
+                            raise
+                        if payload is None:
+                            break
+                        # Anything still buffered is a frame that began in the last read.
+                        conn.frame_started = conn.received
+                        if handler is None:
+                            assert isinstance(conn, _Outbound)
+                            if not self._deliver_reply(conn, payload):
+                                return False
+                        else:
+                            assert isinstance(conn, _Inbound)
+                            if not await self._dispatch(conn, payload, handler):
+                                return False
+                    if isinstance(conn, _Inbound) and conn.outbox:
+                        await self._flush(conn)
+                    if reader.buffered:
+                        scope.deadline = min(scope.deadline, conn.frame_started + config.io_timeout)
+                    try:
+                        await wait_readable(sock)
+                        data = sock.recv(_RECEIVE_SIZE)
+                    except BlockingIOError:
+                        continue
+                    except (OSError, trio.ClosedResourceError) as exc:
+                        conn.end = f"read failed: {exc}"
+                        return True
+                    if not data:
+                        conn.end = "closed by peer"
+                        return True
+                    stats.bytes_received += len(data)
+                    conn.last_activity = conn.received = trio.current_time()
+                    if not reader.buffered:
+                        conn.frame_started = conn.received
+                    reader.feed(data)
+
+    # --- writing, either direction ------------------------------------------------
+
+    async def _send(self, conn: _Inbound | _Outbound, data: bytes) -> str | None:
+        """Write ``data`` after anything queued; why the connection failed, or None.
+
+        A failed connection is closed (its waiting callers failed) before this returns.
+        """
+        if conn.closed:
+            return "closed"
+        if conn.backlog is not None:
+            # A write is waiting for room; this one goes out after it, in order.
+            conn.backlog += data
+            return None
+        sock = conn.sock
+        try:
+            sent = sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            return self._write_failed(conn, f"write failed: {exc}")
+        if sent == len(data):
+            return None
+        backlog = conn.backlog = bytearray(memoryview(data)[sent:])
+        # Shielded: a caller giving up mid-write would leave half a frame on the
+        # shared stream and break it for everyone. Still bounded by io_timeout.
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + self._config.io_timeout
+            try:
+                while backlog:
+                    await wait_writable(sock)
+                    try:
+                        sent = sock.send(backlog)
+                    except BlockingIOError:
+                        continue
+                    del backlog[:sent]
+            except (OSError, trio.ClosedResourceError) as exc:
+                return self._write_failed(conn, f"write failed: {exc}")
+        if scope.cancelled_caught:
+            return self._write_failed(conn, "write timed out")
+        conn.backlog = None
+        return None
+
+    def _write_failed(self, conn: _Inbound | _Outbound, reason: str) -> str:
+        logger.debug("%s: %s", _fmt(conn.peer), reason)
+        if isinstance(conn, _Outbound):
+            self._close_outbound(conn, reason)
+        else:
+            self._abort(conn)
+        return reason
 
     # --- client side -----------------------------------------------------------
 
@@ -398,22 +466,9 @@ class TcpTransport(Transport):
         conn.pending[request_id] = waiter
         self._touch(conn)
         try:
-            async with conn.send_lock:
-                if conn.closed:
-                    raise TransportError(f"connection to {_fmt(address)} closed")
-                # Shielded: a caller giving up mid-write would leave half a frame
-                # on the shared stream and break it for every other caller. The
-                # write is still bounded by io_timeout.
-                with trio.CancelScope(shield=True) as scope:
-                    scope.deadline = trio.current_time() + self._config.io_timeout
-                    try:
-                        await conn.stream.send_all(data)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                        self._close_outbound(conn, f"write failed: {exc}")
-                        raise TransportError(f"connection to {_fmt(address)} lost") from exc
-                if scope.cancelled_caught:
-                    self._close_outbound(conn, "write timed out")
-                    raise TransportError(f"write to {_fmt(address)} timed out")
+            failure = await self._send(conn, data)
+            if failure is not None:
+                raise TransportError(f"connection to {_fmt(address)} lost: {failure}")
             self._stats.frames_sent += 1
             self._stats.bytes_sent += len(data)
             await waiter.event.wait()
@@ -428,9 +483,9 @@ class TcpTransport(Transport):
         conn.last_activity = trio.current_time()
         _PROCESS_POOL.touch(conn)
         # Move to the end: the dict's order is least to most recently used.
-        if self._outbound.get(conn.address) is conn:
-            del self._outbound[conn.address]
-            self._outbound[conn.address] = conn
+        if self._outbound.get(conn.peer) is conn:
+            del self._outbound[conn.peer]
+            self._outbound[conn.peer] = conn
 
     async def _get_connection(self, address: Address) -> _Outbound:
         """The open connection to ``address``, connecting (once, shared) if there is none."""
@@ -454,20 +509,20 @@ class TcpTransport(Transport):
             self._make_room()
             try:
                 # In the caller's task and cancel scope: the RPC timeout covers connecting.
-                stream = await trio.open_tcp_stream(address[0], address[1])
+                sock = await _sockets.connect(address[0], address[1])
             except OSError as exc:
                 attempt.error = f"cannot connect to {_fmt(address)}: {exc}"
                 raise TransportError(attempt.error) from exc
-            return self._register(address, stream)
+            return self._register(address, sock)
         finally:
             del self._connecting[address]
             attempt.done.set()
 
-    def _register(self, address: Address, stream: trio.SocketStream) -> _Outbound:
-        conn = _Outbound(self, address, stream, trio.current_time())
+    def _register(self, address: Address, sock: socket.socket) -> _Outbound:
+        conn = _Outbound(self, address, sock, trio.current_time())
         nursery = self._nursery
         if nursery is None:
-            stream.socket.close()
+            sock.close()
             raise TransportError("transport is not running")
         self._outbound[address] = conn
         _PROCESS_POOL.add(conn)
@@ -493,9 +548,9 @@ class TcpTransport(Transport):
             return
         conn.closed = True
         _PROCESS_POOL.discard(conn)
-        if self._outbound.get(conn.address) is conn:
-            del self._outbound[conn.address]
-        error = f"connection to {_fmt(conn.address)} closed: {reason}"
+        if self._outbound.get(conn.peer) is conn:
+            del self._outbound[conn.peer]
+        error = f"connection to {_fmt(conn.peer)} closed: {reason}"
         for waiter in conn.pending.values():
             if waiter.reply is None:
                 waiter.error = error
@@ -512,89 +567,93 @@ class TcpTransport(Transport):
         finally:
             self._close_outbound(conn, reason)
             self._stats.connections_open -= 1
-            await trio.aclose_forcefully(conn.stream)
+            _sockets.close(conn.sock)
 
     async def _read_replies(self, conn: _Outbound) -> str:
         """Read replies until the connection ends; return why it ended."""
-        frames = _Frames(conn, conn.address, lambda: bool(conn.pending), self)
-        error: str | None = None
-
-        async def on_reply(payload: bytes) -> bool:
-            nonlocal error
-            error = self._deliver_reply(conn, payload)
-            return error is None
-
         try:
-            if not await frames.pump(on_reply):
-                return error or "closed"
+            if not await self._pump(conn, None):
+                return conn.end
         except ProtocolError as exc:
-            logger.debug("reply stream from %s: %s", _fmt(conn.address), exc)
+            logger.debug("reply stream from %s: %s", _fmt(conn.peer), exc)
             conn.misbehaved = True
             return "oversized reply"
-        return frames.end
+        return conn.end
 
-    def _deliver_reply(self, conn: _Outbound, payload: bytes) -> str | None:
-        """Hand one reply to its caller; a reason to close the connection, or None."""
+    def _deliver_reply(self, conn: _Outbound, payload: bytes) -> bool:
+        """Hand one reply to its caller; False (``conn.end`` says why) to close the connection."""
         self._stats.frames_received += 1
         try:
             frame = decode_frame(payload)
         except ProtocolError as exc:
             # The peer is broken: nothing else it sends can be trusted.
             self._stats.protocol_errors += 1
-            logger.debug("bad reply from %s: %s", _fmt(conn.address), exc)
+            logger.debug("bad reply from %s: %s", _fmt(conn.peer), exc)
             conn.misbehaved = True
-            return f"undecodable reply: {exc}"
+            conn.end = f"undecodable reply: {exc}"
+            return False
         if not isinstance(frame, ReplyFrame):
             self._stats.protocol_errors += 1
-            logger.debug("request from %s on an outbound connection", _fmt(conn.address))
+            logger.debug("request from %s on an outbound connection", _fmt(conn.peer))
             conn.misbehaved = True
-            return "peer sent a request on our connection"
+            conn.end = "peer sent a request on our connection"
+            return False
         waiter = conn.pending.pop(frame.request_id, None)
         if waiter is None:
             # The caller gave up (its cancel scope fired) before the reply came.
-            logger.debug("late reply %d from %s", frame.request_id, _fmt(conn.address))
+            logger.debug("late reply %d from %s", frame.request_id, _fmt(conn.peer))
         else:
             waiter.reply = frame
             waiter.event.set()
-        return None
+        return True
 
     # --- server side -----------------------------------------------------------
 
-    async def _accept_loop(self, listener: trio.SocketListener, handler: RequestHandler) -> None:
+    async def _accept_loop(self, listener: socket.socket, handler: RequestHandler) -> None:
+        while True:
+            await wait_readable(listener)
+            for _ in range(_ACCEPT_BATCH):
+                try:
+                    sock, peer = listener.accept()
+                except BlockingIOError:
+                    break
+                except OSError as exc:
+                    if exc.errno in _sockets.ACCEPT_SKIP_ERRNOS:
+                        continue
+                    if exc.errno not in _sockets.ACCEPT_CAPACITY_ERRNOS:
+                        raise
+                    logger.debug("accept failed (%s); retrying shortly", exc)
+                    await trio.sleep(_ACCEPT_BACKOFF)
+                    break
+                self._accepted(sock, (str(peer[0]), int(peer[1])), handler)
+
+    def _accepted(self, sock: socket.socket, remote: Address, handler: RequestHandler) -> None:
         nursery = self._nursery
         assert nursery is not None
-        while True:
-            try:
-                stream = await listener.accept()
-            except OSError as exc:
-                if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
-                    raise
-                logger.debug("accept failed (%s); retrying shortly", exc)
-                await trio.sleep(_ACCEPT_BACKOFF)
-                continue
-            try:
-                peer = stream.socket.getpeername()
-            except OSError:
-                # Reset before we got to it: nothing to serve.
-                await trio.aclose_forcefully(stream)
-                continue
-            conn = _Inbound(stream, (str(peer[0]), int(peer[1])), trio.current_time())
-            refusal = self._admit_connection(conn)
-            if refusal is not None:
-                logger.debug("refusing inbound connection from %s: %s", _fmt(conn.remote), refusal)
-                self._stats.connections_refused += 1
-                await trio.aclose_forcefully(stream)
-                continue
-            self._inbound_count += 1
-            self._inbound_by_ip.setdefault(conn.remote[0], {})[conn] = None
-            self._stats.connections_opened += 1
-            self._stats.connections_open += 1
-            nursery.start_soon(self._serve_inbound, conn, handler)
+        try:
+            _sockets.prepare(sock)
+        except OSError:
+            # Reset before we got to it: nothing to serve.
+            sock.close()
+            return
+        now = trio.current_time()
+        conn = _Inbound(sock, remote, now, self._config.max_frame_size)
+        refusal = self._admit_connection(conn)
+        if refusal is not None:
+            logger.debug("refusing inbound connection from %s: %s", _fmt(remote), refusal)
+            self._stats.connections_refused += 1
+            sock.close()
+            return
+        self._inbound_count += 1
+        self._inbound_by_ip.setdefault(remote[0], {})[conn] = None
+        self._stats.connections_opened += 1
+        self._stats.connections_open += 1
+        nursery.start_soon(self._serve_inbound, conn, handler)
 
     def _admit_connection(self, conn: _Inbound) -> str | None:
         """Make room for a new inbound connection; why it must be refused, or None."""
         config = self._config
-        ip = conn.remote[0]
+        ip = conn.peer[0]
         own = len(self._inbound_by_ip.get(ip, ()))
         if own >= config.max_connections_per_ip and ip not in self._per_ip_exempt:
             return "at max_connections_per_ip"
@@ -610,10 +669,10 @@ class TcpTransport(Transport):
             return "at max_inbound_connections"
         # Its least recently active connection, preferring one with no request in flight.
         victim = min(heaviest, key=lambda c: (c.active > 0, c.last_activity))
-        logger.debug("evicting inbound connection from %s for a fairer share", _fmt(victim.remote))
+        logger.debug("evicting inbound connection from %s for a fairer share", _fmt(victim.peer))
         self._stats.connections_refused += 1
         self._release(victim)
-        victim.scope.cancel()
+        self._abort(victim)
         return None
 
     def _release(self, conn: _Inbound) -> None:
@@ -622,60 +681,59 @@ class TcpTransport(Transport):
             return
         conn.counted = False
         self._inbound_count -= 1
-        ip = conn.remote[0]
+        ip = conn.peer[0]
         same_ip = self._inbound_by_ip.get(ip)
         if same_ip is not None:
             same_ip.pop(conn, None)
             if not same_ip:
                 del self._inbound_by_ip[ip]
 
+    def _abort(self, conn: _Inbound) -> None:
+        """Stop reading and answering on ``conn`` now; the last user closes the socket."""
+        conn.closed = True
+        conn.scope.cancel()
+        conn.hurry_handlers(-math.inf)
+
+    def _done_with(self, conn: _Inbound) -> None:
+        """One user (the reader, or a STORE handled apart) is finished with ``conn``."""
+        conn.users -= 1
+        if conn.users:
+            return
+        conn.closed = True
+        self._release(conn)
+        self._stats.connections_open -= 1
+        _sockets.close(conn.sock)
+
     async def _serve_inbound(self, conn: _Inbound, handler: RequestHandler) -> None:
         try:
             with conn.scope:
-                async with trio.open_nursery() as handlers:
-                    if not await self._read_requests(conn, handler, handlers):
-                        # No more reading, but the requests already accepted (at most
-                        # max_requests_per_connection) get their replies if that is
-                        # quick: garbage after a valid frame must not lose its answer.
-                        handlers.cancel_scope.deadline = (
-                            trio.current_time() + self._config.io_timeout
-                        )
-                    # Else the peer finished sending: let running handlers reply.
+                if not await self._read_requests(conn, handler):
+                    # No more reading, but the requests already accepted (at most
+                    # max_requests_per_connection) get their replies if that is
+                    # quick: garbage after a valid frame must not lose its answer.
+                    conn.hurry_handlers(trio.current_time() + self._config.io_timeout)
+                # Else the peer finished sending: let running handlers reply.
         finally:
-            self._release(conn)
-            self._stats.connections_open -= 1
-            await trio.aclose_forcefully(conn.stream)
+            self._done_with(conn)
 
-    async def _read_requests(
-        self, conn: _Inbound, handler: RequestHandler, handlers: trio.Nursery
-    ) -> bool:
+    async def _read_requests(self, conn: _Inbound, handler: RequestHandler) -> bool:
         """Read and dispatch requests; True when the peer closed cleanly, False on an error."""
-        frames = _Frames(conn, conn.remote, lambda: conn.active > 0, self)
-
-        async def on_request(payload: bytes) -> bool:
-            return await self._dispatch(conn, payload, handler, handlers)
-
-        async def flush() -> None:
-            await self._flush(conn)
-
         try:
-            keep_going = await frames.pump(on_request, flush)
+            keep_going = await self._pump(conn, handler)
             # Answers already made go out even when reading stops.
             await self._flush(conn)
             if not keep_going:
                 return False
         except ProtocolError as exc:
-            logger.debug("from %s: %s", _fmt(conn.remote), exc)
+            logger.debug("from %s: %s", _fmt(conn.peer), exc)
             # The framing is lost; say why (id 0: we cannot know the id), then close.
             await self._send_reply(conn, 0, ErrorReply(ErrorCode.TOO_LARGE, "frame too large"))
             return False
-        if frames.end == "idle":
-            logger.debug("closing idle inbound connection from %s", _fmt(conn.remote))
-        return frames.end == "closed by peer" and not frames.reader.buffered
+        if conn.end == "idle":
+            logger.debug("closing idle inbound connection from %s", _fmt(conn.peer))
+        return conn.end == "closed by peer" and not conn.reader.buffered
 
-    async def _dispatch(
-        self, conn: _Inbound, payload: bytes, handler: RequestHandler, handlers: trio.Nursery
-    ) -> bool:
+    async def _dispatch(self, conn: _Inbound, payload: bytes, handler: RequestHandler) -> bool:
         """Start handling one request frame; False when the connection must close."""
         stats = self._stats
         stats.frames_received += 1
@@ -683,7 +741,7 @@ class TcpTransport(Transport):
             frame = decode_frame(payload)
         except ProtocolError as exc:
             stats.protocol_errors += 1
-            logger.debug("bad request from %s: %s", _fmt(conn.remote), exc)
+            logger.debug("bad request from %s: %s", _fmt(conn.peer), exc)
             if exc.request_id is None:
                 return False
             if not self._within_rate(conn):
@@ -693,7 +751,7 @@ class TcpTransport(Transport):
             return True
         if not isinstance(frame, RequestFrame):
             stats.protocol_errors += 1
-            logger.debug("reply frame from %s on an inbound connection", _fmt(conn.remote))
+            logger.debug("reply frame from %s on an inbound connection", _fmt(conn.peer))
             return False
         stats.requests_received += 1
         if not self._within_rate(conn):
@@ -710,12 +768,14 @@ class TcpTransport(Transport):
             await self._handle(conn, frame, handler, inline=True)
         else:
             # A STORE may wait on a disk: its own task, so it holds up no one.
-            handlers.start_soon(self._handle, conn, frame, handler)
+            assert self._nursery is not None
+            conn.users += 1
+            self._nursery.start_soon(self._handle_apart, conn, frame, handler)
         return True
 
     def _within_rate(self, conn: _Inbound) -> bool:
         """Charge one request to the remote IP's token bucket: True when it is allowed."""
-        ip = conn.remote[0]
+        ip = conn.peer[0]
         if ip in self._per_ip_exempt or self._rate_limiter.allow(ip, trio.current_time()):
             conn.refused_in_row = 0
             return True
@@ -727,22 +787,33 @@ class TcpTransport(Transport):
         self._stats.requests_refused += 1
         limit = _REFUSALS_BEFORE_CLOSE * self._config.request_burst_per_ip
         if conn.refused_in_row > limit:
-            logger.debug("closing %s: it ignores the request rate limit", _fmt(conn.remote))
+            logger.debug("closing %s: it ignores the request rate limit", _fmt(conn.peer))
             return False
         await self._send_reply(conn, request_id, ErrorReply(ErrorCode.OVERLOADED, "rate limited"))
         return True
+
+    async def _handle_apart(
+        self, conn: _Inbound, frame: RequestFrame, handler: RequestHandler
+    ) -> None:
+        """Handle one request in a task of its own, cut short if the connection goes bad."""
+        scope = trio.CancelScope(deadline=conn.handler_deadline)
+        conn.handlers.add(scope)
+        try:
+            with scope:
+                await self._handle(conn, frame, handler)
+        finally:
+            conn.handlers.discard(scope)
+            self._done_with(conn)
 
     async def _handle(
         self, conn: _Inbound, frame: RequestFrame, handler: RequestHandler, *, inline: bool = False
     ) -> None:
         try:
             try:
-                body: Reply = await handler(frame, conn.remote)
+                body: Reply = await handler(frame, conn.peer)
             except Exception:
                 # Never a traceback on the wire; the details stay in our log.
-                logger.debug(
-                    "handler failed for a request from %s", _fmt(conn.remote), exc_info=True
-                )
+                logger.debug("handler failed for a request from %s", _fmt(conn.peer), exc_info=True)
                 body = ErrorReply(ErrorCode.INTERNAL, "internal error")
             if inline:
                 # Pipelined requests read together are answered with one write.
@@ -766,31 +837,16 @@ class TcpTransport(Transport):
         await self._flush(conn)
 
     async def _flush(self, conn: _Inbound) -> None:
-        """Write the outbox under the connection's lock; a failed write closes the connection."""
-        if not conn.outbox:
+        """Write the outbox in one piece; a failed write closes the connection."""
+        frames = len(conn.outbox)
+        if not frames:
             return
-        async with conn.send_lock:
-            frames = len(conn.outbox)
-            if not frames:
-                return  # another writer took them while we waited for the lock
-            data = b"".join(conn.outbox)
-            conn.outbox.clear()
-            # Shielded, with its own deadline: the reader's scope may end while a
-            # reply is half written, and half a frame would break the stream.
-            with trio.CancelScope(shield=True) as scope:
-                scope.deadline = trio.current_time() + self._config.io_timeout
-                try:
-                    await conn.stream.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    conn.scope.cancel()
-                    return
-            if scope.cancelled_caught:
-                logger.debug("write to %s timed out", _fmt(conn.remote))
-                conn.scope.cancel()
-                return
-        self._stats.frames_sent += frames
-        self._stats.bytes_sent += len(data)
-        conn.last_activity = trio.current_time()
+        data = conn.outbox[0] if frames == 1 else b"".join(conn.outbox)
+        conn.outbox.clear()
+        if await self._send(conn, data) is None:
+            self._stats.frames_sent += frames
+            self._stats.bytes_sent += len(data)
+            conn.last_activity = trio.current_time()
 
 
 def _fmt(address: Address) -> str:

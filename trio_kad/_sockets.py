@@ -1,0 +1,122 @@
+"""Plain non-blocking sockets driven by Trio's low-level readiness waits.
+
+The TCP transport keeps one task per connection end and many thousands of
+ends in one process when nodes are simulated together. ``trio.SocketStream``
+costs each end a wrapper socket, two conflict detectors, a lock and a cancel
+scope per write; a connect through ``trio.open_tcp_stream`` costs a nursery
+and a task for happy eyeballs. Here a connection is a stdlib socket, reads
+and writes are the plain calls, and only a socket that is not ready waits,
+with ``trio.lowlevel.wait_readable`` / ``wait_writable``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+
+import trio
+from trio.lowlevel import notify_closing, wait_writable
+
+# accept() errors that mean "out of a resource for now", as in trio.serve_listeners:
+# back off and keep accepting rather than taking the node down.
+ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+# accept() errors about the one connection being accepted (it was reset or its
+# route went away before we got to it), as trio's SocketListener ignores them.
+ACCEPT_SKIP_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ECONNABORTED",
+        "EPROTO",
+        "ENETDOWN",
+        "ENOPROTOOPT",
+        "EHOSTDOWN",
+        "ENONET",
+        "EHOSTUNREACH",
+        "EOPNOTSUPP",
+        "ENETUNREACH",
+    )
+    if hasattr(errno, name)
+)
+
+
+def close(sock: socket.socket) -> None:
+    """Close ``sock``, first waking any task waiting on it (it gets ClosedResourceError)."""
+    if sock.fileno() != -1:
+        notify_closing(sock)
+        sock.close()
+
+
+def prepare(sock: socket.socket) -> None:
+    """Make a connected socket non-blocking, with Nagle off: frames are small and waited for."""
+    sock.setblocking(False)
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _numeric_family(host: str) -> int | None:
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        return family
+    return None
+
+
+async def connect(host: str, port: int) -> socket.socket:
+    """A connected, non-blocking TCP socket to ``host``:``port``.
+
+    An IP literal (every contact's address) connects without a resolver call;
+    a name (a bootstrap peer given by name) is resolved first and its
+    addresses tried in turn. Bounded by the caller's cancel scope.
+    """
+    family = _numeric_family(host)
+    targets: list[tuple[int, tuple[object, ...]]]
+    if family is not None:
+        targets = [(family, (host, port))]
+    else:
+        infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        targets = [(info[0], tuple(info[4])) for info in infos]
+        if not targets:
+            raise OSError(errno.EHOSTUNREACH, f"no address for {host}")
+    error: OSError | None = None
+    for family, sockaddr in targets:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            prepare(sock)
+            try:
+                sock.connect(sockaddr)
+            except BlockingIOError:
+                await wait_writable(sock)
+                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if code:
+                    raise OSError(code, os.strerror(code)) from None
+        except OSError as exc:
+            close(sock)
+            error = exc
+            continue
+        except BaseException:
+            close(sock)
+            raise
+        return sock
+    assert error is not None
+    raise error
+
+
+async def listen(host: str | None, port: int) -> list[socket.socket]:
+    """Listening sockets for ``host``:``port``, bound as ``trio.open_tcp_listeners`` binds them."""
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    socks: list[socket.socket] = []
+    try:
+        for listener in listeners:
+            sock = socket.socket(fileno=listener.socket.detach())
+            sock.setblocking(False)
+            socks.append(sock)
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        for listener in listeners:
+            await trio.aclose_forcefully(listener)
+        raise
+    return socks
