@@ -50,8 +50,7 @@ def close(sock: socket.socket) -> None:
 def prepare(sock: socket.socket) -> None:
     """Make a connected socket non-blocking, with Nagle off: frames are small and waited for."""
     sock.setblocking(False)
-    if sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _numeric_family(host: str) -> int | None:
