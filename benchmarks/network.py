@@ -36,7 +36,7 @@ class GcPauses:
 
     def __init__(self) -> None:
         self.pauses_ms: list[float] = []
-        self.full = 0
+        self.full_flags: list[bool] = []
         self._started = 0.0
         gc.callbacks.append(self._callback)
 
@@ -45,15 +45,19 @@ class GcPauses:
             self._started = time.perf_counter()
             return
         self.pauses_ms.append((time.perf_counter() - self._started) * 1000)
-        self.full += info["generation"] == 2
+        self.full_flags.append(info["generation"] == 2)
 
-    def summary(self) -> dict[str, Any]:
+    def mark(self) -> int:
+        """A bookmark: pass it to ``summary`` for the collections made since."""
+        return len(self.pauses_ms)
+
+    def summary(self, since: int = 0) -> dict[str, Any]:
+        pauses = self.pauses_ms[since:]
         return {
-            "collections": len(self.pauses_ms),
-            "full_collections": self.full,
-            "total_s": sum(self.pauses_ms) / 1000,
-            "max_pause_ms": max(self.pauses_ms, default=0.0),
-            "tracked_objects_at_end": len(gc.get_objects()),
+            "collections": len(pauses),
+            "full_collections": sum(self.full_flags[since:]),
+            "total_s": sum(pauses) / 1000,
+            "max_pause_ms": max(pauses, default=0.0),
         }
 
 
@@ -99,6 +103,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         set_rounds: list[float] = []
         set_ok = 0
         bytes_before = wire_bytes(sim.nodes)
+        gc_mark = pauses.mark()
         t0 = clock()
         for key in keys:
             node = rng.choice(sim.nodes)
@@ -122,6 +127,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             "lookup_rpcs": percentiles(set_rpcs),
             "lookup_rounds": percentiles(set_rounds),
             "wire_bytes_per_op": (wire_bytes(sim.nodes) - bytes_before) / len(keys),
+            "gc": pauses.summary(gc_mark),
         }
 
         async def gets(label: str, live: list[trio_kad.Dht]) -> None:
@@ -130,6 +136,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             rounds: list[float] = []
             found = 0
             bytes_before = wire_bytes(sim.nodes)
+            gc_mark = pauses.mark()
             t0 = clock()
             for key in keys:
                 node = rng.choice(live)
@@ -152,6 +159,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 "lookup_rounds": percentiles(rounds),
                 "served_locally": len(keys) - len(rpcs),
                 "wire_bytes_per_op": (wire_bytes(sim.nodes) - bytes_before) / len(keys),
+                "gc": pauses.summary(gc_mark),
             }
 
         await gets("get", sim.nodes)
@@ -175,6 +183,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             "connections_opened": sum(t.connections_opened for t in transport),
         }
         result["gc"] = pauses.summary()
+        result["gc"]["tracked_objects_at_end"] = len(gc.get_objects())
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result["peak_rss_mb"] = usage.ru_maxrss / 1024
     result["peak_rss_kb_per_node"] = usage.ru_maxrss / args.nodes

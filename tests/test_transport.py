@@ -162,6 +162,73 @@ async def test_tcp_concurrent_requests_share_one_connection() -> None:
             assert client.statistics().connections_open == 1
 
 
+async def test_tcp_writes_larger_than_the_socket_buffers_arrive_whole_and_in_order() -> None:
+    # Frames far bigger than loopback's socket buffers: every write takes the
+    # slow path, and the writes that come meanwhile queue behind it, on both
+    # the client (requests) and the server (replies) side.
+    size = 700_000
+    config = Config(idle_timeout=5.0, io_timeout=5.0, max_frame_size=2 * size)
+
+    async def big_echo(frame: RequestFrame, remote: Address) -> Reply:
+        body = frame.body
+        assert isinstance(body, Store)
+        return FoundValue(body.value[::-1])
+
+    server, client = TcpTransport(), TcpTransport()
+    got: dict[int, bytes] = {}
+
+    async def one(address: Address, index: int) -> None:
+        value = bytes([index]) * (size - 1) + b"!"
+        reply = await client.request(address, CLIENT_ID, None, Store(KEY, value))
+        assert isinstance(reply.body, FoundValue)
+        got[index] = reply.body.value
+
+    with trio.fail_after(20):
+        async with (
+            running(server, config, big_echo) as address,
+            running(client, config, handler=None),
+        ):
+            assert address is not None
+            async with trio.open_nursery() as nursery:
+                for index in range(12):
+                    nursery.start_soon(one, address, index)
+            assert client.statistics().connections_opened == 1
+    assert sorted(got) == list(range(12))
+    for index, value in got.items():
+        assert value == b"!" + bytes([index]) * (size - 1)
+
+
+async def test_tcp_connects_to_a_host_name() -> None:
+    # "localhost" may resolve to ::1 first, where nothing listens: the next
+    # address is tried.
+    server, client = TcpTransport(), TcpTransport()
+    with trio.fail_after(10):
+        async with running(server) as address, running(client, handler=None):
+            assert address is not None
+            reply = await client.request(("localhost", address[1]), CLIENT_ID, None, Ping())
+            assert isinstance(reply.body, Pong)
+
+
+async def test_tcp_many_simultaneous_connects_are_all_served() -> None:
+    server = TcpTransport()
+    clients = [TcpTransport() for _ in range(100)]
+    answered = 0
+
+    async def ping_from(client: TcpTransport, address: Address) -> None:
+        nonlocal answered
+        async with running(client, handler=None):
+            reply = await client.request(address, CLIENT_ID, None, Ping())
+            answered += isinstance(reply.body, Pong)
+
+    with trio.fail_after(20):
+        async with running(server) as address:
+            assert address is not None
+            async with trio.open_nursery() as nursery:
+                for client in clients:
+                    nursery.start_soon(ping_from, client, address)
+    assert answered == 100
+
+
 async def test_tcp_connection_refused() -> None:
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     port = listeners[0].socket.getsockname()[1]
