@@ -112,8 +112,14 @@ class _Conn:
         self.backlog: bytearray | None = None
         self.closed = False
         self.end = "closed"  # why reading stopped
-        # Created up front so the connection can be closed before its task starts.
-        self.scope = trio.CancelScope()
+        # The reader's cancel scope for the current idle period (see TcpTransport._pump).
+        self.scope: trio.CancelScope | None = None
+
+    def stop(self) -> None:
+        """Make the reader stop at once (or as soon as it starts)."""
+        self.closed = True
+        if self.scope is not None:
+            self.scope.cancel()
 
     def busy(self) -> bool:
         """Outstanding work with deadlines of its own: silence now is not idleness."""
@@ -336,6 +342,8 @@ class TcpTransport(Transport):
         reader = conn.reader
         sock = conn.sock
         while True:
+            if conn.closed:
+                return True
             now = trio.current_time()
             if reader.buffered:
                 deadline = conn.frame_started + config.io_timeout
@@ -353,6 +361,8 @@ class TcpTransport(Transport):
                     conn.end = "idle"
                     return True
             with trio.move_on_at(deadline) as scope:
+                # Also the scope stop() cancels: no second scope per connection.
+                conn.scope = scope
                 while True:
                     while True:
                         try:
@@ -556,14 +566,13 @@ class TcpTransport(Transport):
                 waiter.error = error
                 waiter.misbehaved = conn.misbehaved
                 waiter.event.set()
-        # The reader task owns the socket and closes it when its scope ends.
-        conn.scope.cancel()
+        # The reader task owns the socket and closes it when it stops.
+        conn.stop()
 
     async def _outbound_reader(self, conn: _Outbound) -> None:
         reason = "closed"
         try:
-            with conn.scope:
-                reason = await self._read_replies(conn)
+            reason = await self._read_replies(conn)
         finally:
             self._close_outbound(conn, reason)
             self._stats.connections_open -= 1
@@ -690,8 +699,7 @@ class TcpTransport(Transport):
 
     def _abort(self, conn: _Inbound) -> None:
         """Stop reading and answering on ``conn`` now; the last user closes the socket."""
-        conn.closed = True
-        conn.scope.cancel()
+        conn.stop()
         conn.hurry_handlers(-math.inf)
 
     def _done_with(self, conn: _Inbound) -> None:
@@ -706,13 +714,12 @@ class TcpTransport(Transport):
 
     async def _serve_inbound(self, conn: _Inbound, handler: RequestHandler) -> None:
         try:
-            with conn.scope:
-                if not await self._read_requests(conn, handler):
-                    # No more reading, but the requests already accepted (at most
-                    # max_requests_per_connection) get their replies if that is
-                    # quick: garbage after a valid frame must not lose its answer.
-                    conn.hurry_handlers(trio.current_time() + self._config.io_timeout)
-                # Else the peer finished sending: let running handlers reply.
+            if not await self._read_requests(conn, handler):
+                # No more reading, but the requests already accepted (at most
+                # max_requests_per_connection) get their replies if that is
+                # quick: garbage after a valid frame must not lose its answer.
+                conn.hurry_handlers(trio.current_time() + self._config.io_timeout)
+            # Else the peer finished sending: let running handlers reply.
         finally:
             self._done_with(conn)
 
