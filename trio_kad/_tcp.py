@@ -570,24 +570,19 @@ class TcpTransport(Transport):
         conn.stop()
 
     async def _outbound_reader(self, conn: _Outbound) -> None:
+        """Read replies until the connection ends, then close it."""
         reason = "closed"
         try:
-            reason = await self._read_replies(conn)
+            await self._pump(conn, None)
+            reason = conn.end
+        except ProtocolError as exc:
+            logger.debug("reply stream from %s: %s", _fmt(conn.peer), exc)
+            conn.misbehaved = True
+            reason = "oversized reply"
         finally:
             self._close_outbound(conn, reason)
             self._stats.connections_open -= 1
             _sockets.close(conn.sock)
-
-    async def _read_replies(self, conn: _Outbound) -> str:
-        """Read replies until the connection ends; return why it ended."""
-        try:
-            if not await self._pump(conn, None):
-                return conn.end
-        except ProtocolError as exc:
-            logger.debug("reply stream from %s: %s", _fmt(conn.peer), exc)
-            conn.misbehaved = True
-            return "oversized reply"
-        return conn.end
 
     def _deliver_reply(self, conn: _Outbound, payload: bytes) -> bool:
         """Hand one reply to its caller; False (``conn.end`` says why) to close the connection."""
@@ -713,8 +708,22 @@ class TcpTransport(Transport):
         _sockets.close(conn.sock)
 
     async def _serve_inbound(self, conn: _Inbound, handler: RequestHandler) -> None:
+        """Read and dispatch requests until the connection ends, then close it."""
         try:
-            if not await self._read_requests(conn, handler):
+            clean = False
+            try:
+                keep_going = await self._pump(conn, handler)
+                # Answers already made go out even when reading stops.
+                await self._flush(conn)
+                clean = keep_going and conn.end == "closed by peer" and not conn.reader.buffered
+            except ProtocolError as exc:
+                logger.debug("from %s: %s", _fmt(conn.peer), exc)
+                # The framing is lost; say why (id 0: we cannot know the id), then close.
+                reply = ErrorReply(ErrorCode.TOO_LARGE, "frame too large")
+                await self._send_reply(conn, 0, reply)
+            if conn.end == "idle":
+                logger.debug("closing idle inbound connection from %s", _fmt(conn.peer))
+            if not clean:
                 # No more reading, but the requests already accepted (at most
                 # max_requests_per_connection) get their replies if that is
                 # quick: garbage after a valid frame must not lose its answer.
@@ -722,23 +731,6 @@ class TcpTransport(Transport):
             # Else the peer finished sending: let running handlers reply.
         finally:
             self._done_with(conn)
-
-    async def _read_requests(self, conn: _Inbound, handler: RequestHandler) -> bool:
-        """Read and dispatch requests; True when the peer closed cleanly, False on an error."""
-        try:
-            keep_going = await self._pump(conn, handler)
-            # Answers already made go out even when reading stops.
-            await self._flush(conn)
-            if not keep_going:
-                return False
-        except ProtocolError as exc:
-            logger.debug("from %s: %s", _fmt(conn.peer), exc)
-            # The framing is lost; say why (id 0: we cannot know the id), then close.
-            await self._send_reply(conn, 0, ErrorReply(ErrorCode.TOO_LARGE, "frame too large"))
-            return False
-        if conn.end == "idle":
-            logger.debug("closing idle inbound connection from %s", _fmt(conn.peer))
-        return conn.end == "closed by peer" and not conn.reader.buffered
 
     async def _dispatch(self, conn: _Inbound, payload: bytes, handler: RequestHandler) -> bool:
         """Start handling one request frame; False when the connection must close."""
