@@ -740,13 +740,15 @@ def test_hostile_frames_over_tcp(inputs: list[Raw]) -> None:
                 for payload in replies:
                     check_tcp_reply(payload)
 
-                # Only keys named by well-formed STOREs may have changed.
+                # Only keys named by well-formed STOREs (or store_many pairs) may have changed.
                 stores = set()
                 for item in inputs:
                     with contextlib.suppress(ProtocolError):
                         frame = decode_frame(item.payload)
                         if isinstance(frame, RequestFrame) and isinstance(frame.body, Store):
                             stores.add(frame.body.key)
+                        if isinstance(frame, RequestFrame) and isinstance(frame.body, StoreMany):
+                            stores.update(pair.key for pair in frame.body.pairs)
                 after = {r.key: r.value for r in dht._node.records}
                 changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
                 assert changed <= stores
