@@ -14,6 +14,7 @@ import bisect
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
+from operator import attrgetter
 
 from ._ids import Contact
 
@@ -36,6 +37,10 @@ class Done:
 
 
 Step = Query | Wait | Done
+
+# Steps without fields are immutable and equal to any other instance: share one each.
+_WAIT = Wait()
+_DONE = Done()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +75,9 @@ class _Candidate:
         self.distance = distance
         self.depth = depth
         self.state = _State.WAITING
+
+
+_distance_of = attrgetter("distance")
 
 
 class Lookup:
@@ -113,9 +121,12 @@ class Lookup:
         self._max_candidates = max_candidates
         self._excluded = frozenset(exclude)
         self._failed: set[bytes] = set()
-        # Sorted by XOR distance to the target. XOR with a fixed target is a
-        # bijection, so distinct ids never tie and the id never gets compared.
-        self._order: list[tuple[int, bytes]] = []
+        # Candidates sorted by XOR distance to the target (bisected on the
+        # distance). XOR with a fixed target is a bijection, so distinct ids
+        # never tie. The candidates themselves rather than (distance, id)
+        # pairs: next() walks the first k on every step, and this spares it a
+        # dict lookup per candidate (and _add a tuple per contact).
+        self._order: list[_Candidate] = []
         self._by_id: dict[bytes, _Candidate] = {}
         self._finished = False
         self._in_flight = 0
@@ -135,27 +146,28 @@ class Lookup:
         ``alpha`` RPCs.
         """
         if self._finished:
-            return Done()
+            return _DONE
         # Only the k closest non-failed candidates matter (section 2.3: the
         # lookup ends once the k closest seen have all answered). Failed ones
         # are not in self._order, so these are just its first k entries.
         all_answered = True
         closest_unasked: _Candidate | None = None
-        for _, node_id in self._order[: self._k]:
-            candidate = self._by_id[node_id]
-            if candidate.state is not _State.ANSWERED:
+        answered = _State.ANSWERED
+        for candidate in self._order[: self._k]:
+            state = candidate.state
+            if state is not answered:
                 all_answered = False
-                if candidate.state is _State.WAITING:
+                if state is _State.WAITING:
                     closest_unasked = candidate
                     break
         if all_answered:
-            return Done()
+            return _DONE
         if closest_unasked is None:
             # The k closest are answered or in flight: only a reply can change that.
-            return Wait()
+            return _WAIT
         if self._in_flight >= self._parallelism:
             # Strict parallelism: never more than alpha RPCs in flight.
-            return Wait()
+            return _WAIT
         closest_unasked.state = _State.IN_FLIGHT
         self._in_flight += 1
         self._queries += 1
@@ -190,8 +202,7 @@ class Lookup:
         # Section 2.3: contacts that fail to respond are removed from consideration.
         self._failed.add(node_id)
         del self._by_id[node_id]
-        entry = (candidate.distance, node_id)
-        index = bisect.bisect_left(self._order, entry)
+        index = bisect.bisect_left(self._order, candidate.distance, key=_distance_of)
         del self._order[index]
 
     def finish(self) -> None:
@@ -231,15 +242,12 @@ class Lookup:
         """Whether ``next()`` would return ``Done`` (without changing anything)."""
         if self._finished:
             return True
-        return all(
-            self._by_id[node_id].state is _State.ANSWERED for _, node_id in self._order[: self._k]
-        )
+        return all(candidate.state is _State.ANSWERED for candidate in self._order[: self._k])
 
     def closest(self) -> list[Contact]:
         """Up to k contacts that answered, nearest to the target first."""
         result: list[Contact] = []
-        for _, node_id in self._order:
-            candidate = self._by_id[node_id]
+        for candidate in self._order:
             if candidate.state is _State.ANSWERED:
                 result.append(candidate.contact)
                 if len(result) == self._k:
@@ -271,8 +279,9 @@ class Lookup:
             ):
                 continue
             distance = int.from_bytes(node_id, "big") ^ self._target_int
-            self._by_id[node_id] = _Candidate(contact, distance, depth)
-            bisect.insort(self._order, (distance, node_id))
+            candidate = _Candidate(contact, distance, depth)
+            self._by_id[node_id] = candidate
+            bisect.insort(self._order, candidate, key=_distance_of)
         if len(self._order) > self._max_candidates:
             self._prune()
 
@@ -282,13 +291,13 @@ class Lookup:
         # the lookup's progress). Asked ones stay, to keep in_flight and the
         # answered set exact, so the list may stay a little over the bound.
         excess = len(self._order) - self._max_candidates
-        kept: list[tuple[int, bytes]] = []
+        kept: list[_Candidate] = []
         for index in range(len(self._order) - 1, -1, -1):
-            entry = self._order[index]
-            if excess > 0 and index >= self._k and self._by_id[entry[1]].state is _State.WAITING:
-                del self._by_id[entry[1]]
+            candidate = self._order[index]
+            if excess > 0 and index >= self._k and candidate.state is _State.WAITING:
+                del self._by_id[candidate.contact.node_id]
                 excess -= 1
             else:
-                kept.append(entry)
+                kept.append(candidate)
         kept.reverse()
         self._order = kept

@@ -1,0 +1,164 @@
+"""The node's cheap paths: exact lookup statistics, clean cancellation, known senders' contacts.
+
+Behaviour must not change with them: strict alpha, exact statistics, cancellation
+that leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import trio
+import trio.testing
+
+from trio_kad import Config, MemoryNetwork
+from trio_kad._ids import Contact, key_id
+from trio_kad._messages import FindNode, FindValue, Ping, Reply, Request, RequestFrame
+from trio_kad._node import Node
+from trio_kad._routing import PingOldest
+from trio_kad.testing import open_simulation
+
+
+class _TaskTracker(trio.abc.Instrument):
+    def __init__(self) -> None:
+        self.spawned = 0
+        self.alive: set[trio.lowlevel.Task] = set()
+
+    def task_spawned(self, task: trio.lowlevel.Task) -> None:
+        self.spawned += 1
+        self.alive.add(task)
+
+    def task_exited(self, task: trio.lowlevel.Task) -> None:
+        self.alive.discard(task)
+
+
+def _count_rpcs(node: Node, kinds: tuple[type[Request], ...]) -> dict[str, int]:
+    """Wrap ``node.rpc``: count calls of ``kinds``, those that failed, and the peak in flight.
+
+    Reset the counts with ``counts.update(sent=0, failed=0, peak=0)``.
+    """
+    counts = {"sent": 0, "failed": 0, "in_flight": 0, "peak": 0}
+    original = node.rpc
+
+    async def rpc(contact: Contact, body: Request, timeout: float | None = None) -> Reply | None:
+        if not isinstance(body, kinds):
+            return await original(contact, body, timeout)
+        counts["sent"] += 1
+        counts["in_flight"] += 1
+        counts["peak"] = max(counts["peak"], counts["in_flight"])
+        try:
+            reply = await original(contact, body, timeout)
+        finally:
+            counts["in_flight"] -= 1
+        counts["failed"] += reply is None
+        return reply
+
+    node.rpc = rpc  # type: ignore[method-assign]
+    return counts
+
+
+async def test_lookup_statistics_match_the_rpcs_sent(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork(rng=random.Random(32), latency=0.005)
+    config = Config(k=8, alpha=3)
+    async with open_simulation(60, seed=32, config=config, network=network) as sim:
+        rng = random.Random(32)
+        for victim in rng.sample(sim.nodes[1:], 20):
+            network.set_mode(victim.address, "drop")
+        node = sim.nodes[0]._node
+        counts = _count_rpcs(node, (FindNode, FindValue))
+        for want_value in (False, True):
+            for _ in range(10):
+                counts.update(sent=0, failed=0, peak=0)
+                outcome = await node.lookup(rng.randbytes(32), want_value=want_value)
+                report = outcome.report
+                # Cancelled RPCs count as sent, and neither as answered nor failed.
+                assert report.queries == counts["sent"]
+                assert report.failures == counts["failed"]
+                assert counts["peak"] <= config.alpha
+
+
+async def test_a_cancelled_lookup_leaves_no_task_behind(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork(rng=random.Random(33), latency=0.01)
+    async with open_simulation(40, seed=33, network=network) as sim:
+        node = sim.nodes[3]._node
+        rng = random.Random(33)
+        cancelled = 0
+        # Cut off at every stage: before the first reply, with askers idle, in flight.
+        for deadline in (0.0, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.07):
+            tracker = _TaskTracker()
+            trio.lowlevel.add_instrument(tracker)
+            try:
+                with trio.move_on_after(deadline) as scope:
+                    await node.lookup(rng.randbytes(32))
+                    await node.lookup(rng.randbytes(32), want_value=True)
+                await trio.testing.wait_all_tasks_blocked()
+            finally:
+                trio.lowlevel.remove_instrument(tracker)
+            cancelled += scope.cancelled_caught
+            assert not tracker.alive, deadline
+        assert cancelled >= 5
+        # And the node still looks up afterwards.
+        outcome = await node.lookup(rng.randbytes(32))
+        assert outcome.contacts
+
+
+async def test_a_hedged_lookup_widens_when_the_first_contact_is_silent(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork(rng=random.Random(34), latency=0.005)
+    config = Config(k=8, alpha=3)
+    async with open_simulation(50, seed=34, config=config, network=network) as sim:
+        await sim.nodes[0].set("hedged", 1)
+        reader = next(n for n in sim.nodes if n.get_local("hedged") is None)
+        node = reader._node
+        # The contact a value lookup asks first, and alone: the closest it knows.
+        first = node.table.closest(key_id("hedged"), 1)[0]
+        network.set_mode(first.address, "drop")
+        counts = _count_rpcs(node, (FindValue,))
+        start = trio.current_time()
+        assert await reader.get("hedged") == 1
+        report = reader.last_lookup
+        assert report is not None
+        # The silent contact did not hold the lookup for its whole timeout: the
+        # hedge delay widened it to alpha while that RPC was still waiting.
+        assert counts["peak"] > 1
+        assert trio.current_time() - start < config.min_rpc_timeout
+        assert report.queries == counts["sent"]
+
+
+async def test_a_known_sender_keeps_its_contact_object(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_simulation(30, seed=35) as sim:
+        node = sim.nodes[0]._node
+        known = node.table.contacts()[0]
+        bucket = node.table.bucket_for(known.node_id)
+        frame = RequestFrame(1, known.node_id, known.port, Ping())
+        await node.handle_request(frame, (known.host, 40000))
+        assert node.table.get(known.node_id) is known
+        # Seen last: the most recently seen of its bucket.
+        assert bucket.contacts[-1] is known
+
+
+async def test_a_sender_at_a_new_address_is_still_checked(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_simulation(30, seed=36) as sim:
+        node = sim.nodes[0]._node
+        known = node.table.contacts()[0]
+        # Another port under a known id while the known one answers: refused.
+        frame = RequestFrame(1, known.node_id, known.port + 1, FindNode(bytes(32)))
+        reply: Any = await node.handle_request(frame, (known.host, 40000))
+        assert reply.contacts
+        assert node.table.get(known.node_id) is known
+        # A stranger is added (or waits for a ping), as before.
+        stranger = Contact(random.Random(36).randbytes(32), "127.0.0.1", 4242)
+        frame = RequestFrame(2, stranger.node_id, stranger.port, Ping())
+        await node.handle_request(frame, ("127.0.0.1", 40000))
+        result = node.table.update(stranger, trio.current_time())
+        assert stranger.node_id in node.table or isinstance(result, PingOldest)
