@@ -341,6 +341,9 @@ class TcpTransport(Transport):
         stats = self._stats
         reader = conn.reader
         sock = conn.sock
+        # An accepted connection's first request is usually waiting already: read
+        # it without a trip through epoll (the task has just been scheduled anyway).
+        wait_first = handler is None
         while True:
             if conn.closed:
                 return True
@@ -387,7 +390,9 @@ class TcpTransport(Transport):
                     if reader.buffered:
                         scope.deadline = min(scope.deadline, conn.frame_started + config.io_timeout)
                     try:
-                        await wait_readable(sock)
+                        if wait_first:
+                            await wait_readable(sock)
+                        wait_first = True
                         data = sock.recv(_RECEIVE_SIZE)
                     except BlockingIOError:
                         continue
