@@ -80,6 +80,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "churn": args.churn,
         "churn_mode": args.churn_mode,
+        "gc_freeze": args.gc_freeze,
         "config": asdict(config),
         "versions": {
             "python": platform.python_version(),
@@ -95,6 +96,11 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         args.nodes, seed=args.seed, config=config, network=network, tcp=args.transport == "tcp"
     ) as sim:
         result["join_seconds"] = clock() - started
+        if args.gc_freeze:
+            # What a long-lived many-node process can do once it is up: the
+            # objects made so far leave the collector's generations for good.
+            gc.collect()
+            gc.freeze()
         keys = [f"bench-{args.seed}-{i}" for i in range(args.ops)]
         values = {key: {"n": i, "pad": "x" * 64} for i, key in enumerate(keys)}
 
@@ -204,6 +210,11 @@ def main() -> None:
         help="stopped nodes refuse connections (stop) or drop messages silently (drop, memory)",
     )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="gc.freeze() once the nodes have joined (off by default)",
+    )
     args = parser.parse_args()
     result = trio.run(measure, args)
     json.dump(result, sys.stdout, indent=2)

@@ -88,7 +88,7 @@ async def test_a_cancelled_lookup_leaves_no_task_behind(
         node = sim.nodes[3]._node
         rng = random.Random(33)
         cancelled = 0
-        # Cut off at every stage: before the first reply, with askers idle, in flight.
+        # Cut off at every stage: before the first reply, between replies, in flight.
         for deadline in (0.0, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.07):
             tracker = _TaskTracker()
             trio.lowlevel.add_instrument(tracker)
