@@ -229,6 +229,30 @@ def test_lowered_parallelism_asks_one_then_widens_to_alpha() -> None:
             lookup.parallelism = bad
 
 
+def test_a_dropped_rpc_puts_its_contact_back_to_be_asked_again() -> None:
+    ids = [int_to_id(d) for d in range(1, 11)]
+    lookup = Lookup(bytes(32), [contact(i) for i in ids], k=5, alpha=3)
+    lookup.parallelism = 1
+    assert lookup.next() == Query(contact(ids[0]))
+    lookup.retry(ids[0])
+    assert lookup.in_flight == 0
+    lookup.parallelism = 3
+    # Still the closest: asked first again, with the next two.
+    assert [lookup.next() for _ in range(4)] == [
+        Query(contact(ids[0])),
+        Query(contact(ids[1])),
+        Query(contact(ids[2])),
+        Wait(),
+    ]
+    lookup.retry(ids[9])  # never asked: nothing changes
+    lookup.on_reply(ids[0], [])
+    lookup.retry(ids[0])  # answered already: nothing changes
+    assert lookup.in_flight == 2
+    stats = lookup.statistics()
+    # The dropped RPC counts as sent, neither answered nor failed.
+    assert (stats.queries, stats.replies, stats.failures) == (4, 1, 0)
+
+
 def test_failed_contact_is_dropped_for_good() -> None:
     target = bytes(32)
     a, b, c = (int_to_id(d) for d in (1, 2, 3))

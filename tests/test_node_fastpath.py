@@ -162,3 +162,40 @@ async def test_a_sender_at_a_new_address_is_still_checked(
         await node.handle_request(frame, ("127.0.0.1", 40000))
         result = node.table.update(stranger, trio.current_time())
         assert stranger.node_id in node.table or isinstance(result, PingOldest)
+
+
+async def test_a_get_answered_by_the_first_contact_spawns_no_task(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork(rng=random.Random(35), latency=0.005)
+    async with open_simulation(40, seed=35, network=network) as sim:
+        await sim.nodes[0].set("direct", 1)
+        reader = next(n for n in sim.nodes if n.get_local("direct") is None)
+        await trio.testing.wait_all_tasks_blocked()
+        tracker = _TaskTracker()
+        trio.lowlevel.add_instrument(tracker)
+        try:
+            assert await reader.get("direct") == 1
+        finally:
+            trio.lowlevel.remove_instrument(tracker)
+        report = reader.last_lookup
+        assert report is not None and report.queries == 1
+        assert tracker.spawned == 0
+
+
+async def test_alpha_one_waits_out_a_silent_contact_then_asks_the_next(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Nobody to hedge with: the silent contact's RPC runs to its timeout, once.
+    network = MemoryNetwork(rng=random.Random(36), latency=0.005)
+    config = Config(k=8, alpha=1)
+    async with open_simulation(40, seed=36, config=config, network=network) as sim:
+        await sim.nodes[0].set("patient", 2)
+        reader = next(n for n in sim.nodes if n.get_local("patient") is None)
+        first = reader._node.table.closest(key_id("patient"), 1)[0]
+        network.set_mode(first.address, "drop")
+        counts = _count_rpcs(reader._node, (FindValue,))
+        with trio.fail_after(10 * config.rpc_timeout):
+            assert await reader.get("patient") == 2
+        assert counts["peak"] == 1
+        assert counts["failed"] == 1

@@ -205,6 +205,18 @@ class Lookup:
         index = bisect.bisect_left(self._order, candidate.distance, key=_distance_of)
         del self._order[index]
 
+    def retry(self, node_id: bytes) -> None:
+        """``node_id``'s RPC was dropped unanswered (the caller gave up waiting, it did not fail).
+
+        The contact goes back among those to ask; the dropped RPC still counts
+        as a query. Ignored unless ``node_id`` is in flight.
+        """
+        candidate = self._by_id.get(node_id)
+        if candidate is None or candidate.state is not _State.IN_FLIGHT:
+            return
+        candidate.state = _State.WAITING
+        self._in_flight -= 1
+
     def finish(self) -> None:
         """End the lookup now (e.g. a value was found): ``next()`` returns ``Done`` from now on."""
         self._finished = True

@@ -352,10 +352,11 @@ class Node:
         Each RPC waits at most the adaptive timeout of ``self.rtt``, so a dead
         contact holds a slot for a moment, not ``rpc_timeout``. A value lookup
         asks one contact at a time, each the closest known, and widens to
-        ``alpha`` once a contact is slower than usual or fails (a hedged
-        request: the value is usually held by the first or second contact asked,
-        and then costs one or two RPCs rather than alpha per round); its
-        outstanding RPCs are cancelled the moment a value arrives.
+        ``alpha`` once a contact fails or is slower than the hedge delay (a
+        hedged request: the value is usually held by the first or second
+        contact asked, and then costs one or two RPCs rather than alpha per
+        round). The slow contact's RPC is dropped and it is asked again among
+        the alpha. Outstanding RPCs are cancelled the moment a value arrives.
         """
         config = self.config
         started = trio.current_time()
@@ -368,57 +369,57 @@ class Node:
             exclude=(self.node_id,),
         )
         request: Request = FindValue(target) if want_value else FindNode(target)
-        if want_value:
-            state.parallelism = 1
-        send, receive = trio.open_memory_channel[tuple[Contact, Reply | None]](config.alpha)
+        alpha = config.alpha
         value: bytes | None = None
         found_at: Contact | None = None
         ttl: int | None = None
         timeout = self.rtt.timeout()
 
-        async def ask(contact: Contact) -> None:
-            await send.send((contact, await self.rpc(contact, request, timeout)))
+        def absorb(contact: Contact, reply: Reply | None) -> bool:
+            """Apply one RPC's outcome to the lookup; True once a value ends it."""
+            nonlocal value, found_at, ttl
+            if not isinstance(reply, Nodes | FoundValue):
+                # A failure: the network may be unhealthy here, so widen too.
+                state.parallelism = alpha
+            if isinstance(reply, Nodes):
+                state.on_reply(contact.node_id, reply.contacts)
+            elif isinstance(reply, FoundValue) and want_value:
+                if not self._acceptable_value(reply.value):
+                    # A value no setter could have made: the peer is lying.
+                    self.ban(contact)
+                    state.on_failure(contact.node_id)
+                    return False
+                value, found_at, ttl = reply.value, contact, reply.ttl
+                state.on_reply(contact.node_id, ())
+                state.finish()
+                return True
+            else:
+                state.on_failure(contact.node_id)
+            return False
 
-        # Closed synchronously at the end: `async with` on the channels would cost
-        # two checkpoints per lookup for nothing.
-        with send, receive:
-            async with trio.open_nursery() as nursery:
-                while True:
-                    step = state.next()
-                    while isinstance(step, Query):
-                        nursery.start_soon(ask, step.contact)
-                        step = state.next()
-                    if isinstance(step, Done):
-                        break
-                    received: tuple[Contact, Reply | None] | None = None
-                    if state.parallelism < config.alpha:
-                        with trio.move_on_after(self.rtt.hedge_delay()):
-                            received = await receive.receive()
-                        if received is None:
-                            # Slower than usual: from now on ask alpha at once.
-                            state.parallelism = config.alpha
-                            continue
-                    else:
-                        received = await receive.receive()
-                    contact, reply = received
-                    if not isinstance(reply, Nodes | FoundValue):
-                        # A failure: the network may be unhealthy here, so widen too.
-                        state.parallelism = config.alpha
-                    if isinstance(reply, Nodes):
-                        state.on_reply(contact.node_id, reply.contacts)
-                    elif isinstance(reply, FoundValue) and want_value:
-                        if not self._acceptable_value(reply.value):
-                            # A value no setter could have made: the peer is lying.
-                            self.ban(contact)
-                            state.on_failure(contact.node_id)
-                            continue
-                        value, found_at, ttl = reply.value, contact, reply.ttl
-                        state.on_reply(contact.node_id, ())
-                        state.finish()
-                        break
-                    else:
-                        state.on_failure(contact.node_id)
-                nursery.cancel_scope.cancel()
+        if want_value:
+            state.parallelism = 1
+            # One contact at a time, asked from this task: the usual get is one RPC,
+            # and a task, a channel and a nursery for it would cost three scheduler
+            # passes more than the RPC itself. A contact slower than the hedge delay
+            # has its RPC dropped and is asked again among alpha, below.
+            while state.parallelism == 1:
+                step = state.next()
+                if not isinstance(step, Query):
+                    break  # Done: nothing in flight, so never Wait
+                reply: Reply | None = None
+                # With alpha 1 there is nobody to hedge with: wait out the RPC.
+                hedge_delay = self.rtt.hedge_delay() if alpha > 1 else math.inf
+                with trio.move_on_after(hedge_delay) as hedge:
+                    reply = await self.rpc(step.contact, request, timeout)
+                if hedge.cancelled_caught:
+                    state.retry(step.contact.node_id)
+                    state.parallelism = alpha
+                elif absorb(step.contact, reply):
+                    break
+
+        if not state.done:
+            await self._lookup_in_parallel(state, request, timeout, absorb)
 
         stats = state.statistics()
         report = LookupReport(
@@ -436,6 +437,34 @@ class Node:
         counters.recent_lookups.append(report)
         del counters.recent_lookups[:-100]
         return _Outcome(state.closest(), value, report, ttl)
+
+    async def _lookup_in_parallel(
+        self,
+        state: Lookup,
+        request: Request,
+        timeout: float,
+        absorb: Callable[[Contact, Reply | None], bool],
+    ) -> None:
+        """Drive ``state`` with up to ``state.parallelism`` RPCs at once, each its own task."""
+        send, receive = trio.open_memory_channel[tuple[Contact, Reply | None]](self.config.alpha)
+
+        async def ask(contact: Contact) -> None:
+            await send.send((contact, await self.rpc(contact, request, timeout)))
+
+        # Closed synchronously at the end: `async with` on the channels would cost
+        # two checkpoints per lookup for nothing.
+        with send, receive:
+            async with trio.open_nursery() as nursery:
+                while True:
+                    step = state.next()
+                    while isinstance(step, Query):
+                        nursery.start_soon(ask, step.contact)
+                        step = state.next()
+                    if isinstance(step, Done):
+                        break
+                    if absorb(*await receive.receive()):
+                        break
+                nursery.cancel_scope.cancel()
 
     # --- the DHT operations ----------------------------------------------
 
