@@ -52,6 +52,8 @@ logger = logging.getLogger("trio_kad.transport")
 _RECEIVE_SIZE = 65536
 _REQUEST_ID_MODULUS = 2**64
 _ACCEPT_BACKOFF = 0.1
+# Frames handled from one read before the reader lets other tasks run.
+_FRAMES_PER_TURN = 64
 # Connections taken per wake-up of a listener: a storm of connects is drained
 # in batches, yet one listener cannot hold the scheduler forever.
 _ACCEPT_BATCH = 64
@@ -367,6 +369,7 @@ class TcpTransport(Transport):
                 # Also the scope stop() cancels: no second scope per connection.
                 conn.scope = scope
                 while True:
+                    handled = 0
                     while True:
                         try:
                             payload = reader.next_payload()
@@ -375,6 +378,13 @@ class TcpTransport(Transport):
                             raise
                         if payload is None:
                             break
+                        handled += 1
+                        if handled % _FRAMES_PER_TURN == 0:
+                            # A read can hold a thousand small frames: let the other
+                            # connections have a turn now and then.
+                            if isinstance(conn, _Inbound) and conn.outbox:
+                                await self._flush(conn)
+                            await trio.lowlevel.checkpoint()
                         # Anything still buffered is a frame that began in the last read.
                         conn.frame_started = conn.received
                         if handler is None:
@@ -749,9 +759,9 @@ class TcpTransport(Transport):
             if exc.request_id is None:
                 return False
             if not self._within_rate(conn):
-                return await self._refuse_over_rate(conn, exc.request_id)
+                return self._refuse_over_rate(conn, exc.request_id)
             # The id is known, so the peer can match the error; the stream is intact.
-            await self._send_reply(conn, exc.request_id, error_reply_for(exc))
+            self._queue_reply(conn, exc.request_id, error_reply_for(exc))
             return True
         if not isinstance(frame, RequestFrame):
             stats.protocol_errors += 1
@@ -759,11 +769,10 @@ class TcpTransport(Transport):
             return False
         stats.requests_received += 1
         if not self._within_rate(conn):
-            return await self._refuse_over_rate(conn, frame.request_id)
+            return self._refuse_over_rate(conn, frame.request_id)
         if conn.active >= self._config.max_requests_per_connection:
-            await self._send_reply(
-                conn, frame.request_id, ErrorReply(ErrorCode.OVERLOADED, "too many requests")
-            )
+            overloaded = ErrorReply(ErrorCode.OVERLOADED, "too many requests")
+            self._queue_reply(conn, frame.request_id, overloaded)
             return True
         conn.active += 1
         if type(frame.body) in _ANSWERED_INLINE:
@@ -786,14 +795,14 @@ class TcpTransport(Transport):
         conn.refused_in_row += 1
         return False
 
-    async def _refuse_over_rate(self, conn: _Inbound, request_id: int) -> bool:
+    def _refuse_over_rate(self, conn: _Inbound, request_id: int) -> bool:
         """Answer OVERLOADED without calling the handler; False once the peer must go."""
         self._stats.requests_refused += 1
         limit = _REFUSALS_BEFORE_CLOSE * self._config.request_burst_per_ip
         if conn.refused_in_row > limit:
             logger.debug("closing %s: it ignores the request rate limit", _fmt(conn.peer))
             return False
-        await self._send_reply(conn, request_id, ErrorReply(ErrorCode.OVERLOADED, "rate limited"))
+        self._queue_reply(conn, request_id, ErrorReply(ErrorCode.OVERLOADED, "rate limited"))
         return True
 
     async def _handle_apart(
@@ -820,8 +829,7 @@ class TcpTransport(Transport):
                 logger.debug("handler failed for a request from %s", _fmt(conn.peer), exc_info=True)
                 body = ErrorReply(ErrorCode.INTERNAL, "internal error")
             if inline:
-                # Pipelined requests read together are answered with one write.
-                conn.outbox.append(self._reply_bytes(frame.request_id, body))
+                self._queue_reply(conn, frame.request_id, body)
             else:
                 await self._send_reply(conn, frame.request_id, body)
         finally:
@@ -835,8 +843,16 @@ class TcpTransport(Transport):
             internal = ErrorReply(ErrorCode.INTERNAL, "internal error")
             return encode_frame(ReplyFrame(request_id, self._local_id, internal))
 
+    def _queue_reply(self, conn: _Inbound, request_id: int, body: Reply) -> None:
+        """Queue a reply made in the reader task, to be written with the others.
+
+        The reader writes its replies together before it reads again, so a burst
+        of pipelined requests (or of refused ones) costs one write, not one each.
+        """
+        conn.outbox.append(self._reply_bytes(request_id, body))
+
     async def _send_reply(self, conn: _Inbound, request_id: int, body: Reply) -> None:
-        """Write one reply (after any waiting in the outbox)."""
+        """Write one reply now (after any waiting in the outbox)."""
         conn.outbox.append(self._reply_bytes(request_id, body))
         await self._flush(conn)
 
