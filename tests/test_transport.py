@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -486,6 +488,35 @@ async def test_tcp_slow_store_does_not_hold_up_pings_on_its_connection() -> None
             last = await read_frame(stream, reader)
             assert last is not None and last.request_id == 1 and last.body == Stored()
             await stream.aclose()
+
+
+async def test_tcp_a_burst_of_pipelined_requests_does_not_hold_up_other_connections() -> None:
+    burst = 1000  # about 50 KB of pings: one read on the server
+    config = Config(idle_timeout=5.0, io_timeout=2.0, request_rate_per_ip=1e9)
+    server = TcpTransport()
+    with trio.fail_after(10):
+        async with running(server, config) as address:
+            assert address is not None
+            raw = [socket.create_connection(address) for _ in range(2)]
+            # Both sent before the server runs again: plain calls, no checkpoint.
+            raw[0].sendall(b"".join(ping_bytes(n) for n in range(burst)))
+            raw[1].sendall(ping_bytes(burst))
+            flood, honest = (trio.SocketStream(trio.socket.from_stdlib_socket(r)) for r in raw)
+            reply = await read_frame(honest, FrameReader(1 << 20))
+            assert reply is not None and reply.request_id == burst
+            # The flood's reader let the other connection have its turn long before
+            # it had answered the whole burst.
+            waiting = FrameReader(1 << 20)
+            raw[0].setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                while data := raw[0].recv(1 << 20):
+                    waiting.feed(data)
+            answered = 0
+            while waiting.next_payload() is not None:
+                answered += 1
+            assert answered < burst // 2
+            for stream in (flood, honest):
+                await stream.aclose()
 
 
 async def test_tcp_cancelled_caller_leaves_no_pending_entry() -> None:

@@ -371,6 +371,14 @@ class TcpTransport(Transport):
                 while True:
                     handled = 0
                     while True:
+                        if handled == _FRAMES_PER_TURN:
+                            # A read can hold a thousand small frames: let the other
+                            # connections have a turn now and then (before taking the
+                            # next frame, so a deadline firing here loses none).
+                            handled = 0
+                            if isinstance(conn, _Inbound) and conn.outbox:
+                                await self._flush(conn)
+                            await trio.lowlevel.checkpoint()
                         try:
                             payload = reader.next_payload()
                         except ProtocolError:
@@ -379,12 +387,6 @@ class TcpTransport(Transport):
                         if payload is None:
                             break
                         handled += 1
-                        if handled % _FRAMES_PER_TURN == 0:
-                            # A read can hold a thousand small frames: let the other
-                            # connections have a turn now and then.
-                            if isinstance(conn, _Inbound) and conn.outbox:
-                                await self._flush(conn)
-                            await trio.lowlevel.checkpoint()
                         # Anything still buffered is a frame that began in the last read.
                         conn.frame_started = conn.received
                         if handler is None:
