@@ -155,16 +155,8 @@ class Node:
         self.counters.requests_served += 1
         if frame.sender_id == self.node_id:
             return ErrorReply(ErrorCode.MALFORMED, "sender id is the receiver's own id")
-        port = frame.sender_port
-        if port is not None:
-            host = remote[0]
-            known = self.table.get(frame.sender_id)
-            if known is not None and known.port == port and known.host == host:
-                # The usual case, a peer the table holds at this address: its own
-                # contact object spares building one and comparing it field by field.
-                self.saw_alive(known)
-            else:
-                self.saw_alive(Contact(frame.sender_id, host, port))
+        if frame.sender_port is not None:
+            self.saw_alive(Contact(frame.sender_id, remote[0], frame.sender_port))
         body = frame.body
         # Most frequent first: lookups send FIND_NODE and FIND_VALUE.
         if isinstance(body, FindNode):

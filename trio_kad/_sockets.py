@@ -99,9 +99,9 @@ async def connect(host: str, port: int) -> socket.socket:
                 # On loopback the handshake is usually over by now: skip the wait then.
                 if not _established(sock):
                     await wait_writable(sock)
-                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if code:
-                    raise OSError(code, os.strerror(code)) from None
+                    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    if code:
+                        raise OSError(code, os.strerror(code)) from None
         except OSError as exc:
             close(sock)
             error = exc
