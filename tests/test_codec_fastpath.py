@@ -1,8 +1,8 @@
 """The codec's shortcuts change nothing observable.
 
-The encoder writes CBOR by hand, decoded contacts are remembered by their wire
-triple, and a contact keeps its own encoding: each is checked here against
-the plain way of doing the same thing.
+The encoder writes CBOR by hand, the frequent frames are read without cbor2,
+decoded contacts are remembered, and a contact keeps its own encoding: each
+is checked here against the plain way of doing the same thing.
 """
 
 from __future__ import annotations
@@ -194,6 +194,83 @@ def test_remembered_contacts_are_bounded() -> None:
         ]
         assert len(decoded_contacts(nodes_payload(*items))) == len(items)
         assert len(_codec._DECODED_CONTACTS) <= limit
+
+
+# --- the frequent frames, read without cbor2 ----------------------------------------
+
+usual_frames: st.SearchStrategy[Frame] = st.one_of(
+    st.builds(
+        RequestFrame,
+        st.integers(0, 2**64 - 1) | uints,
+        ids,
+        st.none() | ports | st.sampled_from([1, 23, 24, 255, 256, 65535]),
+        st.just(Ping()) | st.builds(FindNode, ids) | st.builds(FindValue, ids),
+    ),
+    st.builds(
+        ReplyFrame,
+        st.integers(0, 2**64 - 1) | uints,
+        ids,
+        st.just(Pong()) | st.just(Stored()),
+    ),
+)
+
+
+@settings(max_examples=300)
+@given(usual_frames)
+def test_usual_frames_are_read_without_cbor2_and_equal_the_general_reading(frame: Frame) -> None:
+    payload = encode_frame(frame)[4:]
+    usual = _codec._decode_usual(payload)
+    assert usual == _codec._decode_general(payload) == frame
+    assert type(usual) is type(frame)
+
+
+@settings(max_examples=500)
+@given(usual_frames | frames, st.data())
+def test_fast_path_accepts_only_what_the_general_path_reads_the_same(
+    frame: Frame, data: st.DataObject
+) -> None:
+    payload = bytearray(encode_frame(frame)[4:])
+    for _ in range(data.draw(st.integers(1, 3))):
+        position = data.draw(st.integers(0, len(payload)))
+        action = data.draw(st.sampled_from(["flip", "set", "insert", "delete", "truncate"]))
+        if action in ("flip", "set") and position < len(payload):
+            if action == "flip":
+                payload[position] ^= 1 << data.draw(st.integers(0, 7))
+            else:
+                payload[position] = data.draw(st.integers(0, 255))
+        elif action == "insert":
+            payload[position:position] = data.draw(st.binary(min_size=1, max_size=3))
+        elif action == "delete":
+            del payload[position : position + data.draw(st.integers(1, 3))]
+        else:
+            del payload[position:]
+    mutated = bytes(payload)
+    usual = _codec._decode_usual(mutated)
+    if usual is not None:
+        assert _codec._decode_general(mutated) == usual
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        # Valid frames in another layout: read by the general path only.
+        {"t": "ping", "v": 1, "id": 1, "from": SENDER},
+        {"v": 1, "t": "ping", "id": 1, "from": SENDER, "extra": 0},
+        {"v": 1, "t": "find_node", "id": 1, "from": SENDER, "target": KEY, "port": 7},
+        {"v": 1, "t": "nodes", "id": 1, "from": SENDER, "nodes": [[KEY, "h", 1]], "x": 1},
+    ],
+)
+def test_other_layouts_take_the_general_path(fields: dict[str, Any]) -> None:
+    payload = cbor2.dumps(fields)
+    assert _codec._decode_usual(payload) is None
+    assert decode_frame(payload) == _codec._decode_general(payload)
+
+
+def test_longer_heads_than_needed_read_the_same_on_both_paths() -> None:
+    # A port written with a four-byte head is valid CBOR, just not the shortest form.
+    short = encode_frame(RequestFrame(1, SENDER, 7, Ping()))[4:]
+    long = short[:-1] + b"\x1a\x00\x00\x00\x07"
+    assert _codec._decode_usual(long) == _codec._decode_general(long) == decode_frame(short)
 
 
 # --- a contact keeps its own encoding ---------------------------------------------

@@ -620,6 +620,86 @@ _REPLY_DECODERS: dict[str, Callable[[dict[Any, Any], int], Reply]] = {
 }
 
 
+# --- decoding the frequent frames without cbor2 ---------------------------------
+#
+# Pings, FIND_NODE, FIND_VALUE and the small replies (pong, stored) are most of
+# the frames, and our encoder always lays them out the same way. Building a
+# cbor2 decoder for each costs more than reading them, so ``_decode_usual``
+# reads exactly that layout and returns None for anything else (another key
+# order, one more entry, a bad field, a truncated frame...), which then takes
+# the general path. It only accepts bytes the general path decodes to an equal
+# frame (tests/test_codec_fastpath.py checks that against random frames).
+
+_UINT_TAILS = {24: 1, 25: 2, 26: 4, 27: 8}
+_KIND_AT = 1 + len(_FRAME_START)
+_FROM_LENGTH = len(_FROM_KEY_AND_ID_HEAD) + ID_BYTES
+
+# Request kinds: what their body holds after the common entries, an id field
+# (its key and id head, and how to make the body) or nothing (a ping).
+_USUAL_REQUESTS: dict[bytes, tuple[bytes, Callable[[bytes], Request] | None]] = {
+    _PING_BYTES[0]: (b"", None),
+    _FIND_NODE_TYPE: (_TARGET_KEY_AND_ID_HEAD, FindNode),
+    _FIND_VALUE_TYPE: (_KEY_KEY_AND_ID_HEAD, FindValue),
+}
+_USUAL_EMPTY_REPLIES: dict[bytes, Reply] = {_PONG_BYTES[0]: Pong(), _STORED_BYTES[0]: Stored()}
+
+
+def _uint_at(payload: bytes, at: int) -> tuple[int, int]:
+    """The unsigned int whose head is at ``at``, and where the next item starts.
+
+    Raises IndexError or KeyError when there is none there: the fast path gives up.
+    """
+    head = payload[at]
+    if head < 24:
+        return head, at + 1
+    end = at + 1 + _UINT_TAILS[head]
+    if end > len(payload):
+        raise IndexError(at)
+    return int.from_bytes(payload[at + 1 : end], "big"), end
+
+
+def _decode_usual(payload: bytes) -> Frame | None:
+    """The frame in ``payload`` if laid out as our encoder writes a frequent one, else None."""
+    try:
+        if not payload.startswith(_FRAME_START, 1):
+            return None
+        kind_end = _KIND_AT + 1 + payload[_KIND_AT] - _TEXT
+        kind = payload[_KIND_AT:kind_end]
+        request = _USUAL_REQUESTS.get(kind)
+        empty_reply = None if request is not None else _USUAL_EMPTY_REPLIES.get(kind)
+        if request is None and empty_reply is None:
+            return None
+        if not payload.startswith(_ID_KEY, kind_end):
+            return None
+        request_id, at = _uint_at(payload, kind_end + len(_ID_KEY))
+        if not payload.startswith(_FROM_KEY_AND_ID_HEAD, at):
+            return None
+        at += _FROM_LENGTH
+        sender_id = payload[at - ID_BYTES : at]
+        entries = payload[0] - _MAP
+        if request is not None:
+            sender_port = None
+            if payload.startswith(_PORT_KEY, at):
+                sender_port, at = _uint_at(payload, at + len(_PORT_KEY))
+                if not 1 <= sender_port <= 65535:
+                    return None
+                entries -= 1
+            body_start, make = request
+            if make is None:
+                if entries != 4 or at != len(payload):
+                    return None
+                return RequestFrame(request_id, sender_id, sender_port, _PING)
+            end = at + len(body_start) + ID_BYTES
+            if entries != 5 or end != len(payload) or not payload.startswith(body_start, at):
+                return None
+            return RequestFrame(request_id, sender_id, sender_port, make(payload[end - ID_BYTES :]))
+        if entries != 4 or at != len(payload) or empty_reply is None:
+            return None
+        return ReplyFrame(request_id, sender_id, empty_reply)
+    except (IndexError, KeyError):
+        return None
+
+
 def decode_frame(payload: bytes) -> Frame:
     """The frame in ``payload`` (the bytes after the length prefix).
 
@@ -628,6 +708,12 @@ def decode_frame(payload: bytes) -> Frame:
     valid ``"id"``, so the receiver can still answer with an error reply;
     ``UnsupportedFrameError`` marks another version or an unknown message type.
     """
+    usual = _decode_usual(payload)
+    return _decode_general(payload) if usual is None else usual
+
+
+def _decode_general(payload: bytes) -> Frame:
+    """``decode_frame`` for any payload, through cbor2."""
     fields = _loads_one_item(payload)
     if type(fields) is not dict:
         raise ProtocolError("frame is not a CBOR map")
