@@ -27,6 +27,7 @@ from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from ._diversity import SubnetGroups, subnet_group
 from ._ids import ID_BYTES, ID_SPACE, Contact, check_id, id_to_int
@@ -44,6 +45,9 @@ __all__ = [
 ]
 
 _GROUP_CACHE_SIZE = 4096  # parsed hosts remembered per table; ipaddress parsing is slow
+# closest() sorts a bucket by keys this wide: CPython compares ints of one 30-bit
+# digit without the general int comparison, and hashes and XORs them cheaply.
+_KEY_BITS = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,18 +144,36 @@ class Bucket:
     Read-only from outside: the ``RoutingTable`` owns and mutates it.
     """
 
-    __slots__ = ("_entries", "_high", "_low", "_mask", "_replacements", "last_touched")
+    __slots__ = (
+        "_entries",
+        "_group_counts",
+        "_high",
+        "_low",
+        "_near",
+        "_near_mask",
+        "_near_shift",
+        "_ping",
+        "_replacements",
+        "last_touched",
+    )
 
     def __init__(self, low: int, high: int, last_touched: float) -> None:
         self._low = low
         self._high = high
-        self._mask = -(high - low)  # clears the offset within the range (see closest)
         # Node id -> entry, least recently seen first: a dict so that moving a
         # re-seen contact to the end, or dropping one, does not scan the bucket.
         self._entries: dict[bytes, _Entry] = {}
         self._replacements: list[_Entry] = []  # most recently seen last
         self.last_touched = last_touched
         """When a lookup last targeted an id in this bucket, or when it was created."""
+        # Views of the entries for the hot paths, built on first use and dropped by
+        # _entries_changed whenever a contact joins, leaves or changes address; a
+        # re-seen contact only reorders the entries and keeps them.
+        self._near: dict[int, Contact] | None = None  # sort key -> contact, for closest
+        self._near_mask = -1  # a sort key is (id int & mask) >> shift (see _near_view)
+        self._near_shift = 0
+        self._group_counts: dict[int | None, int] | None = None  # contacts per subnet group
+        self._ping: PingOldest | None = None  # the last one built, reused while still oldest
 
     @property
     def low(self) -> int:
@@ -192,14 +214,75 @@ class Bucket:
             f"replacements={len(self._replacements)})"
         )
 
+    def _entries_changed(self) -> None:
+        """Drop the views of the entries: a contact joined, left or changed address."""
+        self._near = None
+        self._group_counts = None
+
     def _nearest(self, target: int, exclude: Container[bytes], count: int) -> list[Contact]:
         """Up to ``count`` of this bucket's contacts nearest ``target`` (an int), nearest first."""
-        entries: Iterable[_Entry] = self._entries.values()
+        near = self._near
+        if near is None:
+            near = self._near_view()
+        mask, shift = self._near_mask, self._near_shift
+        # The builtin ``__xor__`` of an int as key runs no Python frame per id.
+        key = ((target & mask) >> shift).__xor__
+        skip: Iterable[bytes] = ()
         if exclude:
-            entries = [e for e in entries if e.node_id not in exclude]
-        # k entries or fewer (20 by default): one sort beats heapq.nsmallest at any count.
-        nearest = sorted(entries, key=lambda e: e.id_int ^ target)
-        return [e.contact for e in nearest[:count]]
+            kind = type(exclude)
+            if kind is not set and kind is not frozenset:
+                nearest = map(near.__getitem__, sorted(near, key=key))
+                return [c for c in nearest if c.node_id not in exclude][:count]
+            # A set's few ids are looked up here, rather than every id here in it:
+            # the requester left out of a reply is rarely in the bucket.
+            skip = self._entries.keys() & cast("frozenset[bytes]", exclude)
+        if count == 1 and near and not skip:
+            # Often the last one missing, when the bucket before lost the excluded one.
+            return [near[min(near, key=key)]]
+        # k ids or fewer (20 by default): one sort beats heapq.nsmallest at any count.
+        ordered = sorted(near, key=key)
+        for node_id in skip:
+            ordered.remove((self._entries[node_id].id_int & mask) >> shift)
+        del ordered[count:]
+        return list(map(near.__getitem__, ordered))
+
+    def _near_view(self) -> dict[int, Contact]:
+        """Build ``_near``: the contacts by the bits of their ids that order them from any target.
+
+        The ids here all lie at distances ``[low, low + 2**w)`` from the own id, so they
+        agree on every bit from ``w`` up and their XOR distances from a target differ
+        only below: the order is that of ``(id & mask) ^ (target & mask)`` with
+        ``mask = 2**w - 1``. Dropping low bits keeps the order as long as no two ids
+        agree on the bits kept, which is checked: if two do (only ids made to),
+        the whole ids are the keys. Distinct keys, so no ties to break either.
+        """
+        entries = self._entries.values()
+        size = self._high - self._low
+        mask, shift = size - 1, max(0, size.bit_length() - 1 - _KEY_BITS)
+        near = {(e.id_int & mask) >> shift: e.contact for e in entries}
+        if len(near) < len(entries):
+            mask, shift = -1, 0  # x & -1 == x
+            near = {e.id_int: e.contact for e in entries}
+        self._near, self._near_mask, self._near_shift = near, mask, shift
+        return near
+
+    def _group_count(self, group: int | None) -> int:
+        """How many of the bucket's contacts have their host in ``group``."""
+        counts = self._group_counts
+        if counts is None:
+            counts = self._group_counts = {}
+            for e in self._entries.values():
+                counts[e.group] = counts.get(e.group, 0) + 1
+        return counts.get(group, 0)
+
+    def _ping_oldest(self) -> PingOldest:
+        """``PingOldest`` for the least recently seen contact (the bucket is not empty)."""
+        oldest = next(iter(self._entries.values())).contact
+        ping = self._ping
+        if ping is None or ping.oldest is not oldest:
+            # Frozen, so one instance can be handed out again while it names the oldest.
+            ping = self._ping = PingOldest(oldest)
+        return ping
 
 
 class RoutingTable:
@@ -311,33 +394,41 @@ class RoutingTable:
         """Up to ``count`` contacts nearest ``target`` by XOR distance, nearest first."""
         if count <= 0:
             return []
-        t = id_to_int(check_id(target, "target"))
-        # The walk over buckets, leaves of the binary tree of paper section 2.4: with
-        # ``dt`` the target's distance from the own id, the ids of a bucket [low, high)
-        # lie at distances [(low ^ dt) & mask, that + high - low) from the target, and
-        # these ranges are disjoint. So all of a bucket with a lower bound is nearer
-        # than any of a bucket with a higher one. The bucket covering the target comes
-        # first (bound 0); then the sibling subtree of each ancestor of that leaf, from
-        # the bottom up (bounds in [size, 2 * size)), until ``count`` are found. Only
-        # the buckets visited are sorted.
+        if not isinstance(target, bytes) or len(target) != ID_BYTES:
+            check_id(target, "target")  # raises
+        t = int.from_bytes(target, "big")
+        # The walk over buckets, leaves of the binary tree of paper section 2.4, with
+        # distances from the own id as the tree's keys and ``dt`` the target's: the ids
+        # of each subtree lie at one range of distances from the target, disjoint from
+        # those of other subtrees, so whole buckets come in order. The bucket covering
+        # ``dt`` comes first (distances below its size); then the sibling subtree of each
+        # ancestor of that leaf, from the bottom up (distances in [size, 2 * size)),
+        # until ``count`` are found. Within the sibling of size ``size`` the order is
+        # the same walk again from ``dt ^ size``, its point nearest the target (it
+        # differs from ``dt`` only in bits the subtree's ids share). Only the buckets
+        # visited are sorted.
         dt = t ^ self._own_int
         buckets, lows = self._buckets, self._lows
         bucket = buckets[bisect_right(lows, dt) - 1]
         found = bucket._nearest(t, exclude, count)
-        size = bucket._high - bucket._low
-        while len(found) < count and size < ID_SPACE:
-            start = (dt & -size) ^ size  # the sibling of the subtree of this size holding dt
-            first = bisect_left(lows, start)
-            last = bisect_left(lows, start + size, first)
-            siblings = buckets[first:last]
-            if len(siblings) > 1:
-                siblings.sort(key=lambda b: (b._low ^ dt) & b._mask)
-            for bucket in siblings:
-                if bucket._entries:
-                    found += bucket._nearest(t, exclude, count - len(found))
-                    if len(found) >= count:
-                        break
-            size <<= 1
+        if len(found) >= count:
+            return found
+        # Frames (point, size, top): the subtree of ``size`` holding ``point`` is done;
+        # its siblings of that size and up, below ``top``, are next. Last in, first out,
+        # so a sibling's own frames are done before its next larger one.
+        stack = [(dt, bucket._high - bucket._low, ID_SPACE)]
+        while stack:
+            point, size, top = stack.pop()
+            if size >= top:
+                continue
+            stack.append((point, size << 1, top))
+            point ^= size
+            bucket = buckets[bisect_right(lows, point) - 1]  # no larger than size
+            if bucket._entries:
+                found += bucket._nearest(t, exclude, count - len(found))
+                if len(found) >= count:
+                    break
+            stack.append((point, bucket._high - bucket._low, size))
         return found
 
     # --- updates -------------------------------------------------------------
@@ -360,8 +451,12 @@ class RoutingTable:
             return self._update_known(entry, contact, now)
 
         # A re-seen replacement is treated as new: the table may have room for it now.
-        cached = self._cached.pop(node_id, None)
+        cached = self._cached.get(node_id)
         if cached is not None:
+            quick = self._reseen_replacement(cached, contact, now)
+            if quick is not None:
+                return quick
+            del self._cached[node_id]
             cached.bucket._replacements.remove(cached)
         id_int = int.from_bytes(node_id, "big")
         distance = id_int ^ self._own_int
@@ -389,6 +484,7 @@ class RoutingTable:
             if not full:
                 entry = _Entry(contact, id_int, distance, now, group, bucket)
                 bucket._entries[node_id] = entry
+                bucket._entries_changed()
                 self._index[node_id] = entry
                 result = _ADDED
                 break
@@ -505,12 +601,55 @@ class RoutingTable:
                 return Ignored("subnet full")
             entry.contact = contact
             entry.group = group
+            bucket._entries_changed()
         entries = bucket._entries
         del entries[entry.node_id]  # re-inserted last: now the most recently seen
         entries[entry.node_id] = entry
         entry.last_seen = now
         entry.failures = 0
         return _UPDATED
+
+    def _reseen_replacement(
+        self, cached: _Entry, contact: Contact, now: float
+    ) -> UpdateResult | None:
+        """``update``'s result for a candidate seen again, or ``None`` to take the general path.
+
+        The busy-network case: a stranger whose bucket is full and may not split
+        asks again. The general path would take it out of the cache, find nothing
+        changed, and put a fresh entry for it last in the cache with ``PingOldest``.
+        This does the same in place, only when that outcome is certain.
+        """
+        bucket = cached.bucket  # covers its id: a split moves it along
+        k = self._k
+        if len(bucket._entries) < k or bucket._low == 0 or contact.host != cached.contact.host:
+            # Room for it, the own bucket (splits when full), or maybe another subnet group.
+            return None
+        # Not splittable either when k contacts lie in nearer buckets (so before it in
+        # _closer_count). Counted as all but those from this bucket on: few, as the
+        # busy buckets are the far ones, last in the list.
+        nearer = len(self._index)
+        buckets = self._buckets
+        for i in range(bisect_left(self._lows, bucket._low), len(buckets)):
+            nearer -= len(buckets[i]._entries)
+        if nearer < k:
+            return None
+        # Same host, same group (a pure function of it). A group at its share of the
+        # bucket is refused and forgotten: the general path says so.
+        group, cap = cached.group, self._max_per_subnet
+        if group is not None and cap is not None and bucket._group_count(group) >= cap:
+            return None
+        # The cache's share needs no count: a candidate joins only below its group's
+        # share, so the cache holds at most the share, and fewer once this one is out.
+        # Nor can the cache overflow: this one leaves and comes back.
+        # (``_cached`` keeps its order, which nothing reads: it is only looked up.)
+        replacements = bucket._replacements
+        if replacements[-1] is not cached:
+            replacements.remove(cached)
+            replacements.append(cached)  # most recently seen last
+        cached.contact = contact  # maybe a new port
+        cached.last_seen = now
+        cached.failures = 0
+        return bucket._ping_oldest()
 
     def _closer_count(self, index: int, distance: int) -> int:
         """How many contacts are nearer the own id than ``distance`` (stops counting at k)."""
@@ -552,6 +691,7 @@ class RoutingTable:
 
     def _drop(self, bucket: Bucket, entry: _Entry) -> None:
         del bucket._entries[entry.node_id]
+        bucket._entries_changed()
         del self._index[entry.node_id]
         self._promote(bucket)
 
@@ -580,5 +720,6 @@ class RoutingTable:
         ordered.insert(position, entry)
         bucket._entries.clear()
         bucket._entries.update((e.node_id, e) for e in ordered)
+        bucket._entries_changed()
         self._index[entry.node_id] = entry
         return True
