@@ -16,7 +16,10 @@ and the same through trio_kad's validating codec (``encode_frame`` /
 transport and a server transport whose handler returns Pong), and the ratio
 to (a).
 (d) One real node answering FIND_NODE (20 contacts a reply) to the same
-pipelined client as (a), and its frames/s as a share of (a)'s.
+pipelined client as (a), and its frames/s as a share of (a)'s. Then the echo
+and the node again in ``--turns`` alternating one-second turns: the median of
+the turns' ratios does not drift with the machine, as two runs a minute apart
+may.
 
 Prints one JSON object on stdout and a short summary on stderr. Figures are
 measured, never asserted.
@@ -29,6 +32,7 @@ import json
 import os
 import platform
 import random
+import statistics
 import subprocess
 import sys
 import time
@@ -311,12 +315,8 @@ async def transport_sequential(args: argparse.Namespace, config: Config) -> dict
 # --- (d) one node answering FIND_NODE, pipelined ------------------------------------
 
 
-async def node_find_node_pipelined(args: argparse.Namespace, config: Config) -> dict[str, Any]:
-    """A real node (its table filled from 10,000 ids) answering FIND_NODE as fast as it can.
-
-    Driven by the same pipelined client as the echo floor, so the ratio of the
-    two is what the node's work costs on top of a bare Trio server.
-    """
+def find_node_server(config: Config) -> tuple[Node, list[bytes]]:
+    """A node whose table was offered 10,000 ids, and 1,024 FIND_NODE requests for it."""
     rng = random.Random(1)
     node = Node(rng.randbytes(32), config, TcpTransport(), rng=rng)
     now = trio.current_time()
@@ -327,6 +327,24 @@ async def node_find_node_pipelined(args: argparse.Namespace, config: Config) -> 
         encode_frame(RequestFrame(n, NODE_ID, 4000, FindNode(rng.randbytes(32))))
         for n in range(1024)
     ]
+    return node, requests
+
+
+def check_find_node_answer(answer: bytes) -> int:
+    """Raise unless ``answer`` is a real FIND_NODE reply; its number of contacts."""
+    reply = decode_frame(answer)
+    if not isinstance(reply, ReplyFrame) or not isinstance(reply.body, Nodes):
+        raise RuntimeError(f"unexpected reply {reply!r}")
+    return len(reply.body.contacts)
+
+
+async def node_find_node_pipelined(args: argparse.Namespace, config: Config) -> dict[str, Any]:
+    """A real node (its table filled from 10,000 ids) answering FIND_NODE as fast as it can.
+
+    Driven by the same pipelined client as the echo floor, so the ratio of the
+    two is what the node's work costs on top of a bare Trio server.
+    """
+    node, requests = find_node_server(config)
     async with trio.open_nursery() as nursery:
         address = await nursery.start(node.run, HOST, 0)
         stream = await trio.open_tcp_stream(*address)
@@ -334,13 +352,45 @@ async def node_find_node_pipelined(args: argparse.Namespace, config: Config) -> 
             result = await pipelined(stream, requests, args.seconds)
         nursery.cancel_scope.cancel()
     # Checked once, outside the timing: the answers were real FIND_NODE replies.
-    reply = decode_frame(result.pop("last_answer"))
-    if not isinstance(reply, ReplyFrame) or not isinstance(reply.body, Nodes):
-        raise RuntimeError(f"unexpected reply {reply!r}")
+    result["contacts_per_reply"] = check_find_node_answer(result.pop("last_answer"))
     result["table_contacts"] = len(node.table)
-    result["contacts_per_reply"] = len(reply.body.contacts)
     result["replies"] = result.pop("answers")
     return result
+
+
+async def find_node_vs_echo_alternating(args: argparse.Namespace, config: Config) -> dict[str, Any]:
+    """The echo and the node in turns of one second, ``--turns`` each, same client.
+
+    The machine's speed drifts by tens of percent over a minute (other tenants),
+    so a ratio of two runs made a minute apart says as much about the drift as
+    about the node. Turns a second apart see the same machine; the median of
+    their ratios is the figure to quote.
+    """
+    node, requests = find_node_server(config)
+    echo_frames = [frame(n) for n in range(1024)]
+    echo_rates: list[float] = []
+    node_rates: list[float] = []
+    async with trio.open_nursery() as nursery:
+        echo_port = await nursery.start(serve_echo)
+        address = await nursery.start(node.run, HOST, 0)
+        for _ in range(args.turns):
+            async with await trio.open_tcp_stream(HOST, echo_port) as stream:
+                echo = await pipelined(stream, echo_frames, args.turn_seconds)
+            async with await trio.open_tcp_stream(*address) as stream:
+                answered = await pipelined(stream, requests, args.turn_seconds)
+            check_find_node_answer(answered["last_answer"])
+            echo_rates.append(echo["frames_per_s"])
+            node_rates.append(answered["frames_per_s"])
+        nursery.cancel_scope.cancel()
+    ratios = [n / e for n, e in zip(node_rates, echo_rates, strict=True)]
+    return {
+        "turns": args.turns,
+        "turn_seconds": args.turn_seconds,
+        "echo_frames_per_s": echo_rates,
+        "node_replies_per_s": node_rates,
+        "ratios": ratios,
+        "ratio_median": statistics.median(ratios),
+    }
 
 
 # --- main --------------------------------------------------------------------------
@@ -381,6 +431,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     echo_rate = result["echo_in_process"]["pipelined"]["frames_per_s"]
     find_node["ratio_to_floor"] = find_node["frames_per_s"] / echo_rate
     result["node_find_node_pipelined"] = find_node
+    if args.turns:
+        result["find_node_vs_echo_alternating"] = trio.run(
+            find_node_vs_echo_alternating, args, config
+        )
     result["machine"]["loadavg_after"] = os.getloadavg()
     return result
 
@@ -417,6 +471,16 @@ def summary(result: dict[str, Any]) -> None:
         f"{f['frames_per_s']:.0f} replies/s, {f['ratio_to_floor']:.0%} of the echo floor",
         file=sys.stderr,
     )
+    if "find_node_vs_echo_alternating" in result:
+        a = result["find_node_vs_echo_alternating"]
+        print(
+            f"  the same in {a['turns']} alternating turns with the echo: median "
+            f"{statistics.median(a['node_replies_per_s']):.0f} replies/s against "
+            f"{statistics.median(a['echo_frames_per_s']):.0f} frames/s, "
+            f"median ratio {a['ratio_median']:.0%} "
+            f"(turns {min(a['ratios']):.0%}..{max(a['ratios']):.0%})",
+            file=sys.stderr,
+        )
 
 
 def main() -> None:
@@ -426,6 +490,13 @@ def main() -> None:
     parser.add_argument(
         "--processes", action="store_true", help="also run the echo with the server in a subprocess"
     )
+    parser.add_argument(
+        "--turns",
+        type=int,
+        default=9,
+        help="alternating echo/FIND_NODE turns for the drift-free ratio (0: skip)",
+    )
+    parser.add_argument("--turn-seconds", type=float, default=1.0)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--repeats", type=int, default=5, help="timing runs per CBOR figure (best is kept)"

@@ -50,8 +50,14 @@ def test_abuse_benchmark() -> None:
 
 
 def test_floor_benchmark() -> None:
-    data = bench("floor", "--rounds", "200", "--seconds", "0.3", "--repeats", "1")
+    data = bench(
+        "floor", "--rounds", "200", "--seconds", "0.3", "--repeats", "1",
+        "--turns", "2", "--turn-seconds", "0.2",
+    )  # fmt: skip
     assert data["node_find_node_pipelined"]["replies"] > 0  # type: ignore[index]
+    turns = data["find_node_vs_echo_alternating"]
+    assert len(turns["ratios"]) == 2  # type: ignore[index]
+    assert all(rate > 0 for rate in turns["node_replies_per_s"])  # type: ignore[index]
 
 
 def test_scale_benchmark() -> None:
