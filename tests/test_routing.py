@@ -351,6 +351,8 @@ def test_one_failure_without_replacement_keeps_contact() -> None:
     assert table.update(oldest, 5.0) == Updated()
     info = table.info(oldest.node_id)
     assert info is not None and info.failures == 0 and info.last_seen == 5.0
+    assert table.last_seen(oldest.node_id) == 5.0
+    assert table.last_seen(bytes(32)) is None
     for _ in range(2):
         assert table.mark_failed(oldest.node_id) is None
     assert table.mark_failed(oldest.node_id) == oldest

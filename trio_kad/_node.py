@@ -256,8 +256,8 @@ class Node:
         # in the replacement cache. One check per contact at a time.
         if self._nursery is None or oldest.node_id in self._checking:
             return
-        info = self.table.info(oldest.node_id)
-        if info is not None and trio.current_time() - info.last_seen < self.config.liveness_window:
+        last_seen = self.table.last_seen(oldest.node_id)
+        if last_seen is not None and trio.current_time() - last_seen < self.config.liveness_window:
             # Heard from it a moment ago: a ping would only confirm that, and pinging
             # on every newcomer to a full bucket is how idle networks drown in traffic.
             return

@@ -373,6 +373,11 @@ class RoutingTable:
         entry = self._index.get(node_id)
         return None if entry is None else entry.info()
 
+    def last_seen(self, node_id: bytes) -> float | None:
+        """When a contact in a bucket was last seen alive (``info`` without building one)."""
+        entry = self._index.get(node_id)
+        return None if entry is None else entry.last_seen
+
     def __contains__(self, node_id: object) -> bool:
         return node_id in self._index
 
