@@ -281,20 +281,29 @@ class Lookup:
 
     def _add(self, contacts: Iterable[Contact], *, depth: int) -> None:
         id_length = len(self._target)
+        by_id, excluded, failed = self._by_id, self._excluded, self._failed
+        target_int = self._target_int
+        added = []
         for contact in contacts:
             node_id = contact.node_id
             if (
-                node_id in self._by_id
-                or node_id in self._excluded
-                or node_id in self._failed
+                node_id in by_id
+                or node_id in excluded
+                or node_id in failed
                 or len(node_id) != id_length
             ):
                 continue
-            distance = int.from_bytes(node_id, "big") ^ self._target_int
-            candidate = _Candidate(contact, distance, depth)
-            self._by_id[node_id] = candidate
-            bisect.insort(self._order, candidate, key=_distance_of)
-        if len(self._order) > self._max_candidates:
+            candidate = _Candidate(contact, int.from_bytes(node_id, "big") ^ target_int, depth)
+            by_id[node_id] = candidate
+            added.append(candidate)
+        if not added:
+            return
+        order = self._order
+        order += added
+        # Seeds and replies come nearest first, so this is a merge of two sorted
+        # runs (linear), cheaper than an insort per contact.
+        order.sort(key=_distance_of)
+        if len(order) > self._max_candidates:
             self._prune()
 
     def _prune(self) -> None:
