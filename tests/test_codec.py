@@ -10,6 +10,7 @@ import cbor2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mutation import mutate
 
 from trio_kad._codec import (
     MAX_CONTACTS,
@@ -231,19 +232,7 @@ def test_mutated_fields(frame: Frame, name: str, item: object, delete: bool) -> 
 @settings(max_examples=300)
 @given(frames, st.data())
 def test_mutated_bytes(frame: Frame, data: st.DataObject) -> None:
-    payload = bytearray(payload_of(frame))
-    for _ in range(data.draw(st.integers(1, 4))):
-        position = data.draw(st.integers(0, len(payload)))
-        action = data.draw(st.sampled_from(["flip", "insert", "delete", "truncate"]))
-        if action == "flip" and position < len(payload):
-            payload[position] ^= 1 << data.draw(st.integers(0, 7))
-        elif action == "insert":
-            payload[position:position] = data.draw(st.binary(min_size=1, max_size=3))
-        elif action == "delete":
-            del payload[position : position + data.draw(st.integers(1, 3))]
-        else:
-            del payload[position:]
-    decodes_or_refuses(bytes(payload))
+    decodes_or_refuses(mutate(payload_of(frame), data))
 
 
 # --- refusals, explicitly --------------------------------------------------------

@@ -16,6 +16,7 @@ import cbor2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mutation import mutate
 
 from trio_kad import _codec
 from trio_kad._codec import MAX_CONTACTS, decode_frame, encode_frame
@@ -229,22 +230,7 @@ def test_usual_frames_are_read_without_cbor2_and_equal_the_general_reading(frame
 def test_fast_path_accepts_only_what_the_general_path_reads_the_same(
     frame: Frame, data: st.DataObject
 ) -> None:
-    payload = bytearray(encode_frame(frame)[4:])
-    for _ in range(data.draw(st.integers(1, 3))):
-        position = data.draw(st.integers(0, len(payload)))
-        action = data.draw(st.sampled_from(["flip", "set", "insert", "delete", "truncate"]))
-        if action in ("flip", "set") and position < len(payload):
-            if action == "flip":
-                payload[position] ^= 1 << data.draw(st.integers(0, 7))
-            else:
-                payload[position] = data.draw(st.integers(0, 255))
-        elif action == "insert":
-            payload[position:position] = data.draw(st.binary(min_size=1, max_size=3))
-        elif action == "delete":
-            del payload[position : position + data.draw(st.integers(1, 3))]
-        else:
-            del payload[position:]
-    mutated = bytes(payload)
+    mutated = mutate(encode_frame(frame)[4:], data, max_steps=3)
     usual = _codec._decode_usual(mutated)
     if usual is not None:
         assert _codec._decode_general(mutated) == usual
