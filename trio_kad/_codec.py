@@ -641,7 +641,7 @@ _USUAL_REQUESTS: dict[bytes, tuple[bytes, Callable[[bytes], Request] | None]] = 
     _FIND_NODE_TYPE: (_TARGET_KEY_AND_ID_HEAD, FindNode),
     _FIND_VALUE_TYPE: (_KEY_KEY_AND_ID_HEAD, FindValue),
 }
-_USUAL_EMPTY_REPLIES: dict[bytes, Reply] = {_PONG_BYTES[0]: Pong(), _STORED_BYTES[0]: Stored()}
+_USUAL_EMPTY_REPLIES: dict[bytes, Reply] = {_PONG_BYTES[0]: _PONG, _STORED_BYTES[0]: _STORED}
 
 
 def _uint_at(payload: bytes, at: int) -> tuple[int, int]:

@@ -296,14 +296,12 @@ class Lookup:
             candidate = _Candidate(contact, int.from_bytes(node_id, "big") ^ target_int, depth)
             by_id[node_id] = candidate
             added.append(candidate)
-        if not added:
-            return
-        order = self._order
-        order += added
-        # Seeds and replies come nearest first, so this is a merge of two sorted
-        # runs (linear), cheaper than an insort per contact.
-        order.sort(key=_distance_of)
-        if len(order) > self._max_candidates:
+        if added:
+            self._order += added
+            # Seeds and replies come nearest first, so this is a merge of two sorted
+            # runs (linear), cheaper than an insort per contact.
+            self._order.sort(key=_distance_of)
+        if len(self._order) > self._max_candidates:
             self._prune()
 
     def _prune(self) -> None:

@@ -497,7 +497,7 @@ class RoutingTable:
                 result = Ignored("subnet full")
                 break
             self._add_replacement(bucket, _Entry(contact, id_int, distance, now, group, bucket))
-            result = PingOldest(next(iter(bucket._entries.values())).contact)
+            result = bucket._ping_oldest()
             break
         if split_any:
             # Splitting may leave a half with room and cached candidates: use them.
