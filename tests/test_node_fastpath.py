@@ -15,7 +15,7 @@ import trio.testing
 from trio_kad import Config, Dht, MemoryNetwork
 from trio_kad._ids import Contact, key_id
 from trio_kad._messages import FindNode, FindValue, Ping, Reply, Request, RequestFrame
-from trio_kad._node import Node
+from trio_kad._node import _RESEEN_INTERVAL, Node
 from trio_kad._routing import PingOldest
 from trio_kad.testing import open_simulation
 
@@ -148,11 +148,50 @@ async def test_a_known_sender_keeps_its_contact_object(
         node = sim.nodes[0]._node
         known = node.table.contacts()[0]
         bucket = node.table.bucket_for(known.node_id)
+        # Past the interval within which a repeated request is not recorded again.
+        await trio.sleep(_RESEEN_INTERVAL)
         frame = RequestFrame(1, known.node_id, known.port, Ping())
         await node.handle_request(frame, (known.host, 40000))
         assert node.table.get(known.node_id) is known
         # Seen last: the most recently seen of its bucket.
         assert bucket.contacts[-1] is known
+
+
+async def test_a_burst_of_requests_updates_the_table_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_simulation(30, seed=37) as sim:
+        node = sim.nodes[0]._node
+        await trio.sleep(_RESEEN_INTERVAL)
+        updates: list[bytes] = []
+        update = node.table.update
+
+        def counting_update(contact: Contact, now: float) -> Any:
+            updates.append(contact.node_id)
+            return update(contact, now)
+
+        node.table.update = counting_update  # type: ignore[method-assign]
+        known = node.table.contacts()[0]
+        frame = RequestFrame(1, known.node_id, known.port, FindNode(bytes(32)))
+        for _ in range(3):
+            await node.handle_request(frame, (known.host, 40000))
+        assert updates == [known.node_id]
+        # From another address, it counts again (and is checked as before).
+        moved = RequestFrame(2, known.node_id, known.port + 1, Ping())
+        await node.handle_request(moved, (known.host, 40000))
+        assert updates == [known.node_id] * 2
+        # Once the interval is over, it counts again.
+        await trio.sleep(_RESEEN_INTERVAL)
+        await node.handle_request(frame, (known.host, 40000))
+        assert updates == [known.node_id] * 3
+        # And at once after an RPC to it failed: it may have left the table.
+        await node.handle_request(frame, (known.host, 40000))
+        assert updates == [known.node_id] * 3
+        sim.stop_node(next(d for d in sim.nodes if d.node_id == known.node_id))
+        await trio.testing.wait_all_tasks_blocked()
+        assert await node.rpc(known, Ping()) is None
+        await node.handle_request(frame, (known.host, 40000))
+        assert updates == [known.node_id] * 4
 
 
 async def test_a_sender_at_a_new_address_is_still_checked(

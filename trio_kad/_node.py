@@ -40,6 +40,13 @@ from ._records import MemoryStore, Record, RecordStore
 from ._routing import Added, PingOldest, RoutingTable
 from ._transport import Transport
 
+# A requester asking again within this many seconds from the same address is
+# not recorded again: the table has just seen it. A lookup or a set sends one
+# peer several requests in a burst, and a busy peer asks many times a second.
+_RESEEN_INTERVAL = 1.0
+# How many recent requesters are remembered for that (forgotten all at once when full).
+_RECENT_REQUESTERS = 32
+
 log = logging.getLogger("trio_kad.node")
 
 
@@ -126,6 +133,8 @@ class Node:
         self.port: int | None = None
         self._nursery: trio.Nursery | None = None
         self._checking: set[bytes] = set()
+        # Requester id -> (until when it counts as just seen, its port, its host).
+        self._recent_requesters: dict[bytes, tuple[float, int, str]] = {}
         # Newcomers to hand pairs to (paper 2.5), drained by one maintenance task;
         # bounded so a join storm cannot queue unbounded work: replication catches up.
         self.newcomers_in, self.newcomers_out = trio.open_memory_channel[Contact](64)
@@ -156,7 +165,7 @@ class Node:
         if frame.sender_id == self.node_id:
             return ErrorReply(ErrorCode.MALFORMED, "sender id is the receiver's own id")
         if frame.sender_port is not None:
-            self.saw_alive(Contact(frame.sender_id, remote[0], frame.sender_port))
+            self._saw_requester(frame.sender_id, remote[0], frame.sender_port)
         body = frame.body
         # Most frequent first: lookups send FIND_NODE and FIND_VALUE.
         if isinstance(body, FindNode):
@@ -238,26 +247,41 @@ class Node:
 
     # --- routing table upkeep (paper section 2.2) -----------------------------
 
+    def _saw_requester(self, node_id: bytes, host: str, port: int) -> None:
+        """A listening peer sent a valid request: record it, unless it did a moment ago."""
+        now = trio.current_time()
+        recent = self._recent_requesters
+        seen = recent.get(node_id)
+        if seen is not None and now < seen[0] and seen[1] == port and seen[2] == host:
+            return
+        if len(recent) >= _RECENT_REQUESTERS:
+            recent.clear()
+        recent[node_id] = (now + _RESEEN_INTERVAL, port, host)
+        self._record_alive(Contact(node_id, host, port), now)
+
     def saw_alive(self, contact: Contact) -> None:
         """A contact answered us or sent a valid request: record it in the table."""
+        self._record_alive(contact, trio.current_time())
+
+    def _record_alive(self, contact: Contact, now: float) -> None:
         if contact.node_id == self.node_id or not valid_host(contact.host):
             # A contact we could never pass on in a reply must not enter the table.
             return
-        result = self.table.update(contact, trio.current_time())
+        result = self.table.update(contact, now)
         if isinstance(result, PingOldest):
-            self._check_oldest(result.oldest)
+            self._check_oldest(result.oldest, now)
         elif isinstance(result, Added) and len(self.records):
             with contextlib.suppress(trio.WouldBlock):
                 self.newcomers_in.send_nowait(contact)
 
-    def _check_oldest(self, oldest: Contact) -> None:
+    def _check_oldest(self, oldest: Contact, now: float) -> None:
         # Least-recently-seen eviction: the oldest contact keeps its place if it still
         # answers (old contacts are the likeliest to stay up); the pending newcomer waits
         # in the replacement cache. One check per contact at a time.
         if self._nursery is None or oldest.node_id in self._checking:
             return
         last_seen = self.table.last_seen(oldest.node_id)
-        if last_seen is not None and trio.current_time() - last_seen < self.config.liveness_window:
+        if last_seen is not None and now - last_seen < self.config.liveness_window:
             # Heard from it a moment ago: a ping would only confirm that, and pinging
             # on every newcomer to a full bucket is how idle networks drown in traffic.
             return
@@ -296,6 +320,8 @@ class Node:
                 log.debug("rpc to %r failed: %s", contact, exc)
         if reply is None:
             self.table.mark_failed(contact.node_id)
+            # Its next request must count again: it may have left the table.
+            self._recent_requesters.pop(contact.node_id, None)
             return None
         if reply.sender_id != contact.node_id:
             # Whoever answers there is not who it claimed to be (or no longer is).
@@ -319,6 +345,7 @@ class Node:
 
     def ban(self, contact: Contact) -> None:
         """Drop a lying or broken contact and refuse it for ``Config.ban_duration``."""
+        self._recent_requesters.pop(contact.node_id, None)
         self.table.ban(contact.node_id, trio.current_time() + self.config.ban_duration)
 
     async def ping_address(self, address: Address) -> Contact | None:
