@@ -21,6 +21,7 @@ from trio_kad._codec import (
     UnsupportedFrameError,
     decode_frame,
     encode_frame,
+    encode_reply,
 )
 from trio_kad._errors import ProtocolError
 from trio_kad._ids import Contact
@@ -146,6 +147,21 @@ def test_round_trip(frame: Frame) -> None:
     encoded = encode_frame(frame)
     assert int.from_bytes(encoded[:4], "big") == len(encoded) - 4
     assert decode_frame(encoded[4:]) == frame
+
+
+@given(request_ids, ids, replies)
+def test_encode_reply_is_encode_frame_of_a_reply(request_id: int, sender: bytes, body: Any) -> None:
+    frame = ReplyFrame(request_id, sender, body)
+    assert encode_reply(request_id, sender, body) == encode_frame(frame)
+
+
+def test_encode_reply_refuses_what_encode_frame_refuses() -> None:
+    with pytest.raises(ValueError):
+        encode_reply(1, SENDER, Ping())  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        encode_reply(1, b"short", Pong())
+    with pytest.raises(ValueError):
+        encode_reply(MAX_REQUEST_ID + 1, SENDER, Pong())
 
 
 def test_ping_frame_bytes_match_docs() -> None:

@@ -51,6 +51,7 @@ __all__ = [
     "UnsupportedFrameError",
     "decode_frame",
     "encode_frame",
+    "encode_reply",
 ]
 
 LENGTH_PREFIX_SIZE = 4
@@ -391,26 +392,49 @@ def encode_frame(frame: Frame) -> bytes:
     length, a port out of range, ...): that is a bug on this side, and sending
     it would only make the peer refuse it.
     """
-    if isinstance(frame, RequestFrame):
-        sender_port = frame.sender_port
-        if sender_port is None:
-            entries, port_key, port = 4, b"", b""
-        else:
-            port = _head(_UINT, _check_uint(sender_port, 1, 65535, "sender port"))
-            entries, port_key = 5, _PORT_KEY
-        encoder = _REQUEST_ENCODERS.get(type(frame.body))
-        if encoder is None:
-            raise ValueError(f"not a request body: {frame.body!r}")
-    elif isinstance(frame, ReplyFrame):
-        entries, port_key, port = 4, b"", b""
-        encoder = _REPLY_ENCODERS.get(type(frame.body))
-        if encoder is None:
-            raise ValueError(f"not a reply body: {frame.body!r}")
-    else:
+    if isinstance(frame, ReplyFrame):
+        return encode_reply(frame.request_id, frame.sender_id, frame.body)
+    if not isinstance(frame, RequestFrame):
         raise ValueError(f"not a frame: {frame!r}")
-    request_id = _check_uint(frame.request_id, 0, MAX_REQUEST_ID, "request id")
-    sender_id = _check_encode_id(frame.sender_id, "sender id")
-    kind, body_entries, body = encoder(frame.body)
+    sender_port = frame.sender_port
+    if sender_port is None:
+        entries, port_key, port = 4, b"", b""
+    else:
+        port = _head(_UINT, _check_uint(sender_port, 1, 65535, "sender port"))
+        entries, port_key = 5, _PORT_KEY
+    encoder = _REQUEST_ENCODERS.get(type(frame.body))
+    if encoder is None:
+        raise ValueError(f"not a request body: {frame.body!r}")
+    head = (entries, port_key, port)
+    return _frame_bytes(head, frame.request_id, frame.sender_id, encoder, frame.body)
+
+
+def encode_reply(request_id: int, sender_id: bytes, body: Reply) -> bytes:
+    """``encode_frame(ReplyFrame(request_id, sender_id, body))`` without building the frame.
+
+    A server encodes one reply per request it reads; this spares it the frame object.
+    """
+    encoder = _REPLY_ENCODERS.get(type(body))
+    if encoder is None:
+        raise ValueError(f"not a reply body: {body!r}")
+    return _frame_bytes(_REPLY_HEAD, request_id, sender_id, encoder, body)
+
+
+# A reply's entries besides its body, and its (absent) port key and port.
+_REPLY_HEAD = (4, b"", b"")
+
+
+def _frame_bytes(
+    head: tuple[int, bytes, bytes],
+    request_id: int,
+    sender_id: bytes,
+    encoder: Callable[[Any], _BodyBytes],
+    body: object,
+) -> bytes:
+    entries, port_key, port = head
+    request_id = _check_uint(request_id, 0, MAX_REQUEST_ID, "request id")
+    sender_id = _check_encode_id(sender_id, "sender id")
+    kind, body_entries, body_bytes = encoder(body)
     payload = b"".join(
         (
             _BYTE[_MAP | (entries + body_entries)],  # at most 9 entries: one byte
@@ -422,7 +446,7 @@ def encode_frame(frame: Frame) -> bytes:
             sender_id,
             port_key,
             port,
-            body,
+            body_bytes,
         )
     )
     if len(payload) > _MAX_PREFIXED_LENGTH:

@@ -19,7 +19,7 @@ from typing import Literal
 
 import trio
 
-from ._codec import decode_frame, encode_frame
+from ._codec import decode_frame, encode_frame, encode_reply
 from ._config import Config
 from ._errors import PeerMisbehaved, ProtocolError, TransportError
 from ._ids import ID_BYTES, Address
@@ -290,11 +290,11 @@ class MemoryTransport(Transport):
 
     def _encode_reply(self, request_id: int, body: Reply) -> bytes:
         try:
-            data = encode_frame(ReplyFrame(request_id, self._local_id, body))
+            data = encode_reply(request_id, self._local_id, body)
         except ValueError:
             logger.debug("handler returned an unencodable reply: %r", body, exc_info=True)
             internal = ErrorReply(ErrorCode.INTERNAL, "internal error")
-            data = encode_frame(ReplyFrame(request_id, self._local_id, internal))
+            data = encode_reply(request_id, self._local_id, internal)
         self._stats.frames_sent += 1
         self._stats.bytes_sent += len(data)
         return data

@@ -28,7 +28,13 @@ import trio
 from trio.lowlevel import wait_readable, wait_writable
 
 from . import _sockets
-from ._codec import FrameReader, UnsupportedFrameError, decode_frame, encode_frame
+from ._codec import (
+    FrameReader,
+    UnsupportedFrameError,
+    decode_frame,
+    encode_frame,
+    encode_reply,
+)
 from ._config import Config
 from ._diversity import NetworkSet
 from ._errors import PeerMisbehaved, ProtocolError, TransportError
@@ -776,16 +782,21 @@ class TcpTransport(Transport):
             overloaded = ErrorReply(ErrorCode.OVERLOADED, "too many requests")
             self._queue_reply(conn, frame.request_id, overloaded)
             return True
-        conn.active += 1
         if type(frame.body) in _ANSWERED_INLINE:
             # Pings and lookups are pure CPU: answered in the reader task, they
-            # cost no task of their own (and pipelined ones stay in order).
-            await self._handle(conn, frame, handler, inline=True)
-        else:
-            # A STORE may wait on a disk: its own task, so it holds up no one.
-            assert self._nursery is not None
-            conn.users += 1
-            self._nursery.start_soon(self._handle_apart, conn, frame, handler)
+            # cost no task of their own (and pipelined ones stay in order). The
+            # handler does not wait, so nobody sees it among conn.active.
+            try:
+                body: Reply = await handler(frame, conn.peer)
+            except Exception:
+                body = self._internal_error(conn)
+            self._queue_reply(conn, frame.request_id, body)
+            return True
+        # A STORE may wait on a disk: its own task, so it holds up no one.
+        assert self._nursery is not None
+        conn.active += 1
+        conn.users += 1
+        self._nursery.start_soon(self._handle_apart, conn, frame, handler)
         return True
 
     def _within_rate(self, conn: _Inbound) -> bool:
@@ -815,35 +826,28 @@ class TcpTransport(Transport):
         conn.handlers.add(scope)
         try:
             with scope:
-                await self._handle(conn, frame, handler)
-        finally:
-            conn.handlers.discard(scope)
-            self._done_with(conn)
-
-    async def _handle(
-        self, conn: _Inbound, frame: RequestFrame, handler: RequestHandler, *, inline: bool = False
-    ) -> None:
-        try:
-            try:
-                body: Reply = await handler(frame, conn.peer)
-            except Exception:
-                # Never a traceback on the wire; the details stay in our log.
-                logger.debug("handler failed for a request from %s", _fmt(conn.peer), exc_info=True)
-                body = ErrorReply(ErrorCode.INTERNAL, "internal error")
-            if inline:
-                self._queue_reply(conn, frame.request_id, body)
-            else:
+                try:
+                    body: Reply = await handler(frame, conn.peer)
+                except Exception:
+                    body = self._internal_error(conn)
                 await self._send_reply(conn, frame.request_id, body)
         finally:
             conn.active -= 1
+            conn.handlers.discard(scope)
+            self._done_with(conn)
+
+    def _internal_error(self, conn: _Inbound) -> ErrorReply:
+        """The reply when the handler raised: never a traceback on the wire, only in our log."""
+        logger.debug("handler failed for a request from %s", _fmt(conn.peer), exc_info=True)
+        return ErrorReply(ErrorCode.INTERNAL, "internal error")
 
     def _reply_bytes(self, request_id: int, body: Reply) -> bytes:
         try:
-            return encode_frame(ReplyFrame(request_id, self._local_id, body))
+            return encode_reply(request_id, self._local_id, body)
         except ValueError:
             logger.debug("handler returned an unencodable reply: %r", body, exc_info=True)
             internal = ErrorReply(ErrorCode.INTERNAL, "internal error")
-            return encode_frame(ReplyFrame(request_id, self._local_id, internal))
+            return encode_reply(request_id, self._local_id, internal)
 
     def _queue_reply(self, conn: _Inbound, request_id: int, body: Reply) -> None:
         """Queue a reply made in the reader task, to be written with the others.
