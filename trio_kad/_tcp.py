@@ -70,6 +70,11 @@ _REFUSALS_BEFORE_CLOSE = 4
 _TRACKED_IPS_PER_CONNECTION = 4
 
 
+# How a connection's reader reads next (see TcpTransport._pump).
+_READ_NOW = "now"
+_READ_AFTER_TURN = "after a turn"
+_READ_WHEN_READY = "when ready"
+
 # Requests a handler answers without waiting on anything (see RequestHandler).
 _ANSWERED_INLINE = frozenset({Ping, FindNode, FindValue})
 
@@ -351,7 +356,7 @@ class TcpTransport(Transport):
         sock = conn.sock
         # An accepted connection's first request is usually waiting already: read
         # it without a trip through epoll (the task has just been scheduled anyway).
-        wait_first = handler is None
+        read = _READ_NOW if handler is not None else _READ_WHEN_READY
         while True:
             if conn.closed:
                 return True
@@ -407,10 +412,17 @@ class TcpTransport(Transport):
                         await self._flush(conn)
                     if reader.buffered:
                         scope.deadline = min(scope.deadline, conn.frame_started + config.io_timeout)
+                    if read is not _READ_NOW:
+                        # A peer that sent several frames at once (it pipelines) has
+                        # likely sent more by now: read after letting the others run,
+                        # without a trip through epoll. Anyone else: wait for data.
+                        read = _READ_AFTER_TURN if handled > 1 else _READ_WHEN_READY
                     try:
-                        if wait_first:
+                        if read is _READ_WHEN_READY:
                             await wait_readable(sock)
-                        wait_first = True
+                        elif read is _READ_AFTER_TURN:
+                            await trio.lowlevel.checkpoint()
+                        read = _READ_WHEN_READY
                         data = sock.recv(_RECEIVE_SIZE)
                     except BlockingIOError:
                         continue
