@@ -657,6 +657,10 @@ class TcpTransport(Transport):
         one scheduler pass instead of two, and a connection costs no task.
         """
         while waiter.reply is None and waiter.error is None:
+            if conn.closed:
+                # Closing fails every waiter it finds; this covers one it did not.
+                waiter.error = f"connection to {_fmt(conn.peer)} closed"
+                return
             if conn.reading is None:
                 conn.reading = waiter
             if conn.reading is waiter:
