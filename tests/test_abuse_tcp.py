@@ -17,9 +17,10 @@ from contextlib import asynccontextmanager
 
 import cbor2
 import trio
+from framing import next_frame
 
 from trio_kad import open_dht
-from trio_kad._codec import FrameReader, decode_frame, encode_frame
+from trio_kad._codec import FrameReader, encode_frame
 from trio_kad._config import Config
 from trio_kad._ids import Address
 from trio_kad._messages import (
@@ -103,19 +104,9 @@ class Peer:
 
     async def reply(self) -> ReplyFrame | None:
         """The next reply frame, or None once the server closed the connection."""
-        while True:
-            payload = self.reader.next_payload()
-            if payload is not None:
-                frame = decode_frame(payload)
-                assert isinstance(frame, ReplyFrame)
-                return frame
-            try:
-                data = await self.stream.receive_some(65536)
-            except trio.BrokenResourceError:
-                return None
-            if not data:
-                return None
-            self.reader.feed(data)
+        frame = await next_frame(self.stream, self.reader)
+        assert frame is None or isinstance(frame, ReplyFrame)
+        return frame
 
     async def ping(self, request_id: int) -> Reply | None:
         await self.send(ping_bytes(request_id))

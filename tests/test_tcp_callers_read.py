@@ -15,8 +15,9 @@ from functools import partial
 import pytest
 import trio
 import trio.testing
+from framing import next_frame
 
-from trio_kad._codec import FrameReader, decode_frame, encode_frame
+from trio_kad._codec import FrameReader, encode_frame
 from trio_kad._config import Config
 from trio_kad._errors import TransportError
 from trio_kad._ids import Address
@@ -38,19 +39,9 @@ class Requests:
         self._reader = FrameReader(1 << 20)
 
     async def next(self) -> RequestFrame | None:
-        while True:
-            payload = self._reader.next_payload()
-            if payload is not None:
-                frame = decode_frame(payload)
-                assert isinstance(frame, RequestFrame)
-                return frame
-            try:
-                data = await self._stream.receive_some(65536)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return None
-            if not data:
-                return None
-            self._reader.feed(data)
+        frame = await next_frame(self._stream, self._reader)
+        assert frame is None or isinstance(frame, RequestFrame)
+        return frame
 
 
 def pong(request: RequestFrame) -> bytes:

@@ -12,9 +12,10 @@ import cbor2
 import pytest
 import trio
 import trio.testing
+from framing import next_frame
 
 from trio_kad import _tcp
-from trio_kad._codec import FrameReader, decode_frame, encode_frame
+from trio_kad._codec import FrameReader, encode_frame
 from trio_kad._config import Config
 from trio_kad._errors import TransportError
 from trio_kad._ids import Address, Contact
@@ -72,19 +73,9 @@ async def running(
 
 async def read_frame(stream: trio.SocketStream, reader: FrameReader) -> ReplyFrame | None:
     """The next reply on a raw stream, or None at end of stream."""
-    while True:
-        payload = reader.next_payload()
-        if payload is not None:
-            frame = decode_frame(payload)
-            assert isinstance(frame, ReplyFrame)
-            return frame
-        try:
-            data = await stream.receive_some(65536)
-        except trio.BrokenResourceError:
-            return None
-        if not data:
-            return None
-        reader.feed(data)
+    frame = await next_frame(stream, reader)
+    assert frame is None or isinstance(frame, ReplyFrame)
+    return frame
 
 
 async def wait_closed(stream: trio.SocketStream) -> None:
