@@ -257,7 +257,11 @@ class Node:
         if len(recent) >= _RECENT_REQUESTERS:
             recent.clear()
         recent[node_id] = (now + _RESEEN_INTERVAL, port, host)
-        self._record_alive(Contact(node_id, host, port), now)
+        # A peer the table holds at this address keeps its contact object.
+        known = self.table.get(node_id)
+        if known is None or known.port != port or known.host != host:
+            known = Contact(node_id, host, port)
+        self._record_alive(known, now)
 
     def saw_alive(self, contact: Contact) -> None:
         """A contact answered us or sent a valid request: record it in the table."""

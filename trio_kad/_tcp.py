@@ -111,7 +111,6 @@ class _Conn:
         "peer",
         "reader",
         "received",
-        "scope",
         "sock",
     )
 
@@ -126,14 +125,6 @@ class _Conn:
         self.backlog: bytearray | None = None
         self.closed = False
         self.end = "closed"  # why reading stopped
-        # The reader's cancel scope for the current idle period (see TcpTransport._pump).
-        self.scope: trio.CancelScope | None = None
-
-    def stop(self) -> None:
-        """Make the reader stop at once (or as soon as it starts)."""
-        self.closed = True
-        if self.scope is not None:
-            self.scope.cancel()
 
 
 class _Outbound(_Conn):
@@ -162,6 +153,7 @@ class _Inbound(_Conn):
         "handlers",
         "outbox",
         "refused_in_row",
+        "scope",
         "users",
     )
 
@@ -178,6 +170,14 @@ class _Inbound(_Conn):
         # reading stopped on an error (inf while it has not).
         self.handlers: set[trio.CancelScope] = set()
         self.handler_deadline = math.inf
+        # The reader's cancel scope for the current idle period (see TcpTransport._pump).
+        self.scope: trio.CancelScope | None = None
+
+    def stop(self) -> None:
+        """Make the reader stop at once (or as soon as it starts)."""
+        self.closed = True
+        if self.scope is not None:
+            self.scope.cancel()
 
     def busy(self) -> bool:
         """Outstanding work with deadlines of its own: silence now is not idleness."""
@@ -603,8 +603,7 @@ class TcpTransport(Transport):
             conn.reader.buffered
             and conn.frame_started + self._config.io_timeout <= trio.current_time()
         ):
-            self._stats.protocol_errors += 1
-            self._close_outbound(conn, "peer stalled mid-frame")
+            self._close_stalled(conn)
             return False
         try:
             data = conn.sock.recv(1, socket.MSG_PEEK)
@@ -617,6 +616,12 @@ class TcpTransport(Transport):
             return True  # late replies: the next caller to read takes them
         self._close_outbound(conn, "closed by peer")
         return False
+
+    def _close_stalled(self, conn: _Outbound) -> None:
+        """Close ``conn``: half a reply came and the rest not within ``io_timeout``."""
+        self._stats.protocol_errors += 1
+        logger.debug("%s stalled in the middle of a frame", _fmt(conn.peer))
+        self._close_outbound(conn, "peer stalled mid-frame")
 
     def _make_room(self) -> None:
         """Close the least recently used idle connection when at max_outbound_connections."""
@@ -707,9 +712,7 @@ class TcpTransport(Transport):
                     with trio.move_on_at(conn.frame_started + self._config.io_timeout) as stall:
                         await wait_readable(sock)
                     if stall.cancelled_caught:
-                        self._stats.protocol_errors += 1
-                        logger.debug("%s stalled in the middle of a frame", _fmt(conn.peer))
-                        self._close_outbound(conn, "peer stalled mid-frame")
+                        self._close_stalled(conn)
                         return
                 else:
                     await wait_readable(sock)
@@ -977,7 +980,7 @@ class TcpTransport(Transport):
 
     async def _send_reply(self, conn: _Inbound, request_id: int, body: Reply) -> None:
         """Write one reply now (after any waiting in the outbox)."""
-        conn.outbox.append(self._reply_bytes(request_id, body))
+        self._queue_reply(conn, request_id, body)
         await self._flush(conn)
 
     async def _flush(self, conn: _Inbound) -> None:
