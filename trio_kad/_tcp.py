@@ -923,7 +923,8 @@ class TcpTransport(Transport):
     def _within_rate(self, conn: _Inbound) -> bool:
         """Charge one request to the remote IP's token bucket: True when it is allowed."""
         ip = conn.peer[0]
-        if ip in self._per_ip_exempt or self._rate_limiter.allow(ip, trio.current_time()):
+        # Charged at arrival: every frame of one read arrived at conn.received.
+        if ip in self._per_ip_exempt or self._rate_limiter.allow(ip, conn.received):
             conn.refused_in_row = 0
             return True
         conn.refused_in_row += 1
