@@ -14,7 +14,8 @@ and the same through trio_kad's validating codec (``encode_frame`` /
 ``decode_frame``).
 (c) Sequential round trips through trio_kad's TcpTransport (a client-only
 transport and a server transport whose handler returns Pong), and the ratio
-to (a).
+to (a); then 4 and 16 callers sharing that one connection for ``--seconds``
+(the transport multiplexes them: the server sees a peer that pipelines).
 (d) One real node answering FIND_NODE (20 contacts a reply) to the same
 pipelined client as (a), and its frames/s as a share of (a)'s. Then the echo
 and the node again in ``--turns`` alternating one-second turns: the median of
@@ -37,7 +38,7 @@ import subprocess
 import sys
 import time
 import timeit
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from functools import partial
 from typing import Any
@@ -308,8 +309,39 @@ async def transport_sequential(args: argparse.Namespace, config: Config) -> dict
             await once()
         rtts = [await once() for _ in range(args.rounds)]
         stats = {"client": asdict(client.statistics()), "server": asdict(server.statistics())}
+        shared = {
+            str(callers): await shared_connection(once, callers, args.seconds)
+            for callers in (4, 16)
+        }
         nursery.cancel_scope.cancel()
-    return {"rounds": args.rounds, "rtt_us": percentiles(rtts), "statistics": stats}
+    return {
+        "rounds": args.rounds,
+        "rtt_us": percentiles(rtts),
+        "statistics": stats,
+        "callers_sharing_the_connection": shared,
+    }
+
+
+async def shared_connection(
+    once: Callable[[], Awaitable[float]], callers: int, seconds: float
+) -> dict[str, Any]:
+    """``callers`` tasks sending pings back to back for ``seconds``, all on one pooled connection.
+
+    The transport multiplexes them, so the server sees a peer that pipelines.
+    """
+    rtts: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def caller() -> None:
+        while time.perf_counter() < deadline:
+            rtts.append(await once())
+
+    begin = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for _ in range(callers):
+            nursery.start_soon(caller)
+    elapsed = time.perf_counter() - begin
+    return {"rpcs_per_s": len(rtts) / elapsed, "rtt_us": percentiles(rtts)}
 
 
 # --- (d) one node answering FIND_NODE, pipelined ------------------------------------
@@ -465,6 +497,12 @@ def summary(result: dict[str, Any]) -> None:
         f"p99 {t['rtt_us']['p99']:.1f} us; x{t['ratio_to_floor']['p50']:.2f} the floor at p50",
         file=sys.stderr,
     )
+    for callers, shared in t["callers_sharing_the_connection"].items():
+        print(
+            f"  {callers} callers sharing its connection: {shared['rpcs_per_s']:.0f} RPCs/s, "
+            f"rtt p50 {shared['rtt_us']['p50']:.0f} us, p99 {shared['rtt_us']['p99']:.0f} us",
+            file=sys.stderr,
+        )
     f = result["node_find_node_pipelined"]
     print(
         "one node answering FIND_NODE (pipelined, same client as the echo): "

@@ -55,6 +55,9 @@ def test_floor_benchmark() -> None:
         "--turns", "2", "--turn-seconds", "0.2",
     )  # fmt: skip
     assert data["node_find_node_pipelined"]["replies"] > 0  # type: ignore[index]
+    shared = data["transport_in_process"]["callers_sharing_the_connection"]  # type: ignore[index]
+    assert set(shared) == {"4", "16"}
+    assert all(figures["rpcs_per_s"] > 0 for figures in shared.values())
     turns = data["find_node_vs_echo_alternating"]
     assert len(turns["ratios"]) == 2  # type: ignore[index]
     assert all(rate > 0 for rate in turns["node_replies_per_s"])  # type: ignore[index]

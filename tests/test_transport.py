@@ -510,6 +510,29 @@ async def test_tcp_a_burst_of_pipelined_requests_does_not_hold_up_other_connecti
                 await stream.aclose()
 
 
+async def test_tcp_a_peer_pipelining_a_frame_a_turn_is_answered_then_read_on_epoll() -> None:
+    config = Config(idle_timeout=5.0, io_timeout=2.0, request_rate_per_ip=1e9)
+    server = TcpTransport()
+    with trio.fail_after(10):
+        async with running(server, config) as address:
+            assert address is not None
+            stream = await trio.open_tcp_stream(*address)
+            reader = FrameReader(1 << 20)
+            for n in range(60):
+                await stream.send_all(ping_bytes(n))  # a checkpoint after each frame
+            for n in range(60):
+                reply = await read_frame(stream, reader)
+                assert reply is not None and reply.request_id == n and reply.body == Pong()
+            # The peer went quiet: the reader, reading ahead a few turns at a time
+            # while frames kept coming, is back to waiting on epoll, not spinning.
+            await trio.testing.wait_all_tasks_blocked()
+            await stream.send_all(ping_bytes(60))
+            reply = await read_frame(stream, reader)
+            assert reply is not None and reply.request_id == 60
+            await stream.aclose()
+    assert server.statistics().frames_sent == 61
+
+
 async def test_tcp_cancelled_caller_leaves_no_pending_entry() -> None:
     release = trio.Event()
 
