@@ -145,11 +145,16 @@ def _labelled(label: str, notes: Sequence[str]) -> str:
 
 
 def network_cdf_panels(data: Mapping[str, Any]) -> list[CdfPanel]:
-    """Latency CDFs from network.py: gets (before and after churn) and sets."""
+    """Latency CDFs from network.py: gets (first, again, after churn) and sets."""
     _require(data, "network")
     churn = float(data.get("churn", 0.0))
     gets: list[CdfSeries] = []
-    for phase, label in (("get", "get"), ("get_after_churn", f"get after {churn:.0%} churn")):
+    phases = (
+        ("get", "get"),
+        ("get_again", "the same gets again (pooled connections)"),
+        ("get_after_churn", f"get after {churn:.0%} churn"),
+    )
+    for phase, label in phases:
         if phase in data:
             line = _phase_series("trio-kad", phase, label, [data[phase]])
             if line is not None:
@@ -317,7 +322,13 @@ def scale_title(data: Mapping[str, Any]) -> str:
 
 # One colour per implementation, one line style per phase, the same on every chart.
 IMPL_COLOURS = {"trio-kad": "tab:blue", "kademlia": "tab:orange"}
-PHASE_STYLES = {"get": "-", "set": "-", "get_after_churn": "--", "get_after_stop": "--"}
+PHASE_STYLES = {
+    "get": "-",
+    "set": "-",
+    "get_again": ":",
+    "get_after_churn": "--",
+    "get_after_stop": "--",
+}
 
 
 def _pyplot(path: Path) -> Any:

@@ -34,6 +34,7 @@ def test_network_benchmark(transport: str, mode: str) -> None:
     )
     assert data["set"]["success"] == 1.0  # type: ignore[index]
     assert data["get"]["success"] == 1.0  # type: ignore[index]
+    assert data["get_again"]["success"] == 1.0  # type: ignore[index]
     assert data["get_after_churn"]["success"] == 1.0  # type: ignore[index]
     assert data["set"]["wire_bytes_per_op"] > 0  # type: ignore[index]
 

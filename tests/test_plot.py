@@ -186,12 +186,12 @@ def test_network_panels_from_a_real_run() -> None:
     labels = [s.label for s in (*get_panel.series, *set_panel.series)]
     assert [re.sub(r"\d+% ok", "N% ok", label) for label in labels] == [
         "get (N% ok)",
+        "the same gets again (pooled connections) (N% ok)",
         "get after 25% churn (N% ok)",
         "set (N% ok)",
     ]
-    for line, phase_name in zip(
-        [*get_panel.series, *set_panel.series], ["get", "get_after_churn", "set"], strict=True
-    ):
+    phases = ["get", "get_again", "get_after_churn", "set"]
+    for line, phase_name in zip([*get_panel.series, *set_panel.series], phases, strict=True):
         assert line.exact
         assert line.phase == phase_name
         assert line.x == sorted(
