@@ -138,14 +138,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             "gc": pauses.summary(gc_mark),
         }
 
-        async def gets(
-            label: str,
-            live: list[trio_kad.Dht],
-            picks: list[trio_kad.Dht] | None = None,
-        ) -> list[trio_kad.Dht]:
-            """One get of every key, each from a random node of ``live`` (or from ``picks``)."""
-            if picks is None:
-                picks = [rng.choice(live) for _ in keys]
+        async def gets(label: str, picks: list[trio_kad.Dht]) -> None:
+            """One get of every key, the i-th from ``picks[i]``."""
             get_ms: list[float] = []
             rpcs: list[float] = []
             rounds: list[float] = []
@@ -175,13 +169,13 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 "wire_bytes_per_op": (wire_bytes(sim.nodes) - bytes_before) / len(keys),
                 "gc": pauses.summary(gc_mark),
             }
-            return picks
 
-        picks = await gets("get", sim.nodes)
+        picks = [rng.choice(sim.nodes) for _ in keys]
+        await gets("get", picks)
         # The same gets again, from the same nodes: each asks the contact that
         # answered it a moment ago, over the connection that get left pooled. With
         # --transport tcp the difference from "get" is what opening connections costs.
-        await gets("get_again", sim.nodes, picks)
+        await gets("get_again", picks)
         if args.churn > 0:
             victims = rng.sample(sim.nodes, int(len(sim.nodes) * args.churn))
             for node in victims:
@@ -194,7 +188,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             # Let the stopped nodes' tasks and sockets wind down before timing gets:
             # that cleanup is the cost of stopping, not of the next get.
             await trio.testing.wait_all_tasks_blocked(cushion=0.05)
-            await gets("get_after_churn", live)
+            await gets("get_after_churn", [rng.choice(live) for _ in keys])
         transport = [n.statistics().transport for n in sim.nodes]
         result["wire"] = {
             "frames_sent": sum(t.frames_sent for t in transport),

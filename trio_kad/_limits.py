@@ -32,25 +32,22 @@ class TokenBucket:
 
     def tokens(self, now: float) -> float:
         """Tokens available at ``now`` (a fraction means the next one is on its way)."""
+        # Brought up to ``now`` in place, so take() refills with the same arithmetic.
         # A clock that goes backwards (or a caller's stale ``now``) refills nothing.
-        elapsed = max(0.0, now - self._updated)
-        return min(self.burst, self._tokens + elapsed * self.rate)
+        if now > self._updated:
+            self._tokens += (now - self._updated) * self.rate
+            self._updated = now
+        if self._tokens > self.burst:
+            self._tokens = self.burst
+        return self._tokens
 
     def take(self, now: float) -> bool:
         """Take one token if there is one: True when the event is allowed."""
-        # tokens(now), inline: this runs for every request a node receives.
-        tokens = self._tokens
-        if now > self._updated:
-            tokens += (now - self._updated) * self.rate
-            self._updated = now
-        if tokens > self.burst:
-            tokens = self.burst
         # The epsilon forgives float rounding (0.1 * 10 refills 0.9999...), which
         # would otherwise refuse a caller arriving exactly on time.
-        if tokens >= 1.0 - _EPSILON:
-            self._tokens = tokens - 1.0
+        if self.tokens(now) >= 1.0 - _EPSILON:
+            self._tokens -= 1.0
             return True
-        self._tokens = tokens
         return False
 
 

@@ -73,13 +73,13 @@ _TRACKED_IPS_PER_CONNECTION = 4
 # How a connection's reader reads next (see TcpTransport._pump).
 _READ_NOW = "now"
 _READ_AFTER_TURNS = "after a few turns"
+_READ_WHEN_READY = "when ready"
 # Turns a pipelining peer's reader lets pass before reading again. A peer that
 # sends a frame a turn has about this many waiting by then, so its frames are
 # read, and their replies written, this many to a system call. Two is too few:
 # a read then often holds one frame, and the reader falls back to epoll. The
 # cost is at most two more scheduler passes of wait for a pipelined request.
 _PIPELINE_TURNS = 3
-_READ_WHEN_READY = "when ready"
 
 # Requests a handler answers without waiting on anything (see RequestHandler).
 _ANSWERED_INLINE = frozenset({Ping, FindNode, FindValue})
