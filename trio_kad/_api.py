@@ -15,12 +15,13 @@ from typing import Any, NoReturn
 import cbor2
 import trio
 
+from ._address import parse_addresses
 from ._codec import decode_value
 from ._config import Config
 from ._errors import BootstrapError, StoreError
 from ._ids import Address, check_id, key_id
 from ._maintenance import run_expire, run_handoff, run_refresh, run_replicate, run_republish
-from ._node import LookupReport, Node, parse_addresses
+from ._node import LookupReport, Node
 from ._persist import DataDir
 from ._transport import Transport, TransportStatistics
 

@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 import cbor2
 
+from ._address import MAX_HOST_LENGTH, valid_host
 from ._errors import ProtocolError
 from ._ids import ID_BYTES, Contact, set_contact_encoding
 from ._messages import (
@@ -60,8 +61,6 @@ MAX_REQUEST_ID = 2**64 - 1
 """Largest request id: ids are CBOR unsigned ints that fit in 64 bits."""
 MAX_CONTACTS = 256
 """Most contacts one ``nodes`` reply may carry (a node sends k of them)."""
-MAX_HOST_LENGTH = 253
-"""Longest host text in a contact: the longest DNS name."""
 MAX_ERROR_MESSAGE_LENGTH = 256
 """Longest ``message`` of an ``error`` reply, in characters."""
 
@@ -212,18 +211,6 @@ def _check_store_value(value: object, what: str) -> bytes:
     if type(value) is not bytes or not value:
         raise ValueError(f"{what} must be non-empty bytes")
     return value
-
-
-def valid_host(host: object) -> bool:
-    """Can ``host`` travel in a contact (1..253 printable ASCII characters, no spaces)?"""
-    # Printable ASCII without spaces: a DNS name or an IP literal, safe to log.
-    return (
-        type(host) is str
-        and 1 <= len(host) <= MAX_HOST_LENGTH
-        and host.isascii()
-        and host.isprintable()
-        and " " not in host
-    )
 
 
 def _encode_contact(contact: Contact) -> bytes:

@@ -8,10 +8,10 @@ from typing import Any
 
 import trio
 
+from ._address import format_address
 from ._api import Dht, open_dht
 from ._config import Config
 from ._ids import distance, key_id
-from ._node import format_address
 
 DEMO_PAIRS: list[tuple[str, Any]] = [
     ("greeting", "hello, kademlia"),

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 import trio
 
-from ._codec import decode_value, valid_host
+from ._address import format_address, valid_host
+from ._codec import decode_value
 from ._config import Config
 from ._diversity import NetworkSet
 from ._errors import BootstrapError, DataDirError, PeerMisbehaved, TransportError
@@ -638,32 +639,3 @@ def _batches(stores: Sequence[Store], max_bytes: int) -> list[list[Store]]:
 
 def _ttl_left(record: Record, now: float) -> int:
     return max(0, math.ceil(record.expires_at - now))
-
-
-def format_address(address: Address) -> str:
-    host, port = address
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def parse_address(peer: str | tuple[str, int]) -> Address:
-    """``"host:port"``, ``"[v6]:port"`` or ``(host, port)`` to ``(host, port)``."""
-    if isinstance(peer, tuple):
-        host, port = peer
-    elif isinstance(peer, str):
-        host, sep, port_text = peer.rpartition(":")
-        if not sep or not host or not port_text.isdigit():
-            raise ValueError(f"peer address must look like host:port, got {peer!r}")
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-        port = int(port_text)
-    else:
-        raise TypeError(f"peer address must be str or (host, port), not {type(peer).__name__}")
-    if not isinstance(host, str) or not host or not isinstance(port, int) or not 0 < port < 65536:
-        raise ValueError(f"invalid peer address {peer!r}")
-    return (host, port)
-
-
-def parse_addresses(peers: Iterable[str | tuple[str, int]]) -> list[Address]:
-    if isinstance(peers, str):
-        peers = [peers]
-    return [parse_address(p) for p in peers]

@@ -28,6 +28,7 @@ import trio
 from trio.lowlevel import wait_readable, wait_writable
 
 from . import _sockets
+from ._address import format_address as _fmt
 from ._codec import (
     FrameReader,
     UnsupportedFrameError,
@@ -1003,8 +1004,3 @@ class TcpTransport(Transport):
             self._stats.frames_sent += frames
             self._stats.bytes_sent += len(data)
             conn.last_activity = trio.current_time()
-
-
-def _fmt(address: Address) -> str:
-    host, port = address
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -12,9 +12,9 @@ from typing import Any
 
 import trio
 
+from ._address import format_address, parse_address
 from ._api import open_dht
 from ._errors import DhtError
-from ._node import format_address, parse_address
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
