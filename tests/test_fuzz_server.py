@@ -383,7 +383,7 @@ class Harness:
         if isinstance(item, Raw):
             frame = self._decode_expectation(item.payload)
             data = len(item.payload).to_bytes(4, "big") + item.payload
-            reply = await self.transport._serve(data, item.host)
+            reply = await self.transport.deliver(data, item.host)
             sender_host = item.host
         else:
             frame = item.frame

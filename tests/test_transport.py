@@ -14,7 +14,7 @@ import trio
 import trio.testing
 from framing import next_frame
 
-from trio_kad import _tcp
+from trio_kad import _sockets
 from trio_kad._codec import FrameReader, encode_frame
 from trio_kad._config import Config
 from trio_kad._errors import TransportError
@@ -340,7 +340,7 @@ async def test_tcp_process_budget_closes_the_least_recently_used_idle_connection
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # All transports of a process share one connection budget (the descriptor limit).
-    monkeypatch.setattr(_tcp._PROCESS_POOL, "budget", 2)
+    monkeypatch.setattr(_sockets.PROCESS_BUDGET, "limit", 2)
     servers = [TcpTransport() for _ in range(3)]
     first, second = TcpTransport(), TcpTransport()
     with trio.fail_after(5):
@@ -360,11 +360,11 @@ async def test_tcp_process_budget_closes_the_least_recently_used_idle_connection
             # second's connection to b was the least recently used: it went.
             assert first.statistics().connections_open == 1
             assert second.statistics().connections_open == 1
-            assert len(_tcp._PROCESS_POOL.conns) == 2
+            assert len(_sockets.PROCESS_BUDGET.conns) == 2
             await first.request(a, CLIENT_ID, None, Ping())
             assert first.statistics().connections_opened == 1
-    monkeypatch.setattr(_tcp._PROCESS_POOL, "budget", None)
-    assert _tcp._PROCESS_POOL.budget >= 16
+    monkeypatch.setattr(_sockets.PROCESS_BUDGET, "limit", None)
+    assert _sockets.PROCESS_BUDGET.limit >= 16
 
 
 async def test_tcp_extra_inbound_connections_closed_existing_served() -> None:
@@ -548,12 +548,11 @@ async def test_tcp_cancelled_caller_leaves_no_pending_entry() -> None:
             with trio.move_on_after(0.1) as scope:
                 await client.request(address, CLIENT_ID, None, Store(KEY, b"\x01"))
             assert scope.cancelled_caught
-            conn = client._outbound[address]
-            assert conn.pending == {}
+            assert client.statistics().requests_pending == 0
             release.set()
             # The late reply is dropped quietly; the connection still works.
             await trio.sleep(0.05)
-            assert client._outbound[address] is conn
+            assert client.statistics().connections_open == 1
             release2 = await client.request(address, CLIENT_ID, None, Store(KEY, b"\x01"))
             assert release2.body == Stored()
     assert client.statistics().requests_failed == 1
@@ -574,7 +573,9 @@ async def test_tcp_outbound_cap_closes_least_recently_used_idle_connection() -> 
             await client.request(second, CLIENT_ID, None, Ping())
             await trio.sleep(0.05)
             assert client.statistics().connections_open == 1
-            assert list(client._outbound) == [second]
+            # The one left is the connection to the second server.
+            await client.request(second, CLIENT_ID, None, Ping())
+            assert client.statistics().connections_opened == 2
 
 
 async def test_tcp_leaving_run_closes_everything() -> None:

@@ -190,6 +190,7 @@ _FROM_KEY_AND_ID_HEAD = _text("from") + _ID_HEAD
 _PORT_KEY = _text("port")
 _CONTACT_START = _head(_ARRAY, 3) + _ID_HEAD
 _TRUE = b"\xf5"
+_DUPLEX_ENTRY = _text("duplex") + _TRUE
 
 _ERROR_CODES: dict[int, ErrorCode] = {code.value: code for code in ErrorCode}
 
@@ -389,6 +390,10 @@ def encode_frame(frame: Frame) -> bytes:
     else:
         port = _head(_UINT, _check_uint(sender_port, 1, 65535, "sender port"))
         entries, port_key = 5, _PORT_KEY
+    if frame.duplex:
+        # Once per connection (its first request), so the fast path need not know it.
+        port += _DUPLEX_ENTRY
+        entries += 1
     encoder = _REQUEST_ENCODERS.get(type(frame.body))
     if encoder is None:
         raise ValueError(f"not a request body: {frame.body!r}")
@@ -747,7 +752,9 @@ def _decode_general(payload: bytes) -> Frame:
     if request_decoder is not None:
         # No "port": a client-only sender, which must not enter routing tables.
         sender_port = None if "port" not in fields else _port(fields["port"], "'port'", request_id)
-        return RequestFrame(request_id, sender_id, sender_port, request_decoder(fields, request_id))
+        body = request_decoder(fields, request_id)
+        duplex = _flag_field(fields, "duplex", request_id)
+        return RequestFrame(request_id, sender_id, sender_port, body, duplex)
     reply_decoder = _REPLY_DECODERS.get(kind)
     if reply_decoder is not None:
         return ReplyFrame(request_id, sender_id, reply_decoder(fields, request_id))

@@ -54,6 +54,16 @@ class Config:
     """Requests per second one IP address may send, on average (token bucket)."""
     request_burst_per_ip: int = 2000
     """Requests one IP address may send at once before the rate applies."""
+    rate_tracked_ips: int = 2048
+    """Remote IPs whose request rate is tracked at once; the least recently seen is forgotten."""
+    descriptor_share: float = 0.4
+    """Share of the process's file-descriptor limit that connections we dial may hold.
+
+    Shared by every ``TcpTransport`` of the process: when many nodes live in one
+    process each connection costs a descriptor at both ends, and listeners and
+    connections from elsewhere need the rest. The least recently used idle
+    connection is closed first.
+    """
     max_contacts_per_subnet: int = 2
     """Contacts per bucket from one /24 (IPv4) or /48 (IPv6) network (see ``diversity_exempt``)."""
     diversity_exempt: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
@@ -103,6 +113,8 @@ class Config:
                 raise ValueError(f"Config.{field.name} must be > 0, got {value!r}")
         if self.min_rpc_timeout > self.rpc_timeout:
             raise ValueError("Config.min_rpc_timeout must not exceed Config.rpc_timeout")
+        if self.descriptor_share > 1:
+            raise ValueError("Config.descriptor_share must be at most 1")
         if self.alpha > self.k:
             raise ValueError(f"Config.alpha ({self.alpha}) must not exceed Config.k ({self.k})")
         if self.max_value_size + 1024 > self.max_frame_size:

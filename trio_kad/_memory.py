@@ -3,8 +3,9 @@
 The counterpart of the JavaScript seed's ``MockRpc``: nodes reach each other
 through a ``MemoryNetwork`` instead of sockets, with optional latency, jitter,
 random loss, per-node failure modes and partitions. Every frame still goes
-through the real codec, so a simulation exercises the same encoding and
-validation as TCP. Cheap enough for thousands of nodes under
+through the real codec and the same ``_rpc.Endpoint`` as over TCP (request
+ids, refusals, rate limits, connections used both ways), so a simulation
+exercises the protocol exactly as TCP does. Cheap enough for thousands of nodes under
 ``trio.testing.MockClock(autojump_threshold=0)``.
 """
 
@@ -19,12 +20,12 @@ from typing import Literal
 
 import trio
 
-from ._codec import decode_frame, encode_frame, encode_reply
+from ._address import format_address
 from ._config import Config
-from ._errors import PeerMisbehaved, ProtocolError, TransportError
+from ._errors import PeerMisbehaved, TransportError
 from ._ids import ID_BYTES, Address
-from ._messages import ErrorCode, ErrorReply, Reply, ReplyFrame, Request, RequestFrame
-from ._tcp import error_reply_for
+from ._messages import ErrorCode, ErrorReply, ReplyFrame, Request
+from ._rpc import Admission, Endpoint, MustClose, PeerNamed, ReplyReceived, RequestReceived
 from ._transport import RequestHandler, Transport, TransportStatistics
 
 logger = logging.getLogger("trio_kad.transport")
@@ -155,6 +156,24 @@ class MemoryNetwork:
             await trio.lowlevel.checkpoint()
 
 
+class _Link:
+    """One simulated connection as seen from one end: our endpoint and the other end."""
+
+    __slots__ = ("endpoint", "other", "owner", "remote")
+
+    def __init__(self, owner: MemoryTransport, remote: Address, endpoint: Endpoint[None]) -> None:
+        self.owner = owner
+        self.remote = remote
+        self.endpoint = endpoint
+        self.other: _Link | None = None
+
+    def close(self) -> None:
+        """Both ends forget the connection."""
+        for end in (self, self.other):
+            if end is not None:
+                end.owner._forget(end)
+
+
 class MemoryTransport(Transport):
     """One node's attachment to a ``MemoryNetwork``; create it with ``network.transport()``."""
 
@@ -163,11 +182,13 @@ class MemoryTransport(Transport):
         self.network = network
         self.address: Address | None = None
         self._config = Config()
+        self._admission = Admission(self._config)
         self._host = "127.0.0.1"
         self._local_id = bytes(ID_BYTES)
         self._handler: RequestHandler | None = None
         self._running = False
-        self._next_request_id = 0
+        # Connections by the peer's listening address: dialed, or named by the peer.
+        self._links: dict[Address, _Link] = {}
 
     async def run(
         self,
@@ -183,6 +204,7 @@ class MemoryTransport(Transport):
         if self._running:
             raise RuntimeError("MemoryTransport.run() is already running")
         self._config = config
+        self._admission = Admission(config)
         self._host = host
         self._local_id = node_id
         self._running = True
@@ -197,6 +219,8 @@ class MemoryTransport(Transport):
         finally:
             if address is not None:
                 self.network._unregister(address, self)
+            for link in list(self._links.values()):
+                link.close()
             self.address = None
             self._handler = None
             self._running = False
@@ -211,90 +235,106 @@ class MemoryTransport(Transport):
         if not self._running:
             raise TransportError("transport is not running")
         network = self.network
-        where = f"{address[0]}:{address[1]}"
-        request_id = self._next_request_id = (self._next_request_id + 1) % 2**64
-        data = encode_frame(RequestFrame(request_id, sender_id, sender_port, body))
-        if len(data) - 4 > self._config.max_frame_size:
-            raise TransportError(
-                f"request of {len(data)} bytes exceeds max_frame_size"
-                f" ({self._config.max_frame_size})"
-            )
-
+        where = format_address(address)
         # Like a TCP connect: an unknown or refusing address fails at once.
         target = network._nodes.get(address)
         mode = network._modes.get(address, "up")
         if target is None or mode == "refuse":
             raise TransportError(f"connection to {where} refused")
-        self._stats.frames_sent += 1
-        self._stats.bytes_sent += len(data)
-        if mode == "drop" or not network._reachable(self.address, address) or network._lost():
-            # A silent peer: only the caller's cancel scope ends the wait.
-            await trio.sleep_forever()
-
-        await network._delay()
-        # The target may have left while the request travelled (a reset connection).
-        if network._nodes.get(address) is not target:
-            raise TransportError(f"connection to {where} closed")
-        reply_data = await target._serve(data, self._host)
-        if reply_data is None:
-            raise TransportError(f"connection to {where} closed by the peer")
-        await network._delay()
-
-        self._stats.frames_received += 1
-        self._stats.bytes_received += len(reply_data)
-        if len(reply_data) - 4 > self._config.max_frame_size:
-            self._stats.protocol_errors += 1
-            raise PeerMisbehaved(f"reply from {where} exceeds max_frame_size")
+        link = self._links.get(address)
+        if link is None or link.other is None or link.other.owner is not target:
+            link = self._dial(target, address)
+        endpoint = link.endpoint
+        request_id, data = endpoint.send_request(sender_id, sender_port, body, None)
         try:
-            reply = decode_frame(reply_data[4:])
-        except ProtocolError as exc:
-            self._stats.protocol_errors += 1
-            raise PeerMisbehaved(f"undecodable reply from {where}: {exc}") from exc
-        if not isinstance(reply, ReplyFrame) or reply.request_id != request_id:
-            self._stats.protocol_errors += 1
-            raise PeerMisbehaved(f"unexpected frame from {where}")
-        return reply
+            if mode == "drop" or not network._reachable(self.address, address) or network._lost():
+                # A silent peer: only the caller's cancel scope ends the wait.
+                await trio.sleep_forever()
+            await network._delay()
+            other = link.other
+            # The target may have left while the request travelled (a reset connection).
+            if network._nodes.get(address) is not target or other is None:
+                raise TransportError(f"connection to {where} closed")
+            reply_data = await target._serve(other, data)
+            await network._delay()
+            endpoint.receive_data(reply_data, trio.current_time())
+            event = endpoint.next_event()
+        finally:
+            endpoint.forget(request_id)
+        if type(event) is ReplyReceived:
+            return event.frame
+        link.close()
+        if type(event) is MustClose:
+            error = f"connection to {where} closed: {event.reason}"
+            raise PeerMisbehaved(error) if event.misbehaved else TransportError(error)
+        raise TransportError(f"connection to {where} closed by the peer")
 
-    async def _serve(self, data: bytes, sender_host: str) -> bytes | None:
-        """The receiving side: decode, handle, encode the reply (None: close the connection)."""
-        stats = self._stats
-        stats.frames_received += 1
-        stats.bytes_received += len(data)
+    def _dial(self, target: MemoryTransport, address: Address) -> _Link:
+        now = trio.current_time()
+        ours = _Link(self, address, self._endpoint(address, now, dialed=True))
+        # The target sees the connection come from our host (and no port of ours yet).
+        remote = (self._host, 0)
+        theirs = _Link(target, remote, target._endpoint(remote, now, dialed=False))
+        ours.other, theirs.other = theirs, ours
+        self._links[address] = ours
+        self._stats.connections_opened += 1
+        target._stats.connections_opened += 1
+        return ours
+
+    def _endpoint(self, remote: Address, now: float, *, dialed: bool) -> Endpoint[None]:
+        config, admission, stats = self._config, self._admission, self._stats
+        return Endpoint(self._local_id, remote, config, admission, stats, now, dialed=dialed)
+
+    def _forget(self, link: _Link) -> None:
+        for address, held in list(self._links.items()):
+            if held is link:
+                del self._links[address]
+
+    async def deliver(self, data: bytes, host: str) -> bytes | None:
+        """Bytes a peer at ``host`` sent on a new connection; the bytes it gets back.
+
+        ``None`` when the connection closed without an answer. For tests that
+        play a hostile peer: the bytes go through the endpoint and the handler
+        exactly as a request from the network would.
+        """
+        remote = (host, 0)
+        link = _Link(self, remote, self._endpoint(remote, trio.current_time(), dialed=False))
+        reply = await self._serve(link, data)
+        return None if not reply and link.endpoint.closed is not None else reply
+
+    async def _serve(self, link: _Link, data: bytes) -> bytes:
+        """The receiving end: take ``data``, answer what it holds, return the answer's bytes."""
+        endpoint = link.endpoint
+        endpoint.receive_data(data, trio.current_time())
+        while (event := endpoint.next_event()) is not None:
+            if type(event) is RequestReceived:
+                await self._answer(endpoint, event)
+            elif type(event) is PeerNamed:
+                if event.duplex and event.port is not None:
+                    self._links.setdefault((link.remote[0], event.port), link)
+            elif type(event) is MustClose:
+                logger.debug("closing a connection from %s: %s", link.remote[0], event.reason)
+                link.close()
+            # A ReplyReceived cannot come here: replies travel back inside _request.
+        return endpoint.data_to_send()
+
+    async def _answer(self, endpoint: Endpoint[None], request: RequestReceived) -> None:
         handler = self._handler
         if handler is None:
-            return None
-        if len(data) - 4 > self._config.max_frame_size:
-            stats.protocol_errors += 1
-            return self._encode_reply(0, ErrorReply(ErrorCode.TOO_LARGE, "frame too large"))
-        try:
-            frame = decode_frame(data[4:])
-        except ProtocolError as exc:
-            stats.protocol_errors += 1
-            logger.debug("bad request from %s: %s", sender_host, exc)
-            if exc.request_id is None:
-                return None
-            return self._encode_reply(exc.request_id, error_reply_for(exc))
-        if not isinstance(frame, RequestFrame):
-            stats.protocol_errors += 1
-            return None
-        stats.requests_received += 1
+            endpoint.send_reply(request, _NOT_SERVING)
+            return
         # A remote server finishes its work even if the caller gives up waiting.
         with trio.CancelScope(shield=True):
             try:
-                body: Reply = await handler(frame, (sender_host, 0))
+                body = await handler(request.frame, (endpoint.remote[0], 0))
             except Exception:
                 # Never a traceback on the wire; the details stay in our log.
-                logger.debug("handler failed on a request from %s", sender_host, exc_info=True)
-                body = ErrorReply(ErrorCode.INTERNAL, "internal error")
-        return self._encode_reply(frame.request_id, body)
+                logger.debug(
+                    "handler failed on a request from %s", endpoint.remote[0], exc_info=True
+                )
+                endpoint.send_internal_error(request)
+            else:
+                endpoint.send_reply(request, body)
 
-    def _encode_reply(self, request_id: int, body: Reply) -> bytes:
-        try:
-            data = encode_reply(request_id, self._local_id, body)
-        except ValueError:
-            logger.debug("handler returned an unencodable reply: %r", body, exc_info=True)
-            internal = ErrorReply(ErrorCode.INTERNAL, "internal error")
-            data = encode_reply(request_id, self._local_id, internal)
-        self._stats.frames_sent += 1
-        self._stats.bytes_sent += len(data)
-        return data
+
+_NOT_SERVING = ErrorReply(ErrorCode.UNSUPPORTED, "this node answers no requests")

@@ -147,21 +147,31 @@ class RequestFrame:
     """A request as it travels: request id, sender id and listening port, body.
 
     ``sender_port`` is ``None`` for a client-only node, which must not be put
-    into routing tables because nothing listens for it.
+    into routing tables because nothing listens for it. ``duplex``: the
+    sender reads requests on this connection too, so the receiver may send
+    its own requests over it (said in the first request on a connection the
+    sender opened; docs/protocol.md, "Connections").
     """
 
     request_id: int
     sender_id: bytes
     sender_port: int | None
     body: Request
+    duplex: bool
 
     def __init__(
-        self, request_id: int, sender_id: bytes, sender_port: int | None, body: Request
+        self,
+        request_id: int,
+        sender_id: bytes,
+        sender_port: int | None,
+        body: Request,
+        duplex: bool = False,
     ) -> None:
         _set_request_frame_id(self, request_id)
         _set_request_frame_sender(self, sender_id)
         _set_request_frame_port(self, sender_port)
         _set_request_frame_body(self, body)
+        _set_request_frame_duplex(self, duplex)
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -188,6 +198,7 @@ _set_request_frame_id = _slot_setter(RequestFrame, "request_id")
 _set_request_frame_sender = _slot_setter(RequestFrame, "sender_id")
 _set_request_frame_port = _slot_setter(RequestFrame, "sender_port")
 _set_request_frame_body = _slot_setter(RequestFrame, "body")
+_set_request_frame_duplex = _slot_setter(RequestFrame, "duplex")
 _set_reply_frame_id = _slot_setter(ReplyFrame, "request_id")
 _set_reply_frame_sender = _slot_setter(ReplyFrame, "sender_id")
 _set_reply_frame_body = _slot_setter(ReplyFrame, "body")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+from typing import Protocol
 
 import trio
 from trio.lowlevel import notify_closing, wait_writable
@@ -130,3 +131,85 @@ async def listen(host: str | None, port: int) -> list[socket.socket]:
             await trio.aclose_forcefully(listener)
         raise
     return socks
+
+
+class Budgeted(Protocol):
+    """A connection the descriptor budget may close when it has nothing in flight."""
+
+    def idle(self) -> bool: ...
+
+    def close_for_budget(self) -> None: ...
+
+
+class DescriptorBudget:
+    """Connections every transport of this process dialed, least recently used first.
+
+    ``Config.max_outbound_connections`` caps one node's dialed connections;
+    this caps the sum over the process, so a thousand nodes simulated in one
+    process share the file-descriptor limit instead of running into it.
+    """
+
+    __slots__ = ("_limit", "_share", "conns")
+
+    def __init__(self) -> None:
+        self.conns: dict[Budgeted, None] = {}
+        self._limit: int | None = None
+        self._share = 0.4
+
+    def configure(self, share: float) -> None:
+        """Use ``share`` of the descriptor limit (``Config.descriptor_share``; the last wins)."""
+        if share != self._share:
+            self._share = share
+            self._limit = None
+
+    @property
+    def limit(self) -> int:
+        """How many dialed connections the process may hold at once."""
+        if self._limit is None:
+            self._limit = _descriptor_limit(self._share)
+        return self._limit
+
+    @limit.setter
+    def limit(self, value: int | None) -> None:
+        self._limit = value
+
+    def add(self, conn: Budgeted) -> None:
+        self.conns[conn] = None
+
+    def touch(self, conn: Budgeted) -> None:
+        """``conn`` was used: it becomes the most recently used."""
+        if conn in self.conns:
+            del self.conns[conn]
+            self.conns[conn] = None
+
+    def discard(self, conn: Budgeted) -> None:
+        self.conns.pop(conn, None)
+
+    def make_room(self) -> None:
+        """Close the least recently used idle connection(s) while at the limit."""
+        excess = len(self.conns) - self.limit + 1
+        if excess <= 0:
+            return
+        idle: list[Budgeted] = []
+        for conn in self.conns:
+            if conn.idle():
+                idle.append(conn)
+                if len(idle) == excess:
+                    break
+        for conn in idle:
+            conn.close_for_budget()
+
+
+def _descriptor_limit(share: float) -> int:
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Unix
+        return 1 << 16
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 16
+    return max(16, int(soft * share))
+
+
+PROCESS_BUDGET = DescriptorBudget()
+"""The one budget of this process (descriptors are a process-wide resource)."""

@@ -5,41 +5,24 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import trio
 
 from ._config import Config
 from ._ids import Address
 from ._messages import Reply, ReplyFrame, Request, RequestFrame
+from ._rpc import TransportStatistics
+
+__all__ = ["RequestHandler", "Transport", "TransportStatistics"]
 
 RequestHandler = Callable[[RequestFrame, Address], Awaitable[Reply]]
 """Serves one request. Gets the frame and the remote (host, port) it came from.
 
 PING, FIND_NODE and FIND_VALUE must be answered without blocking (the node's
-handler only reads memory for them): the TCP transport answers them in the
-connection's reader task. STOREs, which may wait on a disk, get a task each.
+handler only reads memory for them): transports answer them in the
+connection's reader task (``_rpc.ANSWERED_INLINE``). STOREs, which may wait on
+a disk, get a task each.
 """
-
-
-@dataclass(slots=True)
-class TransportStatistics:
-    """Counters a transport keeps, for tests, benchmarks and ``Dht.statistics()``."""
-
-    requests_sent: int = 0
-    requests_failed: int = 0
-    requests_received: int = 0
-    frames_sent: int = 0
-    frames_received: int = 0
-    bytes_sent: int = 0
-    bytes_received: int = 0
-    connections_opened: int = 0
-    connections_open: int = 0
-    protocol_errors: int = 0
-    connections_refused: int = 0
-    """Inbound connections closed at accept (a total or per-IP limit) or evicted to make room."""
-    requests_refused: int = 0
-    """Inbound requests answered OVERLOADED because their IP was over its rate."""
 
 
 class Transport(abc.ABC):
