@@ -73,6 +73,15 @@ def check_structure(table: RoutingTable) -> None:
     assert {c.node_id for c in table.contacts()} == {c.node_id for b in buckets for c in b.contacts}
 
 
+def machine_settings(max_examples: int) -> settings:
+    return settings(
+        max_examples=max_examples,
+        stateful_step_count=60,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+
+
 # --- state machine -------------------------------------------------------------------
 
 # Ids are drawn as distances from the own id: small ones land near us (deep buckets, the
@@ -288,12 +297,7 @@ class RoutingMachine(RuleBasedStateMachine):
 
 
 TestRoutingMachine = RoutingMachine.TestCase
-TestRoutingMachine.settings = settings(
-    max_examples=60,
-    stateful_step_count=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+TestRoutingMachine.settings = machine_settings(max_examples=60)
 
 
 # --- properties ----------------------------------------------------------------------
@@ -1186,9 +1190,4 @@ class CappedMachine(RuleBasedStateMachine):
 
 
 TestCappedMachine = CappedMachine.TestCase
-TestCappedMachine.settings = settings(
-    max_examples=30,
-    stateful_step_count=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+TestCappedMachine.settings = machine_settings(max_examples=30)
