@@ -78,7 +78,13 @@ def test_reseen_replacement_moves_last_and_asks_for_the_oldest() -> None:
     bucket.add_replacement(second)
     first.failures = 1
     moved = Contact(first.node_id, first.contact.host, 2)
-    assert bucket.reseen_replacement(first, moved, 5.0) == PingOldest(oldest.contact)
+    # Not certain, nothing changes: fewer than k (1) contacts nearer than this bucket
+    # (it may split), or another host (maybe another subnet group).
+    assert bucket.reseen_replacement(first, moved, 5.0, up_to_here=1) is None
+    elsewhere = Contact(first.node_id, "192.0.2.1", 1)
+    assert bucket.reseen_replacement(first, elsewhere, 5.0, up_to_here=2) is None
+    assert bucket.replacements == [first.contact, second.contact]
+    assert bucket.reseen_replacement(first, moved, 5.0, up_to_here=2) == PingOldest(oldest.contact)
     assert bucket.replacement_entries == [
         ContactInfo(second.contact, 2.0, 0),
         ContactInfo(moved, 5.0, 0),

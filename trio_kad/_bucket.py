@@ -307,11 +307,31 @@ class Bucket:
         """Drop ``entry``, one of the candidates."""
         self._replacements.remove(entry)
 
-    def reseen_replacement(self, entry: Entry, contact: Contact, now: float) -> PingOldest:
-        """``entry`` (a candidate) was seen again at ``contact``: it becomes the newest one.
+    def reseen_replacement(
+        self, entry: Entry, contact: Contact, now: float, up_to_here: int
+    ) -> PingOldest | None:
+        """``entry`` (a candidate) seen again at ``contact``: keep it as the newest candidate.
 
-        For a full bucket: the caller still has to ping the oldest contact.
+        The busy-network short path of ``RoutingTable.update``, for a full bucket
+        that may not split: the general path would take the candidate out, find
+        nothing changed and cache it again last, with ``PingOldest``. Returns
+        ``None``, and changes nothing, unless that outcome is certain.
+        ``up_to_here`` is how many contacts the table holds in this bucket and the
+        ones nearer the own id: with k (the capacity) of them nearer than this
+        bucket, no newcomer here is among the k closest, so it may not split.
         """
+        entries = len(self._entries)
+        if (
+            entries < self._capacity  # room for it
+            or up_to_here - entries < self._capacity  # may split (relaxed, section 4.2)
+            or self._low == 0  # the own bucket, which splits when full
+            or contact.host != entry.contact.host  # maybe another subnet group
+            or not self.has_room_for(entry.group)  # its group filled up: refused
+        ):
+            return None
+        # The cache's share needs no count: a candidate joins only below its group's
+        # share, so the cache holds at most the share, and fewer once this one is out.
+        # Nor can the cache overflow: this one leaves and comes back.
         replacements = self._replacements
         if replacements[-1] is not entry:
             replacements.remove(entry)

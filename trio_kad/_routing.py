@@ -18,7 +18,7 @@ filter, see ``_diversity``), and bans, bounded, oldest lifted first.
 from __future__ import annotations
 
 import ipaddress
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
@@ -384,28 +384,13 @@ class RoutingTable:
         changed, and put a fresh entry for it last in the cache with ``PingOldest``.
         This does the same in place, only when that outcome is certain.
         """
-        bucket = cached.bucket  # covers its id: a split moves it along
-        if not bucket.full or bucket.low == 0 or contact.host != cached.contact.host:
-            # Room for it, the own bucket (splits when full), or maybe another subnet group.
-            return None
-        # Not splittable either when k contacts lie in nearer buckets (so before it in
-        # _closer_count). Counted as all but those from this bucket on: few, as the
-        # busy buckets are the far ones, last in the list.
-        nearer = len(self._index)
-        buckets = self._buckets
-        for i in range(bisect_left(self._lows, bucket.low), len(buckets)):
-            nearer -= len(buckets[i])
-        if nearer < self._k:
-            return None
-        # Same host, same group (a pure function of it). A group at its share of the
-        # bucket is refused and forgotten: the general path says so.
-        if not bucket.has_room_for(cached.group):
-            return None
-        # The cache's share needs no count: a candidate joins only below its group's
-        # share, so the cache holds at most the share, and fewer once this one is out.
-        # Nor can the cache overflow: this one leaves and comes back.
-        # (``_cached`` keeps its order, which nothing reads: it is only looked up.)
-        return bucket.reseen_replacement(cached, contact, now)
+        # Whether it may split is the bucket's to say from how many contacts lie up
+        # to it: all but those in farther buckets, few, as the busy buckets are the
+        # far ones, last in the list.
+        up_to_here = len(self._index)
+        for bucket in self._buckets[bisect_right(self._lows, cached.distance) :]:
+            up_to_here -= len(bucket)
+        return cached.bucket.reseen_replacement(cached, contact, now, up_to_here)
 
     def _closer_count(self, index: int, distance: int) -> int:
         """How many contacts are nearer the own id than ``distance`` (stops counting at k)."""
