@@ -1,14 +1,10 @@
 """One k-bucket: the contacts at one range of XOR distance from the own id (paper section 2.2).
 
-A bucket keeps its contacts least recently seen first (LRS), a bounded cache of
-candidates to replace ones that fail, and the per-subnet share of both (the
-diversity filter of go-libp2p-kbucket). It answers questions about itself (is it
-full, may this subnet group take a place, which contacts lie nearest a target)
-and keeps those invariants through its mutators. Which bucket a contact belongs
-in, when a bucket splits, bans and the table-wide indexes belong to
-``RoutingTable`` (``_routing``), the bucket's only caller: compare
-rust-libp2p's ``kbucket/bucket.rs``, whose full bucket also answers "pending:
-ping this one" rather than doing I/O.
+Its contacts least recently seen first (LRS), a bounded cache of candidates to
+replace ones that fail, the per-subnet share of both, and its own queries. Which
+bucket, when to split, bans and the indexes by id are ``RoutingTable``'s, its
+only caller (as rust-libp2p's ``kbucket/bucket.rs``, a full bucket answers
+"ping this one" instead of doing I/O).
 """
 
 from __future__ import annotations

@@ -5,14 +5,10 @@ Pure bookkeeping, no I/O: when a full bucket needs its oldest contact pinged,
 ``update`` or ``mark_failed``. Times are passed in as ``now``.
 
 Buckets are ranges of XOR distance from the own id, ``[low, high)``: aligned
-power-of-two intervals that together partition ``[0, 2**256)``. The table starts
-with one bucket covering everything and splits buckets as they overflow.
-
-The table decides which bucket a contact goes to, when buckets split, and keeps
-the indexes by id; each ``Bucket`` (``_bucket``) keeps its own order, cache and
-subnet shares. Two defences against routing-table poisoning (the paper assumes
-honest nodes): a per-subnet share of each bucket (go-libp2p-kbucket's diversity
-filter, see ``_diversity``), and bans, bounded, oldest lifted first.
+power-of-two intervals that together partition ``[0, 2**256)``, starting as one
+and split as they overflow. The table picks the bucket, splits, bans and keeps
+the indexes by id; each ``Bucket`` (``_bucket``) keeps its order, replacement
+cache and per-subnet shares (go-libp2p-kbucket's diversity filter).
 """
 
 from __future__ import annotations
@@ -78,11 +74,10 @@ class RoutingTable:
     among the ``k`` contacts closest to the own id, so that the own neighbourhood
     is always complete even when ids are unevenly spread.
 
-    ``max_per_subnet`` (``None``: no limit) caps the contacts per bucket, and the
-    candidates per replacement cache, whose host lies in one /24 (IPv4) or /48
-    (IPv6) network; hosts in ``exempt`` (network strings such as
-    ``"127.0.0.0/8"``) and DNS names are not limited. ``max_bans`` bounds the
-    ban list.
+    ``max_per_subnet`` (``None``: no limit) caps the contacts and candidates per
+    bucket whose host lies in one /24 (IPv4) or /48 (IPv6); hosts in ``exempt``
+    (such as ``"127.0.0.0/8"``) and DNS names are not limited. ``max_bans``
+    bounds the ban list (oldest ban lifted first).
     """
 
     def __init__(
@@ -146,7 +141,7 @@ class RoutingTable:
 
     def bucket_for(self, node_id: bytes) -> Bucket:
         """The bucket whose range covers ``node_id``."""
-        return self._buckets[self._bucket_index(self._distance(node_id))]
+        return self._buckets[self._bucket_index(id_to_int(node_id) ^ self._own_int)]
 
     def get(self, node_id: bytes) -> Contact | None:
         """The contact with ``node_id`` if it is in a bucket."""
@@ -348,9 +343,6 @@ class RoutingTable:
         return [(b.low, b.high) for b in self._buckets if b.last_touched <= cutoff]
 
     # --- internals -----------------------------------------------------------
-
-    def _distance(self, node_id: bytes) -> int:
-        return id_to_int(node_id) ^ self._own_int
 
     def _bucket_index(self, distance: int) -> int:
         return bisect_right(self._lows, distance) - 1
