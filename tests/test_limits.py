@@ -1,4 +1,4 @@
-"""The pure rate-limit state of ``_limits``: token buckets and the bounded per-IP table."""
+"""The pure state of ``_limits``: token buckets, the bounded per-key table, the RTT estimator."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trio_kad._diversity import NetworkSet
 from trio_kad._limits import RateLimiter, RttEstimator, TokenBucket
 
 
@@ -108,22 +107,6 @@ def test_limiter_table_stays_bounded(max_keys: int, events: list[tuple[int, floa
         limiter.allow(str(key), now)
         assert len(limiter) <= max_keys
         assert str(key) in limiter
-
-
-def test_network_set_matches_ip_literals_only() -> None:
-    networks = NetworkSet(["127.0.0.1/32", "fd00::/8"], max_cached=2)
-    assert "127.0.0.1" in networks
-    assert "127.0.0.2" not in networks
-    assert "fd00::1" in networks
-    assert "::1" not in networks
-    assert "localhost" not in networks
-    assert 127 not in networks
-    # Answers stay right once the memo forgets them.
-    assert "127.0.0.1" in networks and "10.0.0.1" not in NetworkSet([])
-    with pytest.raises(TypeError):
-        NetworkSet("127.0.0.1/32")
-    with pytest.raises(ValueError):
-        NetworkSet(["not a network"])
 
 
 def test_rtt_estimator_waits_the_ceiling_until_it_knows_better() -> None:

@@ -98,6 +98,8 @@ class Config:
     """tRepublish: the original publisher re-stores its pairs this often."""
     expire_interval: float = 86400.0
     """tExpire: a pair is dropped this long after its last publication."""
+    max_bans: int = 1024
+    """Ids remembered as banned; beyond this many the oldest ban is lifted early."""
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

@@ -117,6 +117,7 @@ class Node:
             # so it cannot fill the table with ids it made up.
             max_per_subnet=config.max_contacts_per_subnet,
             exempt=config.diversity_exempt,
+            max_bans=config.max_bans,
         )
         self.records: RecordStore = (
             store
