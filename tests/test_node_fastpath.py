@@ -15,9 +15,11 @@ import trio.testing
 from trio_kad import Config, Dht, MemoryNetwork
 from trio_kad._ids import Contact, key_id
 from trio_kad._messages import FindNode, FindValue, Ping, Reply, Request, RequestFrame
-from trio_kad._node import _RESEEN_INTERVAL, Node
+from trio_kad._node import Node
 from trio_kad._routing import PingOldest
-from trio_kad.testing import open_simulation
+from trio_kad.testing import node_of, open_simulation
+
+RESEEN = Config().requester_reseen_interval
 
 
 class _TaskTracker(trio.abc.Instrument):
@@ -68,7 +70,7 @@ async def _reader_with_silent_first_contact(
     """
     await nodes[0].set(key, value)
     reader = next(n for n in nodes if n.get_local(key) is None)
-    first = reader._node.table.closest(key_id(key), 1)[0]
+    first = node_of(reader).table.closest(key_id(key), 1)[0]
     network.set_mode(first.address, "drop")
     return reader
 
@@ -82,7 +84,7 @@ async def test_lookup_statistics_match_the_rpcs_sent(
         rng = random.Random(32)
         for victim in rng.sample(sim.nodes[1:], 20):
             network.set_mode(victim.address, "drop")
-        node = sim.nodes[0]._node
+        node = node_of(sim.nodes[0])
         counts = _count_rpcs(node, (FindNode, FindValue))
         for want_value in (False, True):
             for _ in range(10):
@@ -100,7 +102,7 @@ async def test_a_cancelled_lookup_leaves_no_task_behind(
 ) -> None:
     network = MemoryNetwork(rng=random.Random(33), latency=0.01)
     async with open_simulation(40, seed=33, network=network) as sim:
-        node = sim.nodes[3]._node
+        node = node_of(sim.nodes[3])
         rng = random.Random(33)
         cancelled = 0
         # Cut off at every stage: before the first reply, between replies, in flight.
@@ -129,7 +131,7 @@ async def test_a_hedged_lookup_widens_when_the_first_contact_is_silent(
     config = Config(k=8, alpha=3)
     async with open_simulation(50, seed=34, config=config, network=network) as sim:
         reader = await _reader_with_silent_first_contact(sim.nodes, network, "hedged", 1)
-        counts = _count_rpcs(reader._node, (FindValue,))
+        counts = _count_rpcs(node_of(reader), (FindValue,))
         start = trio.current_time()
         assert await reader.get("hedged") == 1
         report = reader.last_lookup
@@ -145,11 +147,11 @@ async def test_a_known_sender_keeps_its_contact_object(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with open_simulation(30, seed=35) as sim:
-        node = sim.nodes[0]._node
+        node = node_of(sim.nodes[0])
         known = node.table.contacts()[0]
         bucket = node.table.bucket_for(known.node_id)
         # Past the interval within which a repeated request is not recorded again.
-        await trio.sleep(_RESEEN_INTERVAL)
+        await trio.sleep(RESEEN)
         frame = RequestFrame(1, known.node_id, known.port, Ping())
         await node.handle_request(frame, (known.host, 40000))
         assert node.table.get(known.node_id) is known
@@ -161,8 +163,8 @@ async def test_a_burst_of_requests_updates_the_table_once(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with open_simulation(30, seed=37) as sim:
-        node = sim.nodes[0]._node
-        await trio.sleep(_RESEEN_INTERVAL)
+        node = node_of(sim.nodes[0])
+        await trio.sleep(RESEEN)
         updates: list[bytes] = []
         update = node.table.update
 
@@ -181,7 +183,7 @@ async def test_a_burst_of_requests_updates_the_table_once(
         await node.handle_request(moved, (known.host, 40000))
         assert updates == [known.node_id] * 2
         # Once the interval is over, it counts again.
-        await trio.sleep(_RESEEN_INTERVAL)
+        await trio.sleep(RESEEN)
         await node.handle_request(frame, (known.host, 40000))
         assert updates == [known.node_id] * 3
         # And at once after an RPC to it failed: it may have left the table.
@@ -198,7 +200,7 @@ async def test_a_sender_at_a_new_address_is_still_checked(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with open_simulation(30, seed=36) as sim:
-        node = sim.nodes[0]._node
+        node = node_of(sim.nodes[0])
         known = node.table.contacts()[0]
         # Another port under a known id while the known one answers: refused.
         frame = RequestFrame(1, known.node_id, known.port + 1, FindNode(bytes(32)))
@@ -240,7 +242,7 @@ async def test_alpha_one_waits_out_a_silent_contact_then_asks_the_next(
     config = Config(k=8, alpha=1)
     async with open_simulation(40, seed=36, config=config, network=network) as sim:
         reader = await _reader_with_silent_first_contact(sim.nodes, network, "patient", 2)
-        counts = _count_rpcs(reader._node, (FindValue,))
+        counts = _count_rpcs(node_of(reader), (FindValue,))
         with trio.fail_after(10 * config.rpc_timeout):
             assert await reader.get("patient") == 2
         assert counts["peak"] == 1

@@ -20,9 +20,16 @@ from ._codec import decode_value
 from ._config import Config
 from ._errors import BootstrapError, StoreError
 from ._ids import Address, check_id, key_id
-from ._maintenance import run_expire, run_handoff, run_refresh, run_replicate, run_republish
+from ._maintenance import (
+    run_expire,
+    run_handoff,
+    run_refresh,
+    run_replicate,
+    run_republish,
+)
 from ._node import LookupReport, Node
 from ._persist import DataDir
+from ._records import value_fits
 from ._transport import Transport, TransportStatistics
 
 log = logging.getLogger("trio_kad")
@@ -149,7 +156,7 @@ class Dht:
         except (cbor2.CBOREncodeError, TypeError, ValueError) as exc:
             raise ValueError(f"value is not CBOR-encodable: {exc}") from None
         limit = self._node.config.max_value_size
-        if len(encoded) > limit:
+        if not value_fits(encoded, limit):
             raise ValueError(f"value is {len(encoded)} bytes encoded; the limit is {limit}")
         return encoded
 
