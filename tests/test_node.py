@@ -1,4 +1,4 @@
-"""The node's own limits, each gone over: the newcomer queue and the requester memo."""
+"""The node's table upkeep: known senders, the requester memo, the newcomer queue, their limits."""
 
 from __future__ import annotations
 
@@ -10,9 +10,13 @@ import trio.testing
 
 from trio_kad import Config, MemoryNetwork
 from trio_kad._ids import Contact
-from trio_kad._messages import Ping, RequestFrame
+from trio_kad._messages import FindNode, Ping, RequestFrame
 from trio_kad._node import Node
 from trio_kad._records import Record
+from trio_kad._routing import PingOldest
+from trio_kad.testing import node_of, open_simulation
+
+RESEEN = Config().requester_reseen_interval
 
 
 def _node(config: Config) -> Node:
@@ -86,3 +90,71 @@ async def test_a_requester_counts_again_after_the_reseen_interval(
     await trio.sleep(1.0)
     await node.handle_request(frame, (peer.host, 40000))
     assert updates == [peer.node_id] * 2
+
+
+# --- senders of requests (paper 2.2), in a running network -----------------------------
+
+
+async def test_a_known_sender_keeps_its_contact_object(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_simulation(30, seed=35) as sim:
+        node = node_of(sim.nodes[0])
+        known = node.table.contacts()[0]
+        bucket = node.table.bucket_for(known.node_id)
+        # Past the interval within which a repeated request is not recorded again.
+        await trio.sleep(RESEEN)
+        frame = RequestFrame(1, known.node_id, known.port, Ping())
+        await node.handle_request(frame, (known.host, 40000))
+        assert node.table.get(known.node_id) is known
+        # Seen last: the most recently seen of its bucket.
+        assert bucket.contacts[-1] is known
+
+
+async def test_a_burst_of_requests_updates_the_table_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_simulation(30, seed=37) as sim:
+        node = node_of(sim.nodes[0])
+        await trio.sleep(RESEEN)
+        updates = _count_updates(node)
+        known = node.table.contacts()[0]
+        frame = RequestFrame(1, known.node_id, known.port, FindNode(bytes(32)))
+        for _ in range(3):
+            await node.handle_request(frame, (known.host, 40000))
+        assert updates == [known.node_id]
+        # From another address, it counts again (and is checked as before).
+        moved = RequestFrame(2, known.node_id, known.port + 1, Ping())
+        await node.handle_request(moved, (known.host, 40000))
+        assert updates == [known.node_id] * 2
+        # Once the interval is over, it counts again.
+        await trio.sleep(RESEEN)
+        await node.handle_request(frame, (known.host, 40000))
+        assert updates == [known.node_id] * 3
+        # And at once after an RPC to it failed: it may have left the table.
+        await node.handle_request(frame, (known.host, 40000))
+        assert updates == [known.node_id] * 3
+        sim.stop_node(next(d for d in sim.nodes if d.node_id == known.node_id))
+        await trio.testing.wait_all_tasks_blocked()
+        assert await node.rpc(known, Ping()) is None
+        await node.handle_request(frame, (known.host, 40000))
+        assert updates == [known.node_id] * 4
+
+
+async def test_a_sender_at_a_new_address_is_still_checked(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_simulation(30, seed=36) as sim:
+        node = node_of(sim.nodes[0])
+        known = node.table.contacts()[0]
+        # Another port under a known id while the known one answers: refused.
+        frame = RequestFrame(1, known.node_id, known.port + 1, FindNode(bytes(32)))
+        reply: Any = await node.handle_request(frame, (known.host, 40000))
+        assert reply.contacts
+        assert node.table.get(known.node_id) is known
+        # A stranger is added (or waits for a ping), as before.
+        stranger = Contact(random.Random(36).randbytes(32), "127.0.0.1", 4242)
+        frame = RequestFrame(2, stranger.node_id, stranger.port, Ping())
+        await node.handle_request(frame, ("127.0.0.1", 40000))
+        result = node.table.update(stranger, trio.current_time())
+        assert stranger.node_id in node.table or isinstance(result, PingOldest)

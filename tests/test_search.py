@@ -1,4 +1,4 @@
-"""The node's cheap paths: exact lookup statistics, clean cancellation, known senders' contacts.
+"""The lookup driver's cheap paths: exact statistics, clean cancellation, hedged value lookups.
 
 Behaviour must not change with them: strict alpha, exact statistics, cancellation
 that leaves nothing behind.
@@ -7,19 +7,15 @@ that leaves nothing behind.
 from __future__ import annotations
 
 import random
-from typing import Any
 
 import trio
 import trio.testing
 
 from trio_kad import Config, Dht, MemoryNetwork
 from trio_kad._ids import Contact, key_id
-from trio_kad._messages import FindNode, FindValue, Ping, Reply, Request, RequestFrame
+from trio_kad._messages import FindNode, FindValue, Reply, Request
 from trio_kad._node import Node
-from trio_kad._routing import PingOldest
 from trio_kad.testing import node_of, open_simulation
-
-RESEEN = Config().requester_reseen_interval
 
 
 class _TaskTracker(trio.abc.Instrument):
@@ -141,78 +137,6 @@ async def test_a_hedged_lookup_widens_when_the_first_contact_is_silent(
         assert counts["peak"] > 1
         assert trio.current_time() - start < config.min_rpc_timeout
         assert report.queries == counts["sent"]
-
-
-async def test_a_known_sender_keeps_its_contact_object(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    async with open_simulation(30, seed=35) as sim:
-        node = node_of(sim.nodes[0])
-        known = node.table.contacts()[0]
-        bucket = node.table.bucket_for(known.node_id)
-        # Past the interval within which a repeated request is not recorded again.
-        await trio.sleep(RESEEN)
-        frame = RequestFrame(1, known.node_id, known.port, Ping())
-        await node.handle_request(frame, (known.host, 40000))
-        assert node.table.get(known.node_id) is known
-        # Seen last: the most recently seen of its bucket.
-        assert bucket.contacts[-1] is known
-
-
-async def test_a_burst_of_requests_updates_the_table_once(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    async with open_simulation(30, seed=37) as sim:
-        node = node_of(sim.nodes[0])
-        await trio.sleep(RESEEN)
-        updates: list[bytes] = []
-        update = node.table.update
-
-        def counting_update(contact: Contact, now: float) -> Any:
-            updates.append(contact.node_id)
-            return update(contact, now)
-
-        node.table.update = counting_update  # type: ignore[method-assign]
-        known = node.table.contacts()[0]
-        frame = RequestFrame(1, known.node_id, known.port, FindNode(bytes(32)))
-        for _ in range(3):
-            await node.handle_request(frame, (known.host, 40000))
-        assert updates == [known.node_id]
-        # From another address, it counts again (and is checked as before).
-        moved = RequestFrame(2, known.node_id, known.port + 1, Ping())
-        await node.handle_request(moved, (known.host, 40000))
-        assert updates == [known.node_id] * 2
-        # Once the interval is over, it counts again.
-        await trio.sleep(RESEEN)
-        await node.handle_request(frame, (known.host, 40000))
-        assert updates == [known.node_id] * 3
-        # And at once after an RPC to it failed: it may have left the table.
-        await node.handle_request(frame, (known.host, 40000))
-        assert updates == [known.node_id] * 3
-        sim.stop_node(next(d for d in sim.nodes if d.node_id == known.node_id))
-        await trio.testing.wait_all_tasks_blocked()
-        assert await node.rpc(known, Ping()) is None
-        await node.handle_request(frame, (known.host, 40000))
-        assert updates == [known.node_id] * 4
-
-
-async def test_a_sender_at_a_new_address_is_still_checked(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    async with open_simulation(30, seed=36) as sim:
-        node = node_of(sim.nodes[0])
-        known = node.table.contacts()[0]
-        # Another port under a known id while the known one answers: refused.
-        frame = RequestFrame(1, known.node_id, known.port + 1, FindNode(bytes(32)))
-        reply: Any = await node.handle_request(frame, (known.host, 40000))
-        assert reply.contacts
-        assert node.table.get(known.node_id) is known
-        # A stranger is added (or waits for a ping), as before.
-        stranger = Contact(random.Random(36).randbytes(32), "127.0.0.1", 4242)
-        frame = RequestFrame(2, stranger.node_id, stranger.port, Ping())
-        await node.handle_request(frame, ("127.0.0.1", 40000))
-        result = node.table.update(stranger, trio.current_time())
-        assert stranger.node_id in node.table or isinstance(result, PingOldest)
 
 
 async def test_a_get_answered_by_the_first_contact_spawns_no_task(
