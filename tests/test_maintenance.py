@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 import random
+from typing import Any
 
 import cbor2
 import pytest
 import trio
 import trio.testing
 
-from trio_kad import Config, open_dht
-from trio_kad._ids import Address, distance, id_to_int, int_to_id, key_id
-from trio_kad._maintenance import _every, replicate
+from trio_kad import Config, MemoryNetwork, open_dht
+from trio_kad._duties import far_buckets
+from trio_kad._ids import Address, Contact, distance, id_to_int, int_to_id, key_id
+from trio_kad._maintenance import _every, replicate, run_join_refresh
 from trio_kad._messages import (
     ErrorCode,
     ErrorReply,
@@ -21,6 +23,7 @@ from trio_kad._messages import (
     Store,
     StoreMany,
 )
+from trio_kad._node import Node
 from trio_kad.testing import Simulation, node_of, open_simulation
 
 DAY = 86400.0
@@ -219,3 +222,62 @@ async def test_replication_needs_no_lookup_near_home(
         assert node.transport.statistics().requests_sent - sent < held * (k - 1)
         for i in range(40):
             assert len(holders(sim, f"batch-{i}")) >= k - 1
+
+
+# --- joining: the far buckets are refreshed in the background -------------------------------
+
+
+async def test_joining_returns_after_the_own_lookup_and_far_buckets_follow(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork(rng=random.Random(40), latency=0.01)
+    async with open_simulation(40, seed=40, config=Config(k=4), network=network) as sim:
+        await trio.sleep(sim.config.bootstrap_timeout)  # the earlier joins' refreshes end
+        async with open_dht(
+            bootstrap=[sim.nodes[0].address],
+            transport=network.transport(),
+            config=sim.config,
+            rng=random.Random(41),
+        ) as newcomer:
+            joined = trio.current_time()
+            node = node_of(newcomer)
+            # Only the own id was looked up (paper 2.3); the far buckets are still to do.
+            assert newcomer.statistics().lookups == 1
+            far = far_buckets(node.table)
+            assert len(far) >= 2
+            await trio.sleep(1.0)
+            # Shortly after, each far bucket has had its lookup.
+            assert newcomer.statistics().lookups >= 1 + len(far)
+            refreshed = [b for b in node.table.buckets if b.low != 0]
+            assert all(b.last_touched >= joined for b in refreshed)
+
+
+async def test_a_far_bucket_refresh_that_fails_or_hangs_is_logged_and_cut_short(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = Config(k=2, alpha=2, bootstrap_timeout=5.0)
+    rng = random.Random(42)
+    node = Node(rng.randbytes(32), config, MemoryNetwork().transport(), rng=rng)
+    for i in range(40):
+        node.saw_alive(Contact(rng.randbytes(32), f"10.0.{i}.1", 4000))
+    assert far_buckets(node.table)
+    calls = 0
+
+    async def broken_lookup(target: bytes, *, want_value: bool = False) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bad peer")
+        await trio.sleep_forever()
+
+    node.lookup = broken_lookup  # type: ignore[method-assign]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_join_refresh, node)
+        with caplog.at_level(logging.INFO, logger="trio_kad.maintenance"):
+            for _ in range(2):
+                node.joined_in.send_nowait(None)
+                await trio.sleep(config.bootstrap_timeout + 1)
+        nursery.cancel_scope.cancel()
+    assert calls == 2
+    assert "refreshing the far buckets after joining failed" in caplog.text
+    assert "took too long; cut short" in caplog.text

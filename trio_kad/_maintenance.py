@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import trio
 
-from ._duties import handoff_stores, refresh_targets, replication_plan
+from ._duties import far_buckets, handoff_stores, refresh_targets, replication_plan
 from ._ids import Contact
 from ._messages import Store
 from ._node import Node
@@ -78,6 +78,24 @@ async def refresh_buckets(node: Node, ranges: Iterable[tuple[int, int]]) -> None
     """Look up a random id in each ``(low, high)`` distance range, one after another."""
     for target in refresh_targets(node.node_id, ranges, node.rng):
         await node.lookup(target)
+
+
+async def run_join_refresh(node: Node, *, task_status: trio.TaskStatus[None]) -> None:
+    """After each join, refresh every bucket but the own one (paper 2.3).
+
+    ``Node.bootstrap`` returns once the node has looked itself up; this task
+    does the rest of the join in the background, each time within
+    ``Config.bootstrap_timeout``.
+    """
+    task_status.started()
+    async for _ in node.joined_out:
+        with trio.move_on_after(node.config.bootstrap_timeout) as scope:
+            try:
+                await refresh_buckets(node, far_buckets(node.table))
+            except Exception:
+                log.exception("refreshing the far buckets after joining failed")
+        if scope.cancelled_caught:
+            log.info("refreshing the far buckets after joining took too long; cut short")
 
 
 async def run_replicate(node: Node, *, task_status: trio.TaskStatus[None]) -> None:

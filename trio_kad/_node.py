@@ -17,7 +17,7 @@ import trio
 
 from ._address import format_address, valid_host
 from ._config import Config
-from ._duties import among_closest, batches, far_buckets, refresh_targets
+from ._duties import among_closest, batches
 from ._errors import BootstrapError, PeerMisbehaved, TransportError
 from ._ids import Address, Contact
 from ._limits import RttEstimator
@@ -109,6 +109,10 @@ class Node:
         self.newcomers_in, self.newcomers_out = trio.open_memory_channel[Contact](
             config.handoff_queue_size
         )
+        # One token per join: the far buckets are refreshed by a maintenance task, so
+        # joining returns once the node has looked itself up. Two joins in a row need
+        # one refresh, hence room for a single token.
+        self.joined_in, self.joined_out = trio.open_memory_channel[None](1)
         self.on_checkpoint: Callable[[], Awaitable[None]] | None = None
         """Called after each refresh round (saves contacts when the node is durable)."""
         self.server = Server(self, self._saw_requester)
@@ -349,7 +353,10 @@ class Node:
     async def bootstrap(self, addresses: Sequence[Address]) -> list[Contact]:
         """Join through ``addresses``: ping them, then look up the own id (paper 2.3).
 
-        Raises ``BootstrapError`` when none answers.
+        Returns once the own-id lookup is over (or ``Config.bootstrap_timeout``
+        has passed); the far buckets are refreshed afterwards by a maintenance
+        task (``_maintenance.run_join_refresh``). Raises ``BootstrapError`` when
+        none answers.
         """
         answered: list[Contact] = []
 
@@ -367,7 +374,6 @@ class Node:
             raise BootstrapError(f"no bootstrap peer answered; tried {tried}")
         with trio.move_on_after(self.config.bootstrap_timeout):
             await self.lookup(self.node_id)
-            # Then every bucket but the own one (joining, paper 2.3).
-            for target in refresh_targets(self.node_id, far_buckets(self.table), self.rng):
-                await self.lookup(target)
+        with contextlib.suppress(trio.WouldBlock):
+            self.joined_in.send_nowait(None)  # one refresh is already due otherwise
         return answered
