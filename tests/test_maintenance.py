@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import logging
 import random
+from typing import Any
 
 import cbor2
 import pytest
 import trio
 import trio.testing
 
-from trio_kad import Config, open_dht
-from trio_kad._ids import Address, distance, id_to_int, int_to_id, key_id
-from trio_kad._maintenance import _every, replicate
+from trio_kad import Config, MemoryNetwork, open_dht
+from trio_kad._duties import far_buckets
+from trio_kad._ids import Address, Contact, distance, id_to_int, int_to_id, key_id
+from trio_kad._maintenance import _every, replicate, run_join_refresh
 from trio_kad._messages import (
-    MAX_BATCH_PAIRS,
     ErrorCode,
     ErrorReply,
     Reply,
@@ -22,8 +23,8 @@ from trio_kad._messages import (
     Store,
     StoreMany,
 )
-from trio_kad._node import _batches
-from trio_kad.testing import Simulation, open_simulation
+from trio_kad._node import Node
+from trio_kad.testing import Simulation, node_of, open_simulation
 
 DAY = 86400.0
 HOUR = 3600.0
@@ -53,7 +54,7 @@ async def test_pair_expires_everywhere_without_republish(
         assert await sim.nodes[-1].get("ephemeral") == "gone tomorrow"
         await trio.sleep_until(published + DAY + 120)
         assert holders(sim, "ephemeral") == []
-        assert all(len(n._node.records) == 0 for n in sim.nodes)
+        assert all(n.statistics().records == 0 for n in sim.nodes)
         assert await sim.nodes[-1].get("ephemeral") is None
 
 
@@ -105,7 +106,7 @@ async def test_joining_node_closer_to_a_key_is_given_it(
 async def test_stale_buckets_are_refreshed(autojump_clock: trio.testing.MockClock) -> None:
     config = Config(k=4)
     async with open_simulation(40, seed=5, config=config) as sim:
-        node = sim.nodes[0]._node
+        node = node_of(sim.nodes[0])
         lookups = node.counters.lookups
         await trio.sleep(config.refresh_interval * 0.5)
         assert node.counters.lookups == lookups  # nothing is stale yet
@@ -130,9 +131,9 @@ async def test_cached_copies_expire_before_originals(
         await trio.sleep(1)
         cachers = set(holders(sim, "popular")) - originals
         assert len(cachers) == 1
-        cacher = sim.nodes[cachers.pop()]._node
+        cacher = node_of(sim.nodes[cachers.pop()])
         cached = cacher.records.get(ident, trio.current_time())
-        original = sim.nodes[min(originals)]._node.records.get(ident, trio.current_time())
+        original = node_of(sim.nodes[min(originals)]).records.get(ident, trio.current_time())
         assert cached is not None and cached.cached
         assert original is not None and not original.cached
         assert cached.expires_at < original.expires_at
@@ -164,21 +165,11 @@ async def test_background_tasks_survive_failing_rounds(
 # --- batched replication ------------------------------------------------------------------
 
 
-def test_batches_bound_pairs_and_bytes() -> None:
-    small = [Store(int_to_id(i), b"v", ttl=10) for i in range(MAX_BATCH_PAIRS * 2 + 1)]
-    assert [len(b) for b in _batches(small, 1 << 20)] == [MAX_BATCH_PAIRS, MAX_BATCH_PAIRS, 1]
-    big = [Store(int_to_id(i), b"x" * 1000, ttl=10) for i in range(5)]
-    # About two values fit in 2,200 bytes; a value larger than the budget still travels alone.
-    assert [len(b) for b in _batches(big, 2200)] == [2, 2, 1]
-    assert [len(b) for b in _batches(big, 10)] == [1, 1, 1, 1, 1]
-    assert _batches([], 100) == []
-
-
 async def test_store_batch_sends_many_pairs_in_few_messages(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with open_simulation(2, seed=30, config=Config(k=5)) as sim:
-        sender, receiver = (n._node for n in sim.nodes)
+        sender, receiver = (node_of(n) for n in sim.nodes)
         contact = receiver.table.closest(receiver.node_id, 1)[0]  # the sender, as seen
         target = sender.table.closest(sender.node_id, 1)[0]
         assert contact.node_id == sender.node_id
@@ -194,7 +185,7 @@ async def test_store_batch_falls_back_to_single_stores_for_older_peers(
     autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with open_simulation(2, seed=31, config=Config(k=5)) as sim:
-        sender, receiver = (n._node for n in sim.nodes)
+        sender, receiver = (node_of(n) for n in sim.nodes)
         target = sender.table.closest(sender.node_id, 1)[0]
         handle = receiver.handle_request
 
@@ -219,7 +210,7 @@ async def test_replication_needs_no_lookup_near_home(
             await sim.nodes[i % 30].set(f"batch-{i}", i)
         # A node that holds pairs, an hour later, when they are due.
         await trio.sleep(HOUR + 1)
-        node = max((n._node for n in sim.nodes), key=lambda n: len(n.records))
+        node = max((node_of(n) for n in sim.nodes), key=lambda n: len(n.records))
         held = len(node.records)
         lookups = node.counters.lookups
         sent = node.transport.statistics().requests_sent
@@ -231,3 +222,62 @@ async def test_replication_needs_no_lookup_near_home(
         assert node.transport.statistics().requests_sent - sent < held * (k - 1)
         for i in range(40):
             assert len(holders(sim, f"batch-{i}")) >= k - 1
+
+
+# --- joining: the far buckets are refreshed in the background -------------------------------
+
+
+async def test_joining_returns_after_the_own_lookup_and_far_buckets_follow(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork(rng=random.Random(40), latency=0.01)
+    async with open_simulation(40, seed=40, config=Config(k=4), network=network) as sim:
+        await trio.sleep(sim.config.bootstrap_timeout)  # the earlier joins' refreshes end
+        async with open_dht(
+            bootstrap=[sim.nodes[0].address],
+            transport=network.transport(),
+            config=sim.config,
+            rng=random.Random(41),
+        ) as newcomer:
+            joined = trio.current_time()
+            node = node_of(newcomer)
+            # Only the own id was looked up (paper 2.3); the far buckets are still to do.
+            assert newcomer.statistics().lookups == 1
+            far = far_buckets(node.table)
+            assert len(far) >= 2
+            await trio.sleep(1.0)
+            # Shortly after, each far bucket has had its lookup.
+            assert newcomer.statistics().lookups >= 1 + len(far)
+            refreshed = [b for b in node.table.buckets if b.low != 0]
+            assert all(b.last_touched >= joined for b in refreshed)
+
+
+async def test_a_far_bucket_refresh_that_fails_or_hangs_is_logged_and_cut_short(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = Config(k=2, alpha=2, bootstrap_timeout=5.0)
+    rng = random.Random(42)
+    node = Node(rng.randbytes(32), config, MemoryNetwork().transport(), rng=rng)
+    for i in range(40):
+        node.saw_alive(Contact(rng.randbytes(32), f"10.0.{i}.1", 4000))
+    assert far_buckets(node.table)
+    calls = 0
+
+    async def broken_lookup(target: bytes, *, want_value: bool = False) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bad peer")
+        await trio.sleep_forever()
+
+    node.lookup = broken_lookup  # type: ignore[method-assign]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_join_refresh, node)
+        with caplog.at_level(logging.INFO, logger="trio_kad.maintenance"):
+            for _ in range(2):
+                node.joined_in.send_nowait(None)
+                await trio.sleep(config.bootstrap_timeout + 1)
+        nursery.cancel_scope.cancel()
+    assert calls == 2
+    assert "refreshing the far buckets after joining failed" in caplog.text
+    assert "took too long; cut short" in caplog.text

@@ -20,9 +20,17 @@ from ._codec import decode_value
 from ._config import Config
 from ._errors import BootstrapError, StoreError
 from ._ids import Address, check_id, key_id
-from ._maintenance import run_expire, run_handoff, run_refresh, run_replicate, run_republish
+from ._maintenance import (
+    run_expire,
+    run_handoff,
+    run_join_refresh,
+    run_refresh,
+    run_replicate,
+    run_republish,
+)
 from ._node import LookupReport, Node
 from ._persist import DataDir
+from ._records import value_fits
 from ._transport import Transport, TransportStatistics
 
 log = logging.getLogger("trio_kad")
@@ -114,7 +122,9 @@ class Dht:
     async def bootstrap(self, peers: Iterable[str | tuple[str, int]]) -> None:
         """Join (again) through ``peers``: ``"host:port"`` strings or ``(host, port)`` pairs.
 
-        Raises ``BootstrapError`` when none of them answers.
+        Returns once this node has looked itself up; the rest of its routing
+        table fills in the background. Raises ``BootstrapError`` when none of
+        them answers.
         """
         await self._node.bootstrap(parse_addresses(peers))
 
@@ -149,7 +159,7 @@ class Dht:
         except (cbor2.CBOREncodeError, TypeError, ValueError) as exc:
             raise ValueError(f"value is not CBOR-encodable: {exc}") from None
         limit = self._node.config.max_value_size
-        if len(encoded) > limit:
+        if not value_fits(encoded, limit):
             raise ValueError(f"value is {len(encoded)} bytes encoded; the limit is {limit}")
         return encoded
 
@@ -177,8 +187,10 @@ async def open_dht(
 ) -> AsyncIterator[Dht]:
     """Start a node, join the network through ``bootstrap``, yield a ``Dht``.
 
-    With an empty ``bootstrap`` the node starts a new network. With peers of
-    which none answers, ``BootstrapError`` is raised. ``client_only`` nodes do
+    With an empty ``bootstrap`` the node starts a new network. With peers, it
+    is yielded once it has looked itself up (paper 2.3); the far buckets of its
+    routing table are refreshed in the background. With peers of which none
+    answers, ``BootstrapError`` is raised. ``client_only`` nodes do
     not listen and are never added to other nodes' routing tables: right for
     short-lived processes that only set and get. ``rng`` makes every random
     choice reproducible (tests, simulations). Leaving the block cancels every
@@ -249,7 +261,7 @@ async def _save_contacts(node: Node, data: DataDir) -> None:
 
 async def start_maintenance(nursery: trio.Nursery, node: Node) -> None:
     """Start the paper's timers; a client-only node holds no replicas to keep."""
-    tasks = [run_refresh, run_republish, run_expire]
+    tasks = [run_join_refresh, run_refresh, run_republish, run_expire]
     if not node.client_only:
         tasks += [run_replicate, run_handoff]
     for task in tasks:

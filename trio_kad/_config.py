@@ -100,6 +100,20 @@ class Config:
     """tExpire: a pair is dropped this long after its last publication."""
     max_bans: int = 1024
     """Ids remembered as banned; beyond this many the oldest ban is lifted early."""
+    handoff_queue_size: int = 64
+    """Newly seen nodes waiting to be handed the pairs they should hold (paper 2.5).
+
+    When the queue is full (a join storm), further newcomers get their pairs
+    from the next replication round instead.
+    """
+    recent_requesters: int = 32
+    """Requesters remembered as just seen, so a burst of requests updates the table once.
+
+    Forgotten all at once when full.
+    """
+    requester_reseen_interval: float = 1.0
+    """A requester asking again within this many seconds, from the same address, is not
+    recorded in the routing table again: the table has just seen it."""
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

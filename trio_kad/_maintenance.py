@@ -1,6 +1,7 @@
 """The timers that keep a network's data alive (paper sections 2.3 to 2.5).
 
-Each ``run_*`` function is one background task, started in the ``open_dht``
+What to send is decided in ``_duties``; these tasks only send it. Each
+``run_*`` function is one background task, started in the ``open_dht``
 nursery with ``nursery.start``. They sleep on the Trio clock (so tests drive
 them with ``MockClock``), draw jitter from the node's seeded ``rng`` so a
 network's nodes do not fire together, and survive anything one round of work
@@ -10,12 +11,12 @@ throws: a bad peer or a failed RPC costs a log line, never the node.
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 import trio
 
-from ._ids import Contact, count_nearer, distance, random_id_at_distance
+from ._duties import far_buckets, handoff_stores, refresh_targets, replication_plan
+from ._ids import Contact
 from ._messages import Store
 from ._node import Node
 
@@ -67,11 +68,34 @@ async def run_refresh(node: Node, *, task_status: trio.TaskStatus[None]) -> None
 async def refresh(node: Node) -> int:
     """One refresh round; returns how many buckets were refreshed."""
     stale = node.table.stale_buckets(trio.current_time(), node.config.refresh_interval)
-    for low, high in stale:
-        await node.lookup(random_id_at_distance(node.node_id, low, high, node.rng))
+    await refresh_buckets(node, stale)
     if node.on_checkpoint is not None:
         await node.on_checkpoint()
     return len(stale)
+
+
+async def refresh_buckets(node: Node, ranges: Iterable[tuple[int, int]]) -> None:
+    """Look up a random id in each ``(low, high)`` distance range, one after another."""
+    for target in refresh_targets(node.node_id, ranges, node.rng):
+        await node.lookup(target)
+
+
+async def run_join_refresh(node: Node, *, task_status: trio.TaskStatus[None]) -> None:
+    """After each join, refresh every bucket but the own one (paper 2.3).
+
+    ``Node.bootstrap`` returns once the node has looked itself up; this task
+    does the rest of the join in the background, each time within
+    ``Config.bootstrap_timeout``.
+    """
+    task_status.started()
+    async for _ in node.joined_out:
+        with trio.move_on_after(node.config.bootstrap_timeout) as scope:
+            try:
+                await refresh_buckets(node, far_buckets(node.table))
+            except Exception:
+                log.exception("refreshing the far buckets after joining failed")
+        if scope.cancelled_caught:
+            log.info("refreshing the far buckets after joining took too long; cut short")
 
 
 async def run_replicate(node: Node, *, task_status: trio.TaskStatus[None]) -> None:
@@ -85,35 +109,13 @@ async def run_replicate(node: Node, *, task_status: trio.TaskStatus[None]) -> No
 async def replicate(node: Node) -> int:
     """One replication round; returns how many pairs were re-sent.
 
-    A node among the k closest to a key knows the others from its own table
-    (relaxed splitting keeps its neighbourhood complete, paper 4.2), so those
-    pairs need no lookup: they are grouped per peer and sent in ``store_many``
-    batches, one message per peer instead of one lookup and k STOREs per pair.
-    Pairs this node is no longer close to go through a lookup each.
+    Pairs this node is among the k closest to go in ``store_many`` batches, one
+    message per peer instead of one lookup and k STOREs per pair; pairs it is
+    no longer close to go through a lookup each (``_duties.replication_plan``).
     """
-    now = trio.current_time()
-    recently = now - node.config.replicate_interval
-    k = node.config.k
-    per_peer: dict[Contact, list[Store]] = {}
-    far: list[Store] = []
-    for record in list(node.records):
-        if record.cached or record.expires_at <= now:
-            continue
-        if record.stored_at > recently:
-            # Paper 2.5: a STORE for it arrived this interval, so another holder
-            # has just replicated it; doing it again would only double the traffic.
-            continue
-        ttl = math.ceil(record.expires_at - now)
-        if ttl <= 0:
-            continue
-        store = Store(record.key, record.value, ttl=ttl)
-        closest = node.table.closest(record.key, k)
-        own = distance(node.node_id, record.key)
-        if count_nearer(closest, record.key, own) >= k:
-            far.append(store)
-            continue
-        for contact in closest[: k - 1]:
-            per_peer.setdefault(contact, []).append(store)
+    plan = replication_plan(
+        node.table, node.records, trio.current_time(), node.config.replicate_interval
+    )
     limiter = trio.CapacityLimiter(REPLICATION_PARALLELISM)
 
     async def send(contact: Contact, stores: list[Store]) -> None:
@@ -121,11 +123,11 @@ async def replicate(node: Node) -> int:
             await node.store_batch(contact, stores)
 
     async with trio.open_nursery() as nursery:
-        for contact, stores in per_peer.items():
+        for contact, stores in plan.per_peer.items():
             nursery.start_soon(send, contact, stores)
-    for store in far:
+    for store in plan.far:
         await node.store_at_closest(store)
-    return len({store.key for stores in per_peer.values() for store in stores}) + len(far)
+    return plan.pair_count
 
 
 async def run_republish(node: Node, *, task_status: trio.TaskStatus[None]) -> None:
@@ -165,29 +167,11 @@ async def run_handoff(node: Node, *, task_status: trio.TaskStatus[None]) -> None
 
 
 async def handoff(node: Node, newcomer: Contact) -> int:
-    """Store at ``newcomer`` every pair it should hold that this node should hand over.
+    """Store at ``newcomer`` the pairs this node should hand over (``_duties.handoff_stores``).
 
-    Only the holder closest to a key transfers it, so a join costs one STORE
-    per pair rather than k of them. Returns how many pairs were sent.
+    Returns how many pairs were sent.
     """
-    k = node.config.k
-    now = trio.current_time()
-    stores: list[Store] = []
-    for record in list(node.records):
-        if record.cached or record.expires_at <= now:
-            continue
-        key = record.key
-        own = distance(node.node_id, key)
-        others = node.table.closest(key, k, exclude={newcomer.node_id})
-        if others and distance(others[0].node_id, key) < own:
-            continue  # a closer holder will hand it over
-        theirs = distance(newcomer.node_id, key)
-        nearer = 1 + count_nearer(others, key, theirs)
-        if nearer >= k:
-            continue  # not among the k closest: it need not hold this pair
-        ttl = math.ceil(record.expires_at - now)
-        if ttl > 0:
-            stores.append(Store(key, record.value, ttl=ttl))
+    stores = handoff_stores(node.table, node.records, newcomer, trio.current_time())
     if stores:
         await node.store_batch(newcomer, stores)
     return len(stores)

@@ -15,6 +15,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 
+def value_fits(value: bytes, max_value_size: int) -> bool:
+    """The value-size rule (``Config.max_value_size``), measured on the CBOR encoding.
+
+    The one check for every path a value takes: ``Dht.set`` before any I/O,
+    a STORE before it is kept, a FIND_VALUE answer before it is believed.
+    """
+    return len(value) <= max_value_size
+
+
 @dataclass(slots=True)
 class Record:
     """One stored pair. ``value`` is opaque: the setter's CBOR encoding."""

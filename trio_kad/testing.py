@@ -20,10 +20,20 @@ import trio
 from ._api import Dht, open_dht, raise_single
 from ._config import Config
 from ._memory import MemoryNetwork
+from ._node import Node
 from ._tcp import TcpTransport
 from ._transport import Transport
 
-__all__ = ["Simulation", "open_simulation"]
+__all__ = ["Simulation", "node_of", "open_simulation"]
+
+
+def node_of(dht: Dht) -> Node:
+    """The protocol object behind ``dht``, for white-box tests and simulations only.
+
+    Its attributes (``table``, ``records``, ``counters``, ``rpc``, ``lookup``,
+    ...) are internals: they may change between releases without notice.
+    """
+    return dht._node
 
 
 class Simulation:

@@ -1,0 +1,194 @@
+"""The upkeep decisions, tested without Trio: plain sync tests over a routing table and records."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given
+from hypothesis import strategies as st
+from test_purity import (
+    test_core_module_imports_nothing_impure,
+    test_core_module_uses_no_global_random,
+)
+
+from trio_kad._duties import (
+    among_closest,
+    batches,
+    cache_ttl,
+    far_buckets,
+    handoff_stores,
+    refresh_targets,
+    replication_plan,
+    ttl_left,
+)
+from trio_kad._ids import Contact, distance, id_to_int, int_to_id
+from trio_kad._messages import MAX_BATCH_PAIRS, Store
+from trio_kad._records import Record
+from trio_kad._routing import RoutingTable
+
+ids = st.binary(min_size=32, max_size=32)
+HOUR = 3600.0
+
+
+def contact(node_id: bytes, n: int = 0) -> Contact:
+    return Contact(node_id, f"10.{n // 250 % 250}.{n % 250}.1", 4000)
+
+
+def table_with(own: bytes, others: list[bytes], k: int) -> RoutingTable:
+    table = RoutingTable(own, k=k)
+    for n, node_id in enumerate(others):
+        table.update(contact(node_id, n), 0.0)
+    return table
+
+
+def near(key: bytes, bits: int) -> bytes:
+    """An id at distance ``bits`` from ``key``."""
+    return int_to_id(id_to_int(key) ^ bits)
+
+
+def record(key: bytes, *, stored_at: float = 0.0, expires_at: float = 10 * HOUR) -> Record:
+    return Record(key, b"\x01", stored_at=stored_at, expires_at=expires_at)
+
+
+def test_duties_is_a_pure_core_module() -> None:
+    test_core_module_imports_nothing_impure("_duties")
+    test_core_module_uses_no_global_random("_duties")
+
+
+# --- remaining life --------------------------------------------------------------------
+
+
+@given(st.floats(0, 1e6), st.floats(0, 1e6))
+def test_ttl_left_rounds_up_and_stops_at_zero(expires_at: float, now: float) -> None:
+    left = ttl_left(record(b"\x00" * 32, expires_at=expires_at), now)
+    assert left >= 0
+    if expires_at > now:
+        assert left >= 1 and left - 1 < expires_at - now <= left
+    else:
+        assert left == 0
+
+
+# --- "am I among the k closest" --------------------------------------------------------
+
+
+@given(ids, ids, st.lists(ids, max_size=12, unique=True), st.integers(1, 8))
+def test_among_closest_matches_a_sort(
+    node_id: bytes, key: bytes, others: list[bytes], k: int
+) -> None:
+    everyone = sorted({node_id, *others}, key=lambda i: distance(i, key))
+    expected = everyone.index(node_id) < k
+    assert among_closest(node_id, key, [contact(o) for o in others if o != node_id], k) == expected
+
+
+# --- cached copies (paper 2.3) ---------------------------------------------------------
+
+
+def test_a_cached_copy_lives_half_as_long_then_halves_per_node_beyond_k() -> None:
+    key = b"\x00" * 32
+    own = near(key, 1 << 20)
+    k = 3
+    close = [contact(near(key, i)) for i in range(1, k + 1)]  # k nodes nearer than own
+    farther = [contact(near(key, 1 << 30))]
+    assert cache_ttl(own, key, HOUR, close + farther, k) == HOUR / 2
+    more = close + [contact(near(key, 100 + i)) for i in range(2)]  # two beyond the k
+    assert cache_ttl(own, key, HOUR, more, k) == HOUR / 8
+    assert cache_ttl(own, key, HOUR, [], k) == HOUR / 2
+
+
+# --- refreshing buckets ----------------------------------------------------------------
+
+
+@given(ids, st.integers(0, 255), st.integers(0, 2**32))
+def test_refresh_targets_fall_in_their_ranges(own: bytes, bit: int, seed: int) -> None:
+    ranges = [(1 << bit, 1 << (bit + 1)), (0, 1)]
+    targets = refresh_targets(own, ranges, random.Random(seed))
+    assert len(targets) == 2
+    for target, (low, high) in zip(targets, ranges, strict=True):
+        assert low <= distance(own, target) < high
+    assert targets == refresh_targets(own, ranges, random.Random(seed))
+
+
+def test_far_buckets_are_all_but_the_own() -> None:
+    own = b"\x00" * 32
+    table = table_with(own, [near(own, 1 << i) for i in range(0, 256, 3)], k=2)
+    assert len(table.buckets) > 1
+    ranges = far_buckets(table)
+    assert len(ranges) == len(table.buckets) - 1
+    assert all(low != 0 for low, _ in ranges)
+
+
+# --- replication (paper 2.5) -----------------------------------------------------------
+
+
+def test_replication_groups_near_pairs_per_peer_and_looks_up_far_ones() -> None:
+    k = 3
+    own = b"\x00" * 32
+    near_key = near(own, 1)
+    far_key = b"\xff" * 32
+    # Three contacts nearer to far_key than this node; close to near_key, only this node.
+    others = [near(far_key, i) for i in range(1, 4)] + [near(own, 1 << 200)]
+    table = table_with(own, others, k)
+    records = [
+        record(near_key),
+        record(far_key),
+        Record(near(own, 2), b"c", stored_at=0.0, expires_at=10 * HOUR, cached=True),
+        record(near(own, 3), expires_at=HOUR),  # expired at 2 h
+        record(near(own, 4), stored_at=1.5 * HOUR),  # stored within the interval
+    ]
+    plan = replication_plan(table, records, 2 * HOUR, HOUR)
+    assert [s.key for s in plan.far] == [far_key]
+    assert plan.far[0].ttl == int(8 * HOUR)
+    assert len(plan.per_peer) == k - 1
+    assert all([s.key for s in stores] == [near_key] for stores in plan.per_peer.values())
+    assert plan.pair_count == 2
+
+
+def test_nothing_to_replicate_from_an_empty_store() -> None:
+    plan = replication_plan(table_with(b"\x00" * 32, [], 3), [], 0.0, HOUR)
+    assert plan.per_peer == {} and plan.far == [] and plan.pair_count == 0
+
+
+# --- handing pairs to a newcomer (paper 2.5) -------------------------------------------
+
+
+def test_a_newcomer_closer_to_a_key_is_handed_it() -> None:
+    k = 3
+    key = b"\x00" * 32
+    own = near(key, 1 << 8)
+    table = table_with(own, [near(key, 1 << 9), near(key, 1 << 10)], k)
+    newcomer = contact(near(key, 1), 99)
+    stores = handoff_stores(table, [record(key)], newcomer, HOUR)
+    assert stores == [Store(key, b"\x01", ttl=int(9 * HOUR))]
+    # Not a cached copy, not an expired pair.
+    cached = Record(key, b"\x01", stored_at=0.0, expires_at=10 * HOUR, cached=True)
+    assert handoff_stores(table, [cached], newcomer, HOUR) == []
+    assert handoff_stores(table, [record(key)], newcomer, 11 * HOUR) == []
+
+
+def test_only_the_closest_holder_hands_a_pair_over() -> None:
+    key = b"\x00" * 32
+    own = near(key, 1 << 8)
+    table = table_with(own, [near(key, 1 << 2)], 3)  # a holder closer than this node
+    assert handoff_stores(table, [record(key)], contact(near(key, 1), 99), HOUR) == []
+
+
+def test_a_newcomer_beyond_the_k_closest_is_handed_nothing() -> None:
+    k = 3
+    key = b"\x00" * 32
+    own = near(key, 1)
+    table = table_with(own, [near(key, 2), near(key, 3)], k)
+    # This node and the two others are the k closest: the newcomer is farther.
+    assert handoff_stores(table, [record(key)], contact(near(key, 1 << 100), 99), HOUR) == []
+
+
+# --- batches ---------------------------------------------------------------------------
+
+
+def test_batches_bound_pairs_and_bytes() -> None:
+    small = [Store(int_to_id(i), b"v", ttl=10) for i in range(MAX_BATCH_PAIRS * 2 + 1)]
+    assert [len(b) for b in batches(small, 1 << 20)] == [MAX_BATCH_PAIRS, MAX_BATCH_PAIRS, 1]
+    big = [Store(int_to_id(i), b"x" * 1000, ttl=10) for i in range(5)]
+    # About two values fit in 2,200 bytes; a value larger than the budget still travels alone.
+    assert [len(b) for b in batches(big, 2200)] == [2, 2, 1]
+    assert [len(b) for b in batches(big, 10)] == [1, 1, 1, 1, 1]
+    assert batches([], 100) == []

@@ -1,0 +1,160 @@
+"""The node's table upkeep: known senders, the requester memo, the newcomer queue, their limits."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import trio
+import trio.testing
+
+from trio_kad import Config, MemoryNetwork
+from trio_kad._ids import Contact
+from trio_kad._messages import FindNode, Ping, RequestFrame
+from trio_kad._node import Node
+from trio_kad._records import Record
+from trio_kad._routing import PingOldest
+from trio_kad.testing import node_of, open_simulation
+
+RESEEN = Config().requester_reseen_interval
+
+
+def _node(config: Config) -> Node:
+    rng = random.Random(1)
+    return Node(rng.randbytes(32), config, MemoryNetwork().transport(), rng=rng)
+
+
+def _peers(count: int, seed: int) -> list[Contact]:
+    rng = random.Random(seed)
+    return [Contact(rng.randbytes(32), f"10.0.{i}.1", 4000) for i in range(count)]
+
+
+def _count_updates(node: Node) -> list[bytes]:
+    updates: list[bytes] = []
+    update = node.table.update
+
+    def counting_update(contact: Contact, now: float) -> Any:
+        updates.append(contact.node_id)
+        return update(contact, now)
+
+    node.table.update = counting_update  # type: ignore[method-assign]
+    return updates
+
+
+async def test_newcomers_beyond_the_handoff_queue_are_left_to_replication(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    node = _node(Config(handoff_queue_size=2))
+    now = trio.current_time()
+    assert await node.records.put(Record(bytes(32), b"\x01", now, now + 3600))
+    newcomers = _peers(5, seed=2)
+    for contact in newcomers:
+        node.saw_alive(contact)  # never blocks, never raises
+    assert all(c.node_id in node.table for c in newcomers)
+    queued = [node.newcomers_out.receive_nowait() for _ in range(2)]
+    assert queued == newcomers[:2]
+    assert node.newcomers_out.statistics().current_buffer_used == 0
+
+
+async def test_a_full_requester_memo_is_forgotten_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    node = _node(Config(recent_requesters=2))
+    a, b, c = _peers(3, seed=3)
+    updates = _count_updates(node)
+
+    async def request_from(peer: Contact) -> None:
+        frame = RequestFrame(1, peer.node_id, peer.port, Ping())
+        await node.handle_request(frame, (peer.host, 40000))
+
+    for peer in (a, b, a):
+        await request_from(peer)
+    assert updates == [a.node_id, b.node_id]  # a's repeat was just seen
+    await request_from(c)  # a third requester: the memo of two is full, and cleared
+    await request_from(a)
+    assert updates == [a.node_id, b.node_id, c.node_id, a.node_id]
+
+
+async def test_a_requester_counts_again_after_the_reseen_interval(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = Config(requester_reseen_interval=5.0)
+    node = _node(config)
+    (peer,) = _peers(1, seed=4)
+    updates = _count_updates(node)
+    frame = RequestFrame(1, peer.node_id, peer.port, Ping())
+    await node.handle_request(frame, (peer.host, 40000))
+    await trio.sleep(4.0)
+    await node.handle_request(frame, (peer.host, 40000))
+    assert updates == [peer.node_id]
+    await trio.sleep(1.0)
+    await node.handle_request(frame, (peer.host, 40000))
+    assert updates == [peer.node_id] * 2
+
+
+# --- senders of requests (paper 2.2), in a running network -----------------------------
+
+
+async def test_a_known_sender_keeps_its_contact_object(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_simulation(30, seed=35) as sim:
+        node = node_of(sim.nodes[0])
+        known = node.table.contacts()[0]
+        bucket = node.table.bucket_for(known.node_id)
+        # Past the interval within which a repeated request is not recorded again.
+        await trio.sleep(RESEEN)
+        frame = RequestFrame(1, known.node_id, known.port, Ping())
+        await node.handle_request(frame, (known.host, 40000))
+        assert node.table.get(known.node_id) is known
+        # Seen last: the most recently seen of its bucket.
+        assert bucket.contacts[-1] is known
+
+
+async def test_a_burst_of_requests_updates_the_table_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_simulation(30, seed=37) as sim:
+        node = node_of(sim.nodes[0])
+        await trio.sleep(RESEEN)
+        updates = _count_updates(node)
+        known = node.table.contacts()[0]
+        frame = RequestFrame(1, known.node_id, known.port, FindNode(bytes(32)))
+        for _ in range(3):
+            await node.handle_request(frame, (known.host, 40000))
+        assert updates == [known.node_id]
+        # From another address, it counts again (and is checked as before).
+        moved = RequestFrame(2, known.node_id, known.port + 1, Ping())
+        await node.handle_request(moved, (known.host, 40000))
+        assert updates == [known.node_id] * 2
+        # Once the interval is over, it counts again.
+        await trio.sleep(RESEEN)
+        await node.handle_request(frame, (known.host, 40000))
+        assert updates == [known.node_id] * 3
+        # And at once after an RPC to it failed: it may have left the table.
+        await node.handle_request(frame, (known.host, 40000))
+        assert updates == [known.node_id] * 3
+        sim.stop_node(next(d for d in sim.nodes if d.node_id == known.node_id))
+        await trio.testing.wait_all_tasks_blocked()
+        assert await node.rpc(known, Ping()) is None
+        await node.handle_request(frame, (known.host, 40000))
+        assert updates == [known.node_id] * 4
+
+
+async def test_a_sender_at_a_new_address_is_still_checked(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_simulation(30, seed=36) as sim:
+        node = node_of(sim.nodes[0])
+        known = node.table.contacts()[0]
+        # Another port under a known id while the known one answers: refused.
+        frame = RequestFrame(1, known.node_id, known.port + 1, FindNode(bytes(32)))
+        reply: Any = await node.handle_request(frame, (known.host, 40000))
+        assert reply.contacts
+        assert node.table.get(known.node_id) is known
+        # A stranger is added (or waits for a ping), as before.
+        stranger = Contact(random.Random(36).randbytes(32), "127.0.0.1", 4242)
+        frame = RequestFrame(2, stranger.node_id, stranger.port, Ping())
+        await node.handle_request(frame, ("127.0.0.1", 40000))
+        result = node.table.update(stranger, trio.current_time())
+        assert stranger.node_id in node.table or isinstance(result, PingOldest)

@@ -1,0 +1,168 @@
+"""What a node's upkeep should do, decided without I/O (paper sections 2.3 to 2.5).
+
+The Trio tasks in ``_maintenance`` and the node in ``_node`` only send what
+these functions decide: which pairs to replicate and to whom, which pairs a
+newcomer should be handed, how long a pair or a cached copy has left, whether
+this node is among the k closest to a key, which ids refresh a bucket, and how
+a batch of STOREs is cut into messages. Like rust-libp2p's ``jobs.rs``, they
+take the table, the records and ``now`` (and ``rng``) as arguments.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from ._ids import Contact, count_nearer, distance, random_id_at_distance
+from ._messages import MAX_BATCH_PAIRS, Store
+from ._records import Record
+from ._routing import RoutingTable
+
+CACHE_HORIZON = 32
+"""Contacts beyond the k closest that shorten a cached copy's life (``cache_ttl``)."""
+
+BATCH_PAIR_OVERHEAD = 64
+"""Bytes counted per pair in a ``store_many`` batch besides its value: key, ttl, CBOR framing."""
+
+
+def ttl_left(record: Record, now: float) -> int:
+    """Whole seconds ``record`` has left at ``now`` (rounded up), 0 once it has expired."""
+    return max(0, math.ceil(record.expires_at - now))
+
+
+def among_closest(node_id: bytes, key: bytes, others: Iterable[Contact], k: int) -> bool:
+    """Is ``node_id`` among the ``k`` closest to ``key``, given the ``others`` known?
+
+    The one rule for "should this node hold the pair" (paper 2.3 and 2.5): fewer
+    than ``k`` of ``others`` are nearer to ``key`` than ``node_id`` is.
+    """
+    return count_nearer(others, key, distance(node_id, key)) < k
+
+
+def cache_ttl(node_id: bytes, key: bytes, ttl: float, known: Iterable[Contact], k: int) -> float:
+    """How long ``node_id`` keeps a cached copy of a pair that has ``ttl`` left (paper 2.3).
+
+    Exponentially inversely proportional to the number of nodes between it and
+    the closest to the key, counted among the ``known`` contacts (the table's
+    ``k + CACHE_HORIZON`` closest): each one beyond the k that hold the pair
+    halves the time, and a cached copy always lives at most half as long as
+    the original.
+    """
+    nearer = count_nearer(known, key, distance(node_id, key))
+    return ttl * 0.5 ** (1 + max(0, nearer - k))
+
+
+def refresh_targets(
+    node_id: bytes, ranges: Iterable[tuple[int, int]], rng: random.Random
+) -> list[bytes]:
+    """One random id per ``(low, high)`` distance range: looking it up refreshes that bucket."""
+    return [random_id_at_distance(node_id, low, high, rng) for low, high in ranges]
+
+
+def far_buckets(table: RoutingTable) -> list[tuple[int, int]]:
+    """Distance ranges of every bucket but the own one: a joining node refreshes these (2.3)."""
+    return [(b.low, b.high) for b in table.buckets if b.low != 0]
+
+
+def _replica(record: Record, now: float) -> Store | None:
+    """The STORE that passes ``record`` on with its remaining life; None for a cached copy.
+
+    Cached copies are never passed on (paper 2.3), and expired pairs are gone.
+    """
+    if record.cached:
+        return None
+    ttl = ttl_left(record, now)
+    return Store(record.key, record.value, ttl=ttl) if ttl > 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicationPlan:
+    """One replication round's work (paper 2.5)."""
+
+    per_peer: dict[Contact, list[Store]]
+    """Pairs this node is among the k closest to, for the other holders its table knows."""
+    far: list[Store]
+    """Pairs this node is no longer among the k closest to: each needs a lookup first."""
+
+    @property
+    def pair_count(self) -> int:
+        """How many distinct pairs the plan re-sends."""
+        return len({s.key for stores in self.per_peer.values() for s in stores}) + len(self.far)
+
+
+def replication_plan(
+    table: RoutingTable, records: Iterable[Record], now: float, interval: float
+) -> ReplicationPlan:
+    """Which held pairs to re-send this round, and to whom.
+
+    A pair stored within the last ``interval`` is skipped: another holder has
+    just replicated it (paper 2.5), and doing it again would only double the
+    traffic. A node among the k closest knows the others from its own table
+    (relaxed splitting keeps its neighbourhood complete, paper 4.2), so those
+    pairs are grouped per peer; the rest go to ``far``.
+    """
+    k = table.k
+    recently = now - interval
+    per_peer: dict[Contact, list[Store]] = {}
+    far: list[Store] = []
+    for record in records:
+        if record.stored_at > recently:
+            continue
+        store = _replica(record, now)
+        if store is None:
+            continue
+        closest = table.closest(record.key, k)
+        if not among_closest(table.own_id, record.key, closest, k):
+            far.append(store)
+            continue
+        for contact in closest[: k - 1]:
+            per_peer.setdefault(contact, []).append(store)
+    return ReplicationPlan(per_peer, far)
+
+
+def handoff_stores(
+    table: RoutingTable, records: Iterable[Record], newcomer: Contact, now: float
+) -> list[Store]:
+    """The pairs the table's owner should hand to ``newcomer`` (paper 2.5).
+
+    The newcomer gets a pair when it is among the k closest to the key. Only the
+    holder closest to the key hands it over, so a join costs one STORE per pair
+    rather than k of them.
+    """
+    k = table.k
+    own_id = table.own_id
+    stores: list[Store] = []
+    for record in records:
+        store = _replica(record, now)
+        if store is None:
+            continue
+        key = record.key
+        others = table.closest(key, k, exclude={newcomer.node_id})
+        if others and distance(others[0].node_id, key) < distance(own_id, key):
+            continue  # a closer holder will hand it over
+        # This node holds the pair too, so the newcomer competes for k - 1 places.
+        if among_closest(newcomer.node_id, key, others, k - 1):
+            stores.append(store)
+    return stores
+
+
+def batches(stores: Sequence[Store], max_bytes: int) -> list[list[Store]]:
+    """``stores`` cut into runs of at most ``MAX_BATCH_PAIRS`` pairs and about ``max_bytes``.
+
+    A value larger than ``max_bytes`` still travels, alone.
+    """
+    cut: list[list[Store]] = []
+    batch: list[Store] = []
+    size = 0
+    for store in stores:
+        cost = len(store.value) + BATCH_PAIR_OVERHEAD
+        if batch and (len(batch) == MAX_BATCH_PAIRS or size + cost > max_bytes):
+            cut.append(batch)
+            batch, size = [], 0
+        batch.append(store)
+        size += cost
+    if batch:
+        cut.append(batch)
+    return cut

@@ -1,0 +1,193 @@
+"""The Trio driver of one iterative lookup (paper section 2.3).
+
+``Search`` asks the pure ``_lookup.Lookup`` state machine whom to query, sends
+the RPCs through the node, and reports each outcome back. Each RPC waits at
+most the adaptive timeout of ``node.rtt``, so a dead contact holds a slot for
+a moment, not ``rpc_timeout``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import trio
+
+from ._codec import decode_value
+from ._ids import Contact
+from ._lookup import Done, Lookup, Query
+from ._messages import FindNode, FindValue, FoundValue, Nodes, Reply, Request
+from ._records import value_fits
+
+if TYPE_CHECKING:
+    from ._node import Node
+
+RECENT_LOOKUPS = 100
+"""Lookup reports a node keeps for ``Dht.last_lookup`` and diagnostics."""
+
+
+@dataclass(frozen=True, slots=True)
+class LookupReport:
+    """What one iterative lookup cost and found."""
+
+    target: bytes
+    rounds: int
+    """Hops: the longest chain of referrals from the routing table to an answering node."""
+    queries: int
+    """RPCs sent."""
+    failures: int
+    """RPCs that timed out, failed or were answered with an error."""
+    duration: float
+    """Seconds from start to end (Trio clock)."""
+    found_at: Contact | None = None
+    """For a value lookup: the node that returned the value."""
+
+
+@dataclass(frozen=True, slots=True)
+class LookupOutcome:
+    """The end of a lookup: the closest contacts that answered, and the value if one came."""
+
+    contacts: list[Contact]
+    value: bytes | None
+    report: LookupReport
+    ttl: int | None = None
+    """The seconds the value had left at the node that returned it."""
+
+
+def acceptable_value(value: bytes, max_value_size: int) -> bool:
+    """Could a setter have made ``value``? Non-empty, within the size rule, a valid encoding."""
+    if not value or not value_fits(value, max_value_size):
+        return False
+    try:
+        decode_value(value)
+    except ValueError:
+        return False
+    return True
+
+
+class Search:
+    """One lookup of ``target`` (a value lookup when ``want_value``) driven over ``node``.
+
+    A value lookup asks one contact at a time, each the closest known, and
+    widens to ``alpha`` once a contact fails or is slower than the hedge delay
+    (a hedged request: the value is usually held by the first or second
+    contact asked, and then costs one or two RPCs rather than alpha per
+    round). The slow contact's RPC is dropped and it is asked again among the
+    alpha. Outstanding RPCs are cancelled the moment a value arrives.
+    """
+
+    def __init__(self, node: Node, target: bytes, *, want_value: bool) -> None:
+        config = node.config
+        self._node = node
+        self._want_value = want_value
+        self._alpha = config.alpha
+        self._request: Request = FindValue(target) if want_value else FindNode(target)
+        self._timeout = node.rtt.timeout()
+        self._started = trio.current_time()
+        node.table.touch(target, self._started)
+        self._state = Lookup(
+            target,
+            node.table.closest(target, config.k),
+            k=config.k,
+            alpha=config.alpha,
+            exclude=(node.node_id,),
+        )
+        self._value: bytes | None = None
+        self._found_at: Contact | None = None
+        self._ttl: int | None = None
+
+    async def run(self) -> LookupOutcome:
+        """Run the lookup to its end and record it in the node's counters."""
+        state = self._state
+        if self._want_value:
+            await self._ask_one_at_a_time()
+        if not state.done:
+            await self._ask_in_parallel()
+        stats = state.statistics()
+        report = LookupReport(
+            target=state.target,
+            rounds=stats.rounds,
+            queries=stats.queries,
+            failures=stats.failures,
+            duration=trio.current_time() - self._started,
+            found_at=self._found_at,
+        )
+        counters = self._node.counters
+        counters.lookups += 1
+        counters.lookup_rpcs += stats.queries
+        counters.lookup_rounds += stats.rounds
+        counters.recent_lookups.append(report)
+        del counters.recent_lookups[:-RECENT_LOOKUPS]
+        return LookupOutcome(state.closest(), self._value, report, self._ttl)
+
+    def _absorb(self, contact: Contact, reply: Reply | None) -> bool:
+        """Apply one RPC's outcome to the lookup; True once a value ends it."""
+        state = self._state
+        if isinstance(reply, Nodes):
+            state.on_reply(contact.node_id, reply.contacts)
+            return False
+        if isinstance(reply, FoundValue) and self._want_value:
+            if not acceptable_value(reply.value, self._node.config.max_value_size):
+                # A value no setter could have made: the peer is lying.
+                self._node.ban(contact)
+                state.on_failure(contact.node_id)
+                return False
+            self._value, self._found_at, self._ttl = reply.value, contact, reply.ttl
+            state.on_reply(contact.node_id, ())
+            state.finish()
+            return True
+        if not isinstance(reply, FoundValue):
+            # A failure: the network may be unhealthy here, so widen too.
+            state.parallelism = self._alpha
+        state.on_failure(contact.node_id)
+        return False
+
+    async def _ask_one_at_a_time(self) -> None:
+        """Ask the closest contact from this task until the lookup widens or ends.
+
+        The usual get is one RPC, and a task, a channel and a nursery for it
+        would cost three scheduler passes more than the RPC itself.
+        """
+        state = self._state
+        node = self._node
+        state.parallelism = 1
+        # With alpha 1 there is nobody to hedge with: wait out the RPC.
+        hedged = self._alpha > 1
+        while state.parallelism == 1:
+            step = state.next()
+            if not isinstance(step, Query):
+                return  # Done: nothing in flight, so never Wait
+            reply: Reply | None = None
+            with trio.move_on_after(node.rtt.hedge_delay() if hedged else math.inf) as hedge:
+                reply = await node.rpc(step.contact, self._request, self._timeout)
+            if hedge.cancelled_caught:
+                state.retry(step.contact.node_id)
+                state.parallelism = self._alpha
+            elif self._absorb(step.contact, reply):
+                return
+
+    async def _ask_in_parallel(self) -> None:
+        """Drive the lookup with up to ``parallelism`` RPCs at once, each its own task."""
+        state = self._state
+        node = self._node
+        request, timeout = self._request, self._timeout
+        send, receive = trio.open_memory_channel[tuple[Contact, Reply | None]](self._alpha)
+
+        async def ask(contact: Contact) -> None:
+            await send.send((contact, await node.rpc(contact, request, timeout)))
+
+        # Closed synchronously at the end: `async with` on the channels would cost
+        # two checkpoints per lookup for nothing.
+        with send, receive:
+            async with trio.open_nursery() as nursery:
+                while True:
+                    step = state.next()
+                    while isinstance(step, Query):
+                        nursery.start_soon(ask, step.contact)
+                        step = state.next()
+                    if isinstance(step, Done):
+                        break
+                    if self._absorb(*await receive.receive()):
+                        break
+                nursery.cancel_scope.cancel()
