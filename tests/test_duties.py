@@ -6,10 +6,6 @@ import random
 
 from hypothesis import given
 from hypothesis import strategies as st
-from test_purity import (
-    test_core_module_imports_nothing_impure,
-    test_core_module_uses_no_global_random,
-)
 
 from trio_kad._duties import (
     among_closest,
@@ -48,11 +44,6 @@ def near(key: bytes, bits: int) -> bytes:
 
 def record(key: bytes, *, stored_at: float = 0.0, expires_at: float = 10 * HOUR) -> Record:
     return Record(key, b"\x01", stored_at=stored_at, expires_at=expires_at)
-
-
-def test_duties_is_a_pure_core_module() -> None:
-    test_core_module_imports_nothing_impure("_duties")
-    test_core_module_uses_no_global_random("_duties")
 
 
 # --- remaining life --------------------------------------------------------------------

@@ -56,6 +56,8 @@ class Config:
     """Requests one IP address may send at once before the rate applies."""
     rate_tracked_ips: int = 2048
     """Remote IPs whose request rate is tracked at once; the least recently seen is forgotten."""
+    contact_cache_size: int = 4096
+    """Contacts a transport remembers each way (decoded and encoded); emptied when full."""
     descriptor_share: float = 0.4
     """Share of the process's file-descriptor limit that connections we dial may hold.
 

@@ -6,7 +6,6 @@ import hashlib
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 ID_BYTES = 32
 ID_BITS = ID_BYTES * 8
@@ -66,18 +65,11 @@ def check_id(value: object, what: str = "id") -> bytes:
 class Contact:
     """A node as others know it: its id and the address it listens on."""
 
-    # Slots written out rather than ``slots=True`` so that the codec can keep
-    # this contact's wire encoding beside it (``_encoded``, not a field: it
-    # takes no part in equality, hashing or repr). Contacts are encoded in
-    # every ``nodes`` reply, and most come from a routing table that sends the
-    # same ones again and again.
-    __slots__ = ("_encoded", "host", "node_id", "port")
+    __slots__ = ("host", "node_id", "port")
 
     node_id: bytes
     host: str
     port: int
-    if TYPE_CHECKING:
-        _encoded: bytes | None
 
     def __init__(self, node_id: bytes, host: str, port: int) -> None:
         # The generated frozen __init__ goes through object.__setattr__ for
@@ -86,7 +78,6 @@ class Contact:
         _set_node_id(self, node_id)
         _set_host(self, host)
         _set_port(self, port)
-        _set_encoded(self, None)
 
     def __reduce__(self) -> tuple[type[Contact], tuple[bytes, str, int]]:
         # copy and pickle would otherwise restore the slots with setattr,
@@ -104,7 +95,3 @@ class Contact:
 _set_node_id: Callable[[Contact, bytes], None] = Contact.__dict__["node_id"].__set__
 _set_host: Callable[[Contact, str], None] = Contact.__dict__["host"].__set__
 _set_port: Callable[[Contact, int], None] = Contact.__dict__["port"].__set__
-_set_encoded: Callable[[Contact, bytes | None], None] = Contact.__dict__["_encoded"].__set__
-
-set_contact_encoding: Callable[[Contact, bytes], None] = _set_encoded
-"""For the codec: remember ``contact``'s wire encoding (the slot is not a field)."""

@@ -22,6 +22,7 @@ import trio
 
 from ._address import format_address
 from ._config import Config
+from ._contacts import ContactCache
 from ._errors import PeerMisbehaved, TransportError
 from ._ids import ID_BYTES, Address
 from ._messages import ErrorCode, ErrorReply, ReplyFrame, Request
@@ -183,6 +184,7 @@ class MemoryTransport(Transport):
         self.address: Address | None = None
         self._config = Config()
         self._admission = Admission(self._config)
+        self._contacts = ContactCache()
         self._host = "127.0.0.1"
         self._local_id = bytes(ID_BYTES)
         self._handler: RequestHandler | None = None
@@ -205,6 +207,7 @@ class MemoryTransport(Transport):
             raise RuntimeError("MemoryTransport.run() is already running")
         self._config = config
         self._admission = Admission(config)
+        self._contacts = ContactCache(config.contact_cache_size)
         self._host = host
         self._local_id = node_id
         self._running = True
@@ -283,7 +286,16 @@ class MemoryTransport(Transport):
 
     def _endpoint(self, remote: Address, now: float, *, dialed: bool) -> Endpoint[None]:
         config, admission, stats = self._config, self._admission, self._stats
-        return Endpoint(self._local_id, remote, config, admission, stats, now, dialed=dialed)
+        return Endpoint(
+            self._local_id,
+            remote,
+            config,
+            admission,
+            stats,
+            now,
+            dialed=dialed,
+            contacts=self._contacts,
+        )
 
     def _forget(self, link: _Link) -> None:
         for address, held in list(self._links.items()):

@@ -1,7 +1,8 @@
 """The messages of the trio-kad protocol as typed, immutable values.
 
 The codec (``_codec``) turns these into CBOR frames and back; nothing here
-knows about bytes on the wire. See docs/protocol.md for the encoding.
+knows about bytes on the wire, only the limits both sides of it check. See
+docs/protocol.md for the encoding.
 """
 
 from __future__ import annotations
@@ -210,3 +211,11 @@ MAX_TTL = 2**32 - 1
 """Largest ``ttl`` on the wire, in seconds (about 136 years)."""
 MAX_BATCH_PAIRS = 64
 """Most pairs one ``StoreMany`` carries, and so most results one ``StoredMany`` carries."""
+MAX_REQUEST_ID = 2**64 - 1
+"""Largest request id: ids are CBOR unsigned ints that fit in 64 bits."""
+MAX_CONTACTS = 256
+"""Most contacts one ``Nodes`` reply may carry (a node sends k of them)."""
+MAX_ERROR_MESSAGE_LENGTH = 256
+"""Longest ``message`` of an ``ErrorReply``, in characters."""
+ERROR_CODES: dict[int, ErrorCode] = {code.value: code for code in ErrorCode}
+"""Every ``ErrorCode`` by its value on the wire."""

@@ -22,6 +22,7 @@ from typing import Generic, TypeVar
 
 from ._codec import FrameReader, UnsupportedFrameError, decode_frame, encode_frame, encode_reply
 from ._config import Config
+from ._contacts import ContactCache
 from ._diversity import NetworkSet
 from ._errors import ProtocolError, TransportError
 from ._ids import Address
@@ -172,13 +173,15 @@ class Endpoint(Generic[W]):
     ``remote`` is the address the bytes come from (for a connection we
     accepted, the peer's ephemeral port); ``dialed``: we opened the
     connection, so our first request says we read requests on it too.
-    ``stats`` is shared with the rest of the transport. Time comes in as
+    ``stats`` and ``contacts`` (the transport's one ``ContactCache``) are
+    shared with the rest of the transport. Time comes in as
     ``now`` with the received bytes.
     """
 
     __slots__ = (
         "_admission",
         "_announce",
+        "_contacts",
         "_held",
         "_last_id",
         "_local_id",
@@ -207,8 +210,10 @@ class Endpoint(Generic[W]):
         now: float,
         *,
         dialed: bool,
+        contacts: ContactCache | None = None,
     ) -> None:
         self._local_id = local_id
+        self._contacts = contacts
         self._announce = dialed
         self.remote = remote
         self._admission = admission
@@ -272,7 +277,7 @@ class Endpoint(Generic[W]):
             self.frame_started = self.received
             stats.frames_received += 1
             try:
-                frame = decode_frame(payload)
+                frame = decode_frame(payload, self._contacts)
             except ProtocolError as exc:
                 stats.protocol_errors += 1
                 request_id = exc.request_id
@@ -392,7 +397,7 @@ class Endpoint(Generic[W]):
 
     def _queue(self, request_id: int, body: Reply) -> None:
         try:
-            data = encode_reply(request_id, self._local_id, body)
+            data = encode_reply(request_id, self._local_id, body, self._contacts)
         except ValueError:
             # A handler's reply that breaks a wire rule is our bug; the peer gets INTERNAL.
             data = encode_reply(request_id, self._local_id, _INTERNAL)

@@ -19,6 +19,7 @@ import trio
 
 from . import _sockets
 from ._config import Config
+from ._contacts import ContactCache
 from ._errors import TransportError
 from ._ids import ID_BYTES, Address
 from ._messages import ReplyFrame, Request
@@ -39,6 +40,7 @@ class TcpTransport(Transport):
         self._nursery: trio.Nursery | None = None
         self._handler: RequestHandler | None = None
         self._admission = Admission(self.config)
+        self._contacts = ContactCache()
         self._dialer = Dialer(self.config, self._open_dialed)
         self._acceptor = Acceptor(self.config, self._admission, self._stats, self._open_accepted)
 
@@ -74,6 +76,7 @@ class TcpTransport(Transport):
         self._local_id = node_id
         self._handler = handler
         self._admission = Admission(config)
+        self._contacts = ContactCache(config.contact_cache_size)
         self._dialer = Dialer(config, self._open_dialed)
         self._acceptor = Acceptor(config, self._admission, self._stats, self._open_accepted)
         listeners: list[socket.socket] = []
@@ -120,7 +123,14 @@ class TcpTransport(Transport):
             raise TransportError("transport is not running")
         now = trio.current_time()
         endpoint: Endpoint[Waiter] = Endpoint(
-            self._local_id, remote, self.config, self._admission, self._stats, now, dialed=dialed
+            self._local_id,
+            remote,
+            self.config,
+            self._admission,
+            self._stats,
+            now,
+            dialed=dialed,
+            contacts=self._contacts,
         )
         conn = Connection(self, sock, remote, endpoint, dialed=dialed, now=now)
         self._stats.connections_opened += 1
