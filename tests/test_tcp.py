@@ -1,25 +1,31 @@
-"""Transports: TCP on loopback (real clock, fail_after) and the in-memory network (autojump)."""
+"""TcpTransport through its public interface: real sockets on loopback, port 0."""
 
 from __future__ import annotations
 
 import contextlib
-import random
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
-import cbor2
 import pytest
 import trio
 import trio.testing
-from framing import next_frame
+from transports import (
+    CLIENT_ID,
+    CONFIG,
+    KEY,
+    SERVER_ID,
+    ping_bytes,
+    raw_frame,
+    read_frame,
+    running,
+    store_bytes,
+    wait_closed,
+)
 
 from trio_kad import _sockets
 from trio_kad._codec import FrameReader, encode_frame
 from trio_kad._config import Config
 from trio_kad._errors import TransportError
 from trio_kad._ids import Address, Contact
-from trio_kad._memory import MemoryNetwork, MemoryTransport
 from trio_kad._messages import (
     ErrorCode,
     ErrorReply,
@@ -37,71 +43,6 @@ from trio_kad._messages import (
     Stored,
 )
 from trio_kad._tcp import TcpTransport
-from trio_kad._transport import RequestHandler, Transport
-
-SERVER_ID = b"\x01" * 32
-CLIENT_ID = b"\x02" * 32
-KEY = b"\x03" * 32
-CONFIG = Config(idle_timeout=5.0, io_timeout=2.0)
-
-
-async def echo_handler(frame: RequestFrame, remote: Address) -> Reply:
-    body = frame.body
-    if isinstance(body, Ping):
-        return Pong()
-    if isinstance(body, Store):
-        return Stored()
-    if isinstance(body, FindNode):
-        return Nodes((Contact(body.target, remote[0], 4000),))
-    assert isinstance(body, FindValue)
-    return FoundValue(body.key + b"!")
-
-
-@asynccontextmanager
-async def running(
-    transport: Transport,
-    config: Config = CONFIG,
-    handler: RequestHandler | None = echo_handler,
-    port: int = 0,
-) -> AsyncIterator[Address | None]:
-    async with trio.open_nursery() as nursery:
-        local_id = SERVER_ID if handler is not None else CLIENT_ID
-        address = await nursery.start(transport.run, config, local_id, "127.0.0.1", port, handler)
-        yield address
-        nursery.cancel_scope.cancel()
-
-
-async def read_frame(stream: trio.SocketStream, reader: FrameReader) -> ReplyFrame | None:
-    """The next reply on a raw stream, or None at end of stream."""
-    frame = await next_frame(stream, reader)
-    assert frame is None or isinstance(frame, ReplyFrame)
-    return frame
-
-
-async def wait_closed(stream: trio.SocketStream) -> None:
-    """Read until the peer closes ``stream`` (EOF or reset)."""
-    while True:
-        try:
-            if not await stream.receive_some(65536):
-                return
-        except trio.BrokenResourceError:
-            return
-
-
-def raw_frame(fields: dict[str, object]) -> bytes:
-    payload = cbor2.dumps(fields)
-    return len(payload).to_bytes(4, "big") + payload
-
-
-def store_bytes(request_id: int) -> bytes:
-    return encode_frame(RequestFrame(request_id, CLIENT_ID, 4000, Store(KEY, b"\x01")))
-
-
-def ping_bytes(request_id: int) -> bytes:
-    return encode_frame(RequestFrame(request_id, CLIENT_ID, None, Ping()))
-
-
-# --- TCP ------------------------------------------------------------------------
 
 
 async def test_tcp_round_trip_each_request_type() -> None:
@@ -598,162 +539,51 @@ async def test_tcp_leaving_run_closes_everything() -> None:
             await client.request(address, CLIENT_ID, None, Ping())
 
 
-# --- memory network (virtual time) ----------------------------------------------
+# --- connections used both ways ---------------------------------------------------
 
 
-async def test_memory_round_trip(autojump_clock: trio.testing.MockClock) -> None:
-    network = MemoryNetwork(rng=random.Random(1))
-    server = network.transport()
-    client = network.transport()
-    async with running(server, port=0) as address, running(client, handler=None) as none:
-        assert address == ("127.0.0.1", 10000)
-        assert none is None
-        assert network.addresses() == [address]
-        reply = await client.request(address, CLIENT_ID, 5, FindNode(KEY))
-        assert reply.sender_id == SERVER_ID
-        # remote is the sender's host with port 0 (no socket to read it from).
-        assert reply.body == Nodes((Contact(KEY, "127.0.0.1", 4000),))
-        reply = await client.request(address, CLIENT_ID, 5, Store(KEY, b"v"))
-        assert reply.body == Stored()
-    assert network.addresses() == []
-    total = network.statistics()
-    assert total.requests_sent == 2 and total.requests_received == 2
-    assert total.frames_sent == 4 and total.frames_received == 4
-    assert total.bytes_sent == total.bytes_received > 0
+async def test_tcp_the_accepting_side_sends_its_requests_over_the_dialers_connection() -> None:
+    # Two listening nodes: A dials B; then B asks A over the same connection.
+    a, b = TcpTransport(), TcpTransport()
+    with trio.fail_after(5):
+        async with running(a) as a_address, running(b) as b_address:
+            assert a_address is not None and b_address is not None
+            reply = await a.request(b_address, SERVER_ID, a_address[1], Ping())
+            assert isinstance(reply.body, Pong)
+            reply = await b.request(a_address, SERVER_ID, b_address[1], FindValue(KEY))
+            assert reply.body == FoundValue(KEY + b"!")
+            # One connection in all: A dialed it, B reused it.
+            assert a.statistics().connections_opened == 1
+            assert b.statistics().connections_opened == 1
+            assert b.statistics().requests_sent == 1
 
 
-async def test_memory_ports_count_up_and_collide(autojump_clock: trio.testing.MockClock) -> None:
-    network = MemoryNetwork()
-    async with (
-        running(network.transport()) as first,
-        running(network.transport()) as second,
-    ):
-        assert first == ("127.0.0.1", 10000) and second == ("127.0.0.1", 10001)
-        with pytest.RaisesGroup(OSError):
-            async with running(network.transport(), port=10000):
-                pass  # pragma: no cover
-
-
-async def test_memory_refuse_and_unknown(autojump_clock: trio.testing.MockClock) -> None:
-    network = MemoryNetwork()
-    client = network.transport()
-    async with running(network.transport()) as address, running(client, handler=None):
-        assert address is not None
-        network.set_mode(address, "refuse")
-        start = trio.current_time()
-        with pytest.raises(TransportError):
-            await client.request(address, CLIENT_ID, None, Ping())
-        with pytest.raises(TransportError):
-            await client.request(("127.0.0.1", 1), CLIENT_ID, None, Ping())
-        assert trio.current_time() == start
-        network.set_mode(address, "up")
-        assert (await client.request(address, CLIENT_ID, None, Ping())).body == Pong()
-        with pytest.raises(ValueError):
-            network.set_mode(address, "sideways")  # type: ignore[arg-type]
-
-
-async def test_memory_drop_waits_for_the_callers_scope(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    network = MemoryNetwork()
-    client = network.transport()
-    async with running(network.transport()) as address, running(client, handler=None):
-        assert address is not None
-        network.set_mode(address, "drop")
-        start = trio.current_time()
-        with trio.move_on_after(2.0) as scope:
-            await client.request(address, CLIENT_ID, None, Ping())
-        assert scope.cancelled_caught
-        assert trio.current_time() - start == 2.0
-    assert client.statistics().requests_failed == 1
-
-
-async def test_memory_random_loss(autojump_clock: trio.testing.MockClock) -> None:
-    network = MemoryNetwork(rng=random.Random(3), drop_rate=0.5)
-    client = network.transport()
-    answered = 0
-    async with running(network.transport()) as address, running(client, handler=None):
-        assert address is not None
-        for _ in range(40):
-            with trio.move_on_after(1.0):
-                await client.request(address, CLIENT_ID, None, Ping())
-                answered += 1
-    assert 5 < answered < 35
-
-
-async def test_memory_partition_and_heal(autojump_clock: trio.testing.MockClock) -> None:
-    network = MemoryNetwork()
-    a, b, c = (network.transport() for _ in range(3))
-    async with running(a) as addr_a, running(b) as addr_b, running(c) as addr_c:
-        assert addr_a is not None and addr_b is not None and addr_c is not None
-        network.partition([[addr_a, addr_b], [addr_c]])
-        assert (await a.request(addr_b, CLIENT_ID, 1, Ping())).body == Pong()
-        with trio.move_on_after(1.0) as scope:
-            await a.request(addr_c, CLIENT_ID, 1, Ping())
-        assert scope.cancelled_caught
-        with trio.move_on_after(1.0) as scope:
-            await c.request(addr_b, CLIENT_ID, 1, Ping())
-        assert scope.cancelled_caught
-        network.heal()
-        assert (await a.request(addr_c, CLIENT_ID, 1, Ping())).body == Pong()
-
-
-async def test_memory_latency_in_exact_virtual_time(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    network = MemoryNetwork(rng=random.Random(0), latency=0.25)
-    client = network.transport()
-    async with running(network.transport()) as address, running(client, handler=None):
-        assert address is not None
-        start = trio.current_time()
-        await client.request(address, CLIENT_ID, None, Ping())
-        assert trio.current_time() - start == pytest.approx(0.5, abs=1e-9)
-
-    jittery = MemoryNetwork(rng=random.Random(0), latency=0.1, jitter=0.1)
-    draws = random.Random(0)
-    expected = 0.2 + draws.uniform(0.0, 0.1) + draws.uniform(0.0, 0.1)
-    client = jittery.transport()
-    async with running(jittery.transport()) as address, running(client, handler=None):
-        assert address is not None
-        start = trio.current_time()
-        await client.request(address, CLIENT_ID, None, Ping())
-        assert trio.current_time() - start == pytest.approx(expected, abs=1e-9)
-
-
-async def test_memory_server_finishes_work_after_caller_gives_up(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    finished: list[float] = []
-
-    async def slow(frame: RequestFrame, remote: Address) -> Reply:
-        await trio.sleep(3.0)
-        finished.append(trio.current_time())
-        return Stored()
-
-    network = MemoryNetwork()
-    client = network.transport()
-    async with running(network.transport(), handler=slow) as address:
-        async with running(client, handler=None):
+async def test_tcp_a_peer_that_never_says_duplex_never_gets_a_request() -> None:
+    # A plain client names a listening port but does not say it reads requests:
+    # the node must keep dialing that port instead of writing requests at it.
+    server = TcpTransport()
+    with trio.fail_after(5):
+        async with running(server) as address:
             assert address is not None
-            with trio.move_on_after(1.0) as scope:
-                await client.request(address, CLIENT_ID, None, Store(KEY, b"v"))
-            assert finished  # the shielded handler ran to completion
-            assert scope.cancelled_caught
+            listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+            own_port = listeners[0].socket.getsockname()[1]
+            async with listeners[0], await trio.open_tcp_stream(*address) as stream:
+                ping = encode_frame(RequestFrame(1, CLIENT_ID, own_port, Ping()))
+                await stream.send_all(ping)
+                reader = FrameReader(CONFIG.max_frame_size)
+                reply = await read_frame(stream, reader)
+                assert reply is not None and isinstance(reply.body, Pong)
+                # The server now asks that port: it must dial it, not use our stream.
+                async with trio.open_nursery() as nursery:
 
+                    async def ask() -> None:
+                        # We close what it dialed: the request fails, as it should.
+                        with trio.move_on_after(0.5), pytest.raises(TransportError):
+                            await server.request(("127.0.0.1", own_port), SERVER_ID, None, Ping())
 
-async def test_memory_handler_raising_and_oversize(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    async def broken(frame: RequestFrame, remote: Address) -> Reply:
-        raise RuntimeError("secret details")
-
-    network = MemoryNetwork()
-    client: MemoryTransport = network.transport()
-    small = CONFIG.replace(max_frame_size=2048, max_value_size=1024)
-    async with running(network.transport(), handler=broken) as address:
-        async with running(client, small, handler=None):
-            assert address is not None
-            reply = await client.request(address, CLIENT_ID, None, Ping())
-            assert reply.body == ErrorReply(ErrorCode.INTERNAL, "internal error")
-            with pytest.raises(TransportError):
-                await client.request(address, CLIENT_ID, None, Store(KEY, b"x" * 4096))
+                    nursery.start_soon(ask)
+                    accepted = await listeners[0].accept()
+                    await accepted.aclose()
+                with trio.move_on_after(0.1):
+                    data = await stream.receive_some(65536)
+                    pytest.fail(f"the plain client got {data!r} on its own connection")

@@ -1,9 +1,9 @@
-"""TCP client side: the callers waiting on a connection take turns at reading its replies.
+"""One TCP connection (_tcp_conn): callers waiting on a shared connection, against scripted peers.
 
-There is no reader task per outbound connection: whoever waits reads for
-everyone, hands the turn on when it leaves, and an idle pooled connection is
-checked before it is used again. These tests drive a scripted peer (a plain
-Trio listener) so the order and timing of replies are under the test's control.
+Every connection, dialed or accepted, has one reader task that hands each
+reply to its own caller, whatever the order, and notices at once when the
+peer closes. These tests drive a scripted peer (a plain Trio listener) so the
+order and timing of replies are under the test's control.
 """
 
 from __future__ import annotations
