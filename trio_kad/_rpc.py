@@ -84,7 +84,9 @@ class TransportStatistics:
 # --- events --------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+# Events are slotted but not frozen: a frozen dataclass's __init__ goes through
+# object.__setattr__ per field, and one event is made for every request.
+@dataclass(slots=True)
 class PeerNamed:
     """The peer's first request said who it is: its node id and listening port.
 
@@ -98,7 +100,7 @@ class PeerNamed:
     """The peer reads requests on this connection: ours may go over it too."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestReceived:
     """A request to answer with ``Endpoint.send_reply``.
 
@@ -111,7 +113,7 @@ class RequestReceived:
     inline: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ReplyReceived(Generic[W]):
     """The reply to one of our requests, with what ``send_request`` was given for it."""
 
@@ -119,7 +121,7 @@ class ReplyReceived(Generic[W]):
     waiter: W
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MustClose:
     """The connection must close, after writing ``data_to_send()``.
 

@@ -303,11 +303,7 @@ class Connection:
         handler: RequestHandler | None,
     ) -> bool:
         """Act on one event; False when the connection must close."""
-        if type(event) is ReplyReceived:
-            waiter = event.waiter
-            waiter.reply = event.frame
-            waiter.finish()
-        elif type(event) is RequestReceived:
+        if type(event) is RequestReceived:
             if handler is None:
                 self.endpoint.send_reply(event, _NOT_SERVING)
             elif event.inline:
@@ -322,6 +318,10 @@ class Connection:
                     self.endpoint.send_reply(event, body)
             else:
                 self.owner.spawn_handler(self, event)
+        elif type(event) is ReplyReceived:
+            waiter = event.waiter
+            waiter.reply = event.frame
+            waiter.finish()
         elif type(event) is PeerNamed:
             self.owner.named(self, event)
         else:
