@@ -133,9 +133,15 @@ class TcpTransport(Transport):
             contacts=self._contacts,
         )
         conn = Connection(self, sock, remote, endpoint, dialed=dialed, now=now)
+        try:
+            nursery.start_soon(conn.serve, self._handler)
+        except RuntimeError:
+            # The transport is stopping (its nursery takes no new tasks): a caller
+            # still running, such as a shielded one, gets a plain failure.
+            sock.close()
+            raise TransportError("transport is stopping") from None
         self._stats.connections_opened += 1
         self._stats.connections_open += 1
-        nursery.start_soon(conn.serve, self._handler)
         return conn
 
     def _open_dialed(self, address: Address, sock: socket.socket) -> Connection:
