@@ -1,6 +1,6 @@
 """The iterative node lookup of Kademlia as a pure state machine (paper section 2.3).
 
-No I/O, no clock, no randomness: the caller (the Trio driver in ``_node``) asks
+No I/O, no clock, no randomness: the caller (the Trio driver in ``_search``) asks
 ``next()`` what to do, sends the RPCs it is told to, and reports each outcome
 with ``on_reply`` or ``on_failure``. Shaped after rust-libp2p's
 ``query/peers/closest.rs``, but with *strict* parallelism: never more than
