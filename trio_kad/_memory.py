@@ -25,7 +25,7 @@ from ._config import Config
 from ._contacts import ContactCache
 from ._errors import PeerMisbehaved, TransportError
 from ._ids import ID_BYTES, Address
-from ._messages import ErrorCode, ErrorReply, ReplyFrame, Request
+from ._messages import ReplyFrame, Request
 from ._rpc import Admission, Endpoint, MustClose, PeerNamed, ReplyReceived, RequestReceived
 from ._transport import RequestHandler, Transport, TransportStatistics
 
@@ -182,15 +182,19 @@ class MemoryTransport(Transport):
         super().__init__()
         self.network = network
         self.address: Address | None = None
-        self._config = Config()
-        self._admission = Admission(self._config)
-        self._contacts = ContactCache()
+        self._configure(Config())
         self._host = "127.0.0.1"
         self._local_id = bytes(ID_BYTES)
         self._handler: RequestHandler | None = None
         self._running = False
         # Connections by the peer's listening address: dialed, or named by the peer.
         self._links: dict[Address, _Link] = {}
+
+    def _configure(self, config: Config) -> None:
+        """The state that follows from ``config``: limits and the contact cache."""
+        self._config = config
+        self._admission = Admission(config)
+        self._contacts = ContactCache(config.contact_cache_size)
 
     async def run(
         self,
@@ -205,9 +209,7 @@ class MemoryTransport(Transport):
         """Register on the network (unless ``handler`` is ``None``) and stay until cancelled."""
         if self._running:
             raise RuntimeError("MemoryTransport.run() is already running")
-        self._config = config
-        self._admission = Admission(config)
-        self._contacts = ContactCache(config.contact_cache_size)
+        self._configure(config)
         self._host = host
         self._local_id = node_id
         self._running = True
@@ -333,7 +335,7 @@ class MemoryTransport(Transport):
     async def _answer(self, endpoint: Endpoint[None], request: RequestReceived) -> None:
         handler = self._handler
         if handler is None:
-            endpoint.send_reply(request, _NOT_SERVING)
+            endpoint.send_not_serving(request)
             return
         # A remote server finishes its work even if the caller gives up waiting.
         with trio.CancelScope(shield=True):
@@ -347,6 +349,3 @@ class MemoryTransport(Transport):
                 endpoint.send_internal_error(request)
             else:
                 endpoint.send_reply(request, body)
-
-
-_NOT_SERVING = ErrorReply(ErrorCode.UNSUPPORTED, "this node answers no requests")

@@ -57,6 +57,7 @@ _TOO_LARGE = ErrorReply(ErrorCode.TOO_LARGE, "frame too large")
 _INTERNAL = ErrorReply(ErrorCode.INTERNAL, "internal error")
 _BUSY = ErrorReply(ErrorCode.OVERLOADED, "too many requests")
 _RATE_LIMITED = ErrorReply(ErrorCode.OVERLOADED, "rate limited")
+_NOT_SERVING = ErrorReply(ErrorCode.UNSUPPORTED, "this node answers no requests")
 
 
 @dataclass(slots=True)
@@ -391,6 +392,10 @@ class Endpoint(Generic[W]):
     def send_internal_error(self, request: RequestReceived) -> None:
         """Queue the reply to a request whose handler failed: never a traceback on the wire."""
         self.send_reply(request, _INTERNAL)
+
+    def send_not_serving(self, request: RequestReceived) -> None:
+        """Queue the reply of a node that answers no requests (a client-only one)."""
+        self.send_reply(request, _NOT_SERVING)
 
     def abandon(self, request: RequestReceived) -> None:
         """A request handled apart will get no reply (its handler was cancelled)."""

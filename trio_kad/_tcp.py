@@ -39,10 +39,15 @@ class TcpTransport(Transport):
         self._local_id = bytes(ID_BYTES)
         self._nursery: trio.Nursery | None = None
         self._handler: RequestHandler | None = None
-        self._admission = Admission(self.config)
-        self._contacts = ContactCache()
-        self._dialer = Dialer(self.config, self._open_dialed)
-        self._acceptor = Acceptor(self.config, self._admission, self._stats, self._open_accepted)
+        self._configure(self.config)
+
+    def _configure(self, config: Config) -> None:
+        """The state that follows from ``config``: limits, the contact cache, the halves."""
+        self.config = config
+        self._admission = Admission(config)
+        self._contacts = ContactCache(config.contact_cache_size)
+        self._dialer = Dialer(config, self._open_dialed)
+        self._acceptor = Acceptor(config, self._admission, self._stats, self._open_accepted)
 
     @property
     def stats(self) -> TransportStatistics:
@@ -72,13 +77,9 @@ class TcpTransport(Transport):
         """Listen (unless ``handler`` is ``None``) and hold every connection until cancelled."""
         if self._nursery is not None:
             raise RuntimeError("TcpTransport.run() is already running")
-        self.config = config
+        self._configure(config)
         self._local_id = node_id
         self._handler = handler
-        self._admission = Admission(config)
-        self._contacts = ContactCache(config.contact_cache_size)
-        self._dialer = Dialer(config, self._open_dialed)
-        self._acceptor = Acceptor(config, self._admission, self._stats, self._open_accepted)
         listeners: list[socket.socket] = []
         try:
             if handler is not None:

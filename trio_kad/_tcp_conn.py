@@ -35,7 +35,7 @@ from ._address import format_address
 from ._config import Config
 from ._errors import PeerMisbehaved, TransportError
 from ._ids import Address
-from ._messages import ErrorCode, ErrorReply, ReplyFrame, Request
+from ._messages import ReplyFrame, Request
 from ._rpc import (
     Endpoint,
     MustClose,
@@ -57,7 +57,6 @@ _FRAMES_PER_TURN = 64
 # a read then often holds one frame, and the reader falls back to epoll. The
 # cost is at most two more scheduler passes of wait for a pipelined request.
 _PIPELINE_TURNS = 3
-_NOT_SERVING = ErrorReply(ErrorCode.UNSUPPORTED, "this node answers no requests")
 
 
 class Owner(Protocol):
@@ -305,7 +304,7 @@ class Connection:
         """Act on one event; False when the connection must close."""
         if type(event) is RequestReceived:
             if handler is None:
-                self.endpoint.send_reply(event, _NOT_SERVING)
+                self.endpoint.send_not_serving(event)
             elif event.inline:
                 # Pings and lookups are pure CPU: answered in the reader task, they
                 # cost no task of their own (and pipelined ones stay in order).
