@@ -1,9 +1,10 @@
 """One TCP connection (_tcp_conn): callers waiting on a shared connection, against scripted peers.
 
-Every connection, dialed or accepted, has one reader task that hands each
-reply to its own caller, whatever the order, and notices at once when the
-peer closes. These tests drive a scripted peer (a plain Trio listener) so the
-order and timing of replies are under the test's control.
+A connection has no task: the callers waiting on it take turns at reading it
+and hand each reply to its own caller, whatever the order; while none waits,
+the transport's watcher reads it and notices at once when the peer closes.
+These tests drive a scripted peer (a plain Trio listener) so the order and
+timing of replies are under the test's control.
 """
 
 from __future__ import annotations
@@ -249,3 +250,46 @@ async def test_idle_outbound_connections_are_closed_without_a_task_each(
         assert transport.statistics().connections_open == 1
         await trio.sleep(1.5)
         assert transport.statistics().connections_open == 0
+
+
+def _tasks_below(task: trio.lowlevel.Task) -> int:
+    return sum(
+        1 + _tasks_below(child) for nursery in task.child_nurseries for child in nursery.child_tasks
+    )
+
+
+async def test_idle_connections_cost_no_task_at_either_end() -> None:
+    server = TcpTransport()
+    clients = [TcpTransport() for _ in range(20)]
+
+    async def start(
+        nursery: trio.Nursery, transport: TcpTransport, node_id: bytes, serving: bool
+    ) -> Address | None:
+        handler = (lambda frame, remote: _pong()) if serving else None
+        address: Address | None = await nursery.start(
+            transport.run, CONFIG, node_id, "127.0.0.1", 0, handler
+        )
+        return address
+
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            address = await start(nursery, server, SERVER_ID, True)
+            assert address is not None
+            for client in clients:
+                await start(nursery, client, CLIENT_ID, False)
+            before = _tasks_below(root)
+            for client in clients:
+                reply = await client.request(address, CLIENT_ID, None, Ping())
+                assert isinstance(reply.body, Pong)
+            await trio.testing.wait_all_tasks_blocked()
+            # Twenty connections open at both ends, parked with the watchers: no task more.
+            assert server.statistics().connections_open == 20
+            assert sum(c.statistics().connections_open for c in clients) == 20
+            assert _tasks_below(root) == before
+            nursery.cancel_scope.cancel()
+
+
+async def _pong() -> Pong:
+    return Pong()

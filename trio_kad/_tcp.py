@@ -3,7 +3,9 @@
 A thin join of the two halves: ``_tcp_out.Dialer`` finds or dials the
 connection to a peer, ``_tcp_in.Acceptor`` accepts connections within the
 inbound limits, and every connection, whoever dialed it, is a
-``_tcp_conn.Connection`` read by one task that drives the ``_rpc.Endpoint``.
+``_tcp_conn.Connection`` driving an ``_rpc.Endpoint``. A connection has no
+task: the caller waiting for a reply reads it, and while none does, the
+transport's one ``_tcp_idle.Watcher`` does.
 
 Limits, all from ``Config``: frame size (from the length prefix), read/write
 deadlines, idle timeout, total inbound connections and connections per
@@ -25,6 +27,7 @@ from ._ids import ID_BYTES, Address
 from ._messages import ReplyFrame, Request
 from ._rpc import Admission, Endpoint, PeerNamed, RequestReceived, TransportStatistics
 from ._tcp_conn import Connection, Waiter
+from ._tcp_idle import Watcher
 from ._tcp_in import Acceptor
 from ._tcp_out import Dialer
 from ._transport import RequestHandler, Transport
@@ -48,6 +51,12 @@ class TcpTransport(Transport):
         self._contacts = ContactCache(config.contact_cache_size)
         self._dialer = Dialer(config, self._open_dialed)
         self._acceptor = Acceptor(config, self._admission, self._stats, self._open_accepted)
+        self._watcher = Watcher(config)
+
+    @property
+    def handler(self) -> RequestHandler | None:
+        """The node's request handler (None: client-only)."""
+        return self._handler
 
     @property
     def stats(self) -> TransportStatistics:
@@ -86,6 +95,7 @@ class TcpTransport(Transport):
                 listeners = await _sockets.listen(host, port)
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                nursery.start_soon(self._watcher.run)
                 if handler is None:
                     task_status.started(None)
                 else:
@@ -98,6 +108,8 @@ class TcpTransport(Transport):
         finally:
             self._nursery = None
             self._dialer.close_all("transport stopped")
+            self._acceptor.close_all("transport stopped")
+            self._watcher.close()
             for listener in listeners:
                 _sockets.close(listener)
 
@@ -134,13 +146,6 @@ class TcpTransport(Transport):
             contacts=self._contacts,
         )
         conn = Connection(self, sock, remote, endpoint, dialed=dialed, now=now)
-        try:
-            nursery.start_soon(conn.serve, self._handler)
-        except RuntimeError:
-            # The transport is stopping (its nursery takes no new tasks): a caller
-            # still running, such as a shielded one, gets a plain failure.
-            sock.close()
-            raise TransportError("transport is stopping") from None
         self._stats.connections_opened += 1
         self._stats.connections_open += 1
         return conn
@@ -151,10 +156,28 @@ class TcpTransport(Transport):
     def _open_accepted(self, remote: Address, sock: socket.socket) -> Connection:
         return self._open(remote, sock, dialed=False)
 
-    def spawn_handler(self, conn: Connection, request: RequestReceived) -> None:
-        assert self._nursery is not None and self._handler is not None
-        conn.users += 1
-        self._nursery.start_soon(conn.handle_apart, request, self._handler)
+    def spawn(self, conn: Connection, job: object) -> None:
+        nursery = self._nursery
+        try:
+            if nursery is None:
+                raise RuntimeError("transport stopped")
+            if isinstance(job, RequestReceived):
+                assert self._handler is not None
+                nursery.start_soon(conn.handle_apart, job, self._handler)
+            else:
+                nursery.start_soon(conn.drain)
+        except RuntimeError:
+            # The transport is stopping (its nursery takes no new tasks).
+            if isinstance(job, RequestReceived):
+                conn.endpoint.abandon(job)
+            conn.done_with()
+            conn.abort("transport stopped")
+
+    def park(self, conn: Connection) -> None:
+        self._watcher.park(conn)
+
+    def unpark(self, conn: Connection) -> None:
+        self._watcher.unpark(conn)
 
     def named(self, conn: Connection, peer: PeerNamed) -> None:
         if peer.duplex and peer.port is not None and not conn.dialed:

@@ -1,15 +1,23 @@
-"""One TCP connection: a plain socket driven by a reader task and the RPC endpoint (Trio).
+"""One TCP connection: a socket, its RPC endpoint, and whoever reads it now (Trio).
 
 Both halves of the TCP transport use this class: a connection we dialed and
 one we accepted differ only in how they were made and which limits count
-them. Either side may send requests on it (see ``_rpc``): the reader task
-hands replies to the callers waiting for them, answers pings and lookups
-itself, and starts a task for each STORE, which may wait on a disk.
+them. Either side may send requests on it (see ``_rpc``).
 
-A write that fits the socket buffer is one ``send`` call with no lock, no
-cancel scope and no scheduler pass; only a write that finds the buffer full
-waits (shielded, so no caller can leave half a frame on the shared stream),
-and later writes queue behind it in order.
+A connection has no task of its own. A caller waiting for a reply reads the
+socket itself, for everyone: callers on one connection take turns, and the
+usual RPC, alone on its connection, wakes for its reply straight from epoll.
+While no caller waits, the connection is *parked* with the transport's one
+``_tcp_idle.Watcher``, which reads requests, late replies and the peer
+closing for every parked connection. Whoever reads dispatches the same way:
+replies go to their callers, pings and lookups are answered on the spot,
+and each STORE, which may wait on a disk, gets a task. An idle connection
+therefore costs a socket and two small objects, not a task.
+
+Writes never wait: what the socket takes now goes now; the rest waits in a
+backlog that one drain task writes within ``io_timeout``, and later writes
+queue behind it in order, so no caller can leave half a frame on the shared
+stream.
 """
 
 from __future__ import annotations
@@ -49,14 +57,9 @@ from ._transport import RequestHandler
 logger = logging.getLogger("trio_kad.transport")
 
 _RECEIVE_SIZE = 65536
-# Frames handled from one read before the reader lets other tasks run.
-_FRAMES_PER_TURN = 64
-# Turns a pipelining peer's reader lets pass before reading again. A peer that
-# sends a frame a turn has about this many waiting by then, so its frames are
-# read, and their replies written, this many to a system call. Two is too few:
-# a read then often holds one frame, and the reader falls back to epoll. The
-# cost is at most two more scheduler passes of wait for a pipelined request.
-_PIPELINE_TURNS = 3
+# Frames dispatched from one read before the reader lets other tasks (and, for
+# the watcher, other connections) have a turn: a read can hold a thousand.
+FRAMES_PER_TURN = 64
 
 
 class Owner(Protocol):
@@ -67,8 +70,18 @@ class Owner(Protocol):
     @property
     def stats(self) -> TransportStatistics: ...
 
-    def spawn_handler(self, conn: Connection, request: RequestReceived) -> None:
-        """Answer ``request`` (a STORE) in a task of its own."""
+    @property
+    def handler(self) -> RequestHandler | None:
+        """Answers the peer's requests (None: a client-only node answers none)."""
+
+    def spawn(self, conn: Connection, job: object) -> None:
+        """Run ``job`` (a STORE to answer, or ``None``: drain the backlog) in a task."""
+
+    def park(self, conn: Connection) -> None:
+        """Nobody reads ``conn`` now: the watcher reads it until a caller takes a turn."""
+
+    def unpark(self, conn: Connection) -> None:
+        """A caller reads ``conn`` now: the watcher leaves it alone."""
 
     def named(self, conn: Connection, peer: PeerNamed) -> None:
         """The peer said who it is: the pool may find this connection by that address."""
@@ -81,7 +94,7 @@ class Owner(Protocol):
 
 
 class Waiter:
-    """One caller waiting for the reply to one request, parked without an Event."""
+    """One caller waiting for the reply to one request, or for its turn to read."""
 
     __slots__ = ("done", "error", "misbehaved", "reply", "task")
 
@@ -93,6 +106,7 @@ class Waiter:
         self.misbehaved = False
 
     async def wait(self) -> None:
+        """Sleep until ``finish`` or ``wake`` (a turn to read), without an Event."""
         if self.done:
             return
         self.task = current_task()
@@ -105,6 +119,9 @@ class Waiter:
 
     def finish(self) -> None:
         self.done = True
+        self.wake()
+
+    def wake(self) -> None:
         task = self.task
         if task is not None:
             self.task = None
@@ -124,9 +141,11 @@ class Connection:
         "handler_deadline",
         "handlers",
         "last_activity",
+        "more",
         "owner",
+        "parked",
+        "reading",
         "remote",
-        "scope",
         "sock",
         "users",
     )
@@ -152,14 +171,19 @@ class Connection:
         self.closed = False
         self.end = "closed"  # why reading stopped
         self.counted = not dialed  # an accepted connection counts against the inbound limits
-        # The reader and each STORE being handled apart; the last one out closes the socket.
+        # The caller whose turn it is to read (for everyone), if any.
+        self.reading: Waiter | None = None
+        # Whether the watcher reads it (nobody else does).
+        self.parked = False
+        # Whether frames already read wait for dispatch (see FRAMES_PER_TURN).
+        self.more = False
+        # Being open, each STORE being answered and the drain task; the last one
+        # out closes the socket.
         self.users = 1
         # Scopes of the STOREs handled apart, and the deadline they all get once
         # reading stopped on an error (inf while it has not).
-        self.handlers: set[trio.CancelScope] = set()
+        self.handlers: set[trio.CancelScope] | None = None  # made for the first STORE
         self.handler_deadline = math.inf
-        # The reader's cancel scope for the current idle period (see _pump).
-        self.scope: trio.CancelScope | None = None
 
     def __repr__(self) -> str:
         kind = "dialed" if self.dialed else "accepted"
@@ -169,7 +193,8 @@ class Connection:
 
     def idle(self) -> bool:
         """Nothing in flight either way: closing it loses nothing."""
-        return not self.endpoint.pending and not self.endpoint.apart and not self.closed
+        endpoint = self.endpoint
+        return not (endpoint.pending or endpoint.apart or self.backlog or self.closed)
 
     def close_for_budget(self) -> None:
         self.abort("process connection budget")
@@ -177,7 +202,7 @@ class Connection:
     # --- requests we send ---------------------------------------------------------
 
     async def request(self, sender_id: bytes, sender_port: int | None, body: Request) -> ReplyFrame:
-        """Send one request and wait for its reply (the reader task delivers it)."""
+        """Send one request and wait for its reply, reading for everyone when it is our turn."""
         if self.closed:
             raise TransportError(f"connection to {format_address(self.remote)} closed")
         waiter = Waiter()
@@ -185,207 +210,239 @@ class Connection:
         self.last_activity = trio.current_time()
         self.owner.touched(self)
         try:
-            failure = await self.send(data)
+            failure = self.write(data)
             if failure is not None:
                 raise TransportError(f"connection to {format_address(self.remote)} lost: {failure}")
-            await waiter.wait()
+            while not waiter.done and not self.closed:
+                if self.reading is None:
+                    self.reading = waiter
+                    if self.parked:
+                        self.owner.unpark(self)
+                if self.reading is waiter:
+                    await self._read_for(waiter)
+                else:
+                    await waiter.wait()
         finally:
             self.endpoint.forget(request_id)
+            if self.reading is waiter:
+                self._pass_turn()
         if waiter.reply is None:
             error = waiter.error or f"connection to {format_address(self.remote)} closed"
             raise PeerMisbehaved(error) if waiter.misbehaved else TransportError(error)
         return waiter.reply
 
+    def _pass_turn(self) -> None:
+        """The reading caller leaves: the turn goes to a caller asleep, else to the watcher."""
+        self.reading = None
+        if self.closed:
+            return
+        for waiter in self.endpoint.pending.values():
+            if waiter.task is not None:
+                self.reading = waiter
+                waiter.wake()
+                return
+        # A caller not asleep yet (still in ``request``) takes the turn back itself.
+        self.owner.park(self)
+
+    async def _read_for(self, waiter: Waiter) -> None:
+        """Read and dispatch until ``waiter`` has its reply or the connection ends.
+
+        Half a frame bounds the wait to ``io_timeout`` from its start; otherwise
+        the caller's own deadline (the RPC timeout) does.
+        """
+        sock = self.sock
+        endpoint = self.endpoint
+        while True:
+            if not await self.dispatch() or waiter.done:
+                return
+            if self.more:
+                # Read no more until these are answered: the peer may not flood our memory.
+                await trio.lowlevel.checkpoint()
+                continue
+            try:
+                if endpoint.buffered:
+                    deadline = endpoint.frame_started + self.owner.config.io_timeout
+                    with trio.move_on_at(deadline):
+                        await wait_readable(sock)
+                else:
+                    await wait_readable(sock)
+            except (OSError, trio.ClosedResourceError) as exc:
+                if not self.closed:
+                    self._end(f"read failed: {exc}")
+                return
+            # Past the half frame's deadline with nothing new, this closes it.
+            if not self._receive():
+                return
+
     # --- reading ------------------------------------------------------------------
 
-    async def serve(self, handler: RequestHandler | None) -> None:
-        """Read and dispatch until the connection ends, then close it (the reader task)."""
+    async def start_reading(self) -> None:
+        """A new accepted connection: read what came with it, then park it."""
+        await self.read_ready()
+        if not self.closed and self.reading is None and not self.parked:
+            self.owner.park(self)
+
+    async def read_ready(self) -> None:
+        """Read what the socket holds and dispatch it (for the watcher and a new connection)."""
+        if self._receive():
+            await self.dispatch()
+
+    def _receive(self) -> bool:
+        """One non-blocking read into the endpoint; False once the connection ended."""
+        if self.closed:
+            return False
         try:
-            keep_going = await self._pump(handler)
-            # Answers already made go out even when reading stops.
-            await self.flush()
-            clean = keep_going and self.end == "closed by peer" and not self.endpoint.buffered
-            if self.end == "idle":
-                logger.debug("closing idle connection %r", self)
-            if not clean:
-                # No more reading, but the STOREs already accepted (at most
-                # max_requests_per_connection) get their replies if that is
-                # quick: garbage after a valid frame must not lose its answer.
-                self.hurry_handlers(trio.current_time() + self.owner.config.io_timeout)
-            # Else the peer finished sending: let running handlers reply.
-        finally:
-            self._stop_reading(self.end)
-            self.done_with()
+            data = self.sock.recv(_RECEIVE_SIZE)
+        except BlockingIOError:
+            return self._check_stall()
+        except OSError as exc:
+            self._end(f"read failed: {exc}")
+            return False
+        if not data:
+            self._end("closed by peer")
+            return False
+        self.last_activity = now = trio.current_time()
+        self.endpoint.receive_data(data, now)
+        return True
 
-    async def _pump(self, handler: RequestHandler | None) -> bool:
-        """Read frames and dispatch each; False as soon as the connection must close.
-
-        Returns True once the stream ended (``self.end`` says why). One cancel
-        scope covers many reads: its deadline is the idle deadline when
-        entered, tightened to the frame deadline only while a frame is half
-        received, and re-checked when it fires. A scope per read would cost
-        every frame a scope and a deadline-heap entry.
-        """
-        config = self.owner.config
+    def _check_stall(self) -> bool:
+        """Close a connection whose half frame is older than ``io_timeout``; False if closed."""
         endpoint = self.endpoint
-        sock = self.sock
-        # An accepted connection's first request is usually waiting already: read
-        # it without a trip through epoll (the task has just been scheduled anyway).
-        read_now = not self.dialed
-        while True:
-            if self.closed:
-                return True
-            now = trio.current_time()
-            if endpoint.buffered:
-                deadline = endpoint.frame_started + config.io_timeout
-                if deadline <= now:
-                    self.owner.stats.protocol_errors += 1
-                    self.end = "peer stalled mid-frame"
-                    return True
-            elif endpoint.pending or endpoint.apart:
-                # The outstanding work has its own deadlines; wake now and then to re-check.
-                deadline = now + config.idle_timeout
-            else:
-                deadline = self.last_activity + config.idle_timeout
-                if deadline <= now:
-                    self.end = "idle"
-                    return True
-            with trio.move_on_at(deadline) as scope:
-                # Also the scope abort() cancels: no second scope per connection.
-                self.scope = scope
-                while True:
-                    handled = 0
-                    while True:
-                        if handled == _FRAMES_PER_TURN:
-                            # A read can hold a thousand small frames: let the other
-                            # connections have a turn now and then.
-                            handled = 0
-                            await self.flush()
-                            await trio.lowlevel.checkpoint()
-                        event = endpoint.next_event()
-                        if event is None:
-                            break
-                        handled += 1
-                        if not await self._dispatch(event, handler):
-                            return False
-                    await self.flush()
-                    if endpoint.buffered:
-                        scope.deadline = min(
-                            scope.deadline, endpoint.frame_started + config.io_timeout
-                        )
-                    try:
-                        if read_now:
-                            read_now = False
-                        elif handled > 1:
-                            # A peer that sent several frames at once (it pipelines) has
-                            # likely sent more by now: read after letting the others run
-                            # a few turns, without a trip through epoll.
-                            for _ in range(_PIPELINE_TURNS):
-                                await trio.lowlevel.checkpoint()
-                        else:
-                            await wait_readable(sock)
-                        data = sock.recv(_RECEIVE_SIZE)
-                    except BlockingIOError:
-                        continue
-                    except (OSError, trio.ClosedResourceError) as exc:
-                        self.end = f"read failed: {exc}"
-                        return True
-                    if not data:
-                        self.end = "closed by peer"
-                        return True
-                    self.last_activity = now = trio.current_time()
-                    endpoint.receive_data(data, now)
-
-    async def _dispatch(
-        self,
-        event: PeerNamed | RequestReceived | ReplyReceived[Waiter] | MustClose,
-        handler: RequestHandler | None,
-    ) -> bool:
-        """Act on one event; False when the connection must close."""
-        if type(event) is RequestReceived:
-            if handler is None:
-                self.endpoint.send_not_serving(event)
-            elif event.inline:
-                # Pings and lookups are pure CPU: answered in the reader task, they
-                # cost no task of their own (and pipelined ones stay in order).
-                try:
-                    body = await handler(event.frame, self.remote)
-                except Exception:
-                    logger.debug("handler failed for a request from %r", self, exc_info=True)
-                    self.endpoint.send_internal_error(event)
-                else:
-                    self.endpoint.send_reply(event, body)
-            else:
-                self.owner.spawn_handler(self, event)
-        elif type(event) is ReplyReceived:
-            waiter = event.waiter
-            waiter.reply = event.frame
-            waiter.finish()
-        elif type(event) is PeerNamed:
-            self.owner.named(self, event)
-        else:
-            assert type(event) is MustClose
-            logger.debug("closing %r: %s", self, event.reason)
-            self.end = event.reason
-            self._stop_reading(event.reason, misbehaved=event.misbehaved)
+        if (
+            endpoint.buffered
+            and endpoint.frame_started + self.owner.config.io_timeout <= trio.current_time()
+        ):
+            self.owner.stats.protocol_errors += 1
+            self._end("peer stalled mid-frame")
             return False
         return True
+
+    def check_idle(self, now: float) -> bool:
+        """Close if stalled mid-frame or unused for ``idle_timeout``; whether it closed."""
+        if not self._check_stall():
+            return True
+        if self.last_activity + self.owner.config.idle_timeout > now:
+            return False
+        if self.endpoint.apart or self.backlog:
+            # Work in flight has deadlines of its own: not idle yet.
+            self.last_activity = now
+            return False
+        logger.debug("closing idle connection %r", self)
+        self._end("idle")
+        return True
+
+    async def dispatch(self) -> bool:
+        """Act on the events the bytes read so far make; False once the connection ended.
+
+        At most ``FRAMES_PER_TURN`` of them (``more`` says whether any wait).
+        Never waits (inline handlers do not block), so the watcher can read
+        for many connections in one task.
+        """
+        endpoint = self.endpoint
+        handler = self.owner.handler
+        self.more = False
+        for _ in range(FRAMES_PER_TURN):
+            event = endpoint.next_event()
+            if event is None:
+                break
+            if type(event) is RequestReceived:
+                if handler is None:
+                    endpoint.send_not_serving(event)
+                elif event.inline:
+                    # Pings and lookups are pure CPU: answered here, they cost no
+                    # task of their own (and pipelined ones stay in order).
+                    try:
+                        reply = await handler(event.frame, self.remote)
+                    except Exception:
+                        logger.debug("handler failed for a request from %r", self, exc_info=True)
+                        endpoint.send_internal_error(event)
+                    else:
+                        endpoint.send_reply(event, reply)
+                else:
+                    self.users += 1
+                    self.owner.spawn(self, event)
+            elif type(event) is ReplyReceived:
+                waiter = event.waiter
+                waiter.reply = event.frame
+                waiter.finish()
+            elif type(event) is PeerNamed:
+                self.owner.named(self, event)
+            else:
+                assert type(event) is MustClose
+                logger.debug("closing %r: %s", self, event.reason)
+                self.flush()
+                self._end(event.reason, misbehaved=event.misbehaved)
+                return False
+        else:
+            self.more = True
+        self.flush()
+        return not self.closed
 
     async def handle_apart(self, request: RequestReceived, handler: RequestHandler) -> None:
         """Answer one STORE in a task of its own, cut short if the connection goes bad."""
         scope = trio.CancelScope(deadline=self.handler_deadline)
-        self.handlers.add(scope)
+        if self.handlers is None:
+            self.handlers = set()
+        handlers = self.handlers
+        handlers.add(scope)
         answered = False
         try:
             with scope:
                 try:
-                    body = await handler(request.frame, self.remote)
+                    reply = await handler(request.frame, self.remote)
                 except Exception:
                     logger.debug("handler failed for a request from %r", self, exc_info=True)
                     self.endpoint.send_internal_error(request)
                 else:
-                    self.endpoint.send_reply(request, body)
+                    self.endpoint.send_reply(request, reply)
                 answered = True
-                await self.flush()
+                self.flush()
         finally:
             if not answered:
                 self.endpoint.abandon(request)
-            self.handlers.discard(scope)
+            handlers.discard(scope)
             self.done_with()
 
     # --- writing ------------------------------------------------------------------
 
-    async def flush(self) -> None:
+    def flush(self) -> None:
         """Write the replies the endpoint has queued, in one piece."""
         if self.endpoint.has_data_to_send:
             data = self.endpoint.data_to_send()
-            if await self.send(data) is None:
+            if self.write(data) is None:
                 self.last_activity = trio.current_time()
 
-    async def send(self, data: bytes) -> str | None:
-        """Write ``data`` after anything queued; why the connection failed, or None.
+    def write(self, data: bytes) -> str | None:
+        """Write ``data`` after anything queued, never waiting; why the connection failed, or None.
 
         A failed connection is closed (its waiting callers failed) before this returns.
         """
+        if self.closed:
+            return self.end
         if self.backlog is not None:
             # A write is waiting for room; this one goes out after it, in order.
             self.backlog += data
             return None
-        sock = self.sock
         try:
-            sent = sock.send(data)
+            sent = self.sock.send(data)
         except BlockingIOError:
             sent = 0
         except OSError as exc:
             return self.abort(f"write failed: {exc}")
-        if sent == len(data):
-            return None
-        backlog = self.backlog = bytearray(memoryview(data)[sent:])
-        # Shielded: a caller giving up mid-write would leave half a frame on the
-        # shared stream and break it for everyone. Still bounded by io_timeout.
-        with trio.CancelScope(shield=True) as scope:
-            scope.deadline = trio.current_time() + self.owner.config.io_timeout
-            try:
+        if sent < len(data):
+            self.backlog = bytearray(memoryview(data)[sent:])
+            self.users += 1
+            self.owner.spawn(self, None)
+        return None
+
+    async def drain(self) -> None:
+        """Write the backlog as the socket takes it; each bit of progress earns ``io_timeout``."""
+        sock = self.sock
+        timeout = self.owner.config.io_timeout
+        try:
+            with trio.move_on_after(timeout) as scope:
+                # Later writes append to this same bytearray.
+                backlog = self.backlog
                 while backlog:
                     await wait_writable(sock)
                     try:
@@ -393,18 +450,29 @@ class Connection:
                     except BlockingIOError:
                         continue
                     del backlog[:sent]
-            except (OSError, trio.ClosedResourceError) as exc:
-                return self.abort(f"write failed: {exc}")
-        if scope.cancelled_caught:
-            return self.abort("write timed out")
-        self.backlog = None
-        return None
+                    scope.deadline = trio.current_time() + timeout
+            if scope.cancelled_caught:
+                self.abort("write timed out")
+        except (OSError, trio.ClosedResourceError) as exc:
+            if not self.closed:
+                self.abort(f"write failed: {exc}")
+        finally:
+            self.backlog = None
+            self.done_with()
 
     # --- closing ------------------------------------------------------------------
 
+    def _end(self, reason: str, *, misbehaved: bool = False) -> None:
+        """Reading stopped: the STOREs already accepted still get their replies if quick."""
+        clean = reason == "closed by peer" and not self.endpoint.buffered
+        if not clean:
+            # Garbage after a valid frame must not lose that frame's answer, but
+            # a broken connection gets at most io_timeout more.
+            self.hurry_handlers(trio.current_time() + self.owner.config.io_timeout)
+        self._stop_reading(reason, misbehaved=misbehaved)
+
     def abort(self, reason: str, *, misbehaved: bool = False) -> str:
         """Close now: stop reading and answering, fail every waiting caller."""
-        self.end = reason
         self._stop_reading(reason, misbehaved=misbehaved)
         self.hurry_handlers(-math.inf)
         # The socket goes now, not when the last handler notices: a budget or a
@@ -417,23 +485,25 @@ class Connection:
         if self.closed:
             return
         self.closed = True
-        if self.scope is not None:
-            self.scope.cancel()
+        self.end = reason
+        if self.parked:
+            self.owner.unpark(self)
         error = f"connection to {format_address(self.remote)} closed: {reason}"
         for waiter in self.endpoint.fail_pending():
             waiter.error = error
             waiter.misbehaved = misbehaved
             waiter.finish()
         self.owner.gone(self)
+        self.done_with()
 
     def hurry_handlers(self, deadline: float) -> None:
         """Give every STORE still being handled at most until ``deadline``."""
         self.handler_deadline = deadline
-        for scope in self.handlers:
+        for scope in self.handlers or ():
             scope.deadline = min(scope.deadline, deadline)
 
     def done_with(self) -> None:
-        """One user (the reader, or a STORE handled apart) is finished with the connection."""
+        """One user (being open, a STORE handled apart, the drain) is done with the connection."""
         self.users -= 1
         if not self.users:
             _sockets.close(self.sock)

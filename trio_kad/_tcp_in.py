@@ -34,7 +34,8 @@ class Acceptor:
     """Accepts connections and keeps count of them, per IP and in all.
 
     ``open_connection(remote, sock)`` is the transport's: it wraps an admitted
-    socket in a ``Connection`` and starts its reader task.
+    socket in a ``Connection``. Its first request is usually there already:
+    it is read at once, and the connection then parked with the watcher.
     """
 
     def __init__(
@@ -69,24 +70,32 @@ class Acceptor:
                     logger.debug("accept failed (%s); retrying shortly", exc)
                     await trio.sleep(_ACCEPT_BACKOFF)
                     break
-                self._accepted(sock, (str(peer[0]), int(peer[1])))
+                conn = self._accepted(sock, (str(peer[0]), int(peer[1])))
+                if conn is not None:
+                    await conn.start_reading()
 
-    def _accepted(self, sock: socket.socket, remote: Address) -> None:
+    def close_all(self, reason: str) -> None:
+        for same_ip in list(self._by_ip.values()):
+            for conn in list(same_ip):
+                conn.abort(reason)
+
+    def _accepted(self, sock: socket.socket, remote: Address) -> Connection | None:
         try:
             _sockets.prepare(sock)
         except OSError:
             # Reset before we got to it: nothing to serve.
             sock.close()
-            return
+            return None
         refusal = self._make_room(remote[0])
         if refusal is not None:
             logger.debug("refusing connection from %s: %s", format_address(remote), refusal)
             self._stats.connections_refused += 1
             sock.close()
-            return
+            return None
         conn = self._open_connection(remote, sock)
         self.count += 1
         self._by_ip.setdefault(remote[0], {})[conn] = None
+        return conn
 
     def _make_room(self, ip: str) -> str | None:
         """Make room for a connection from ``ip``; why it must be refused, or None."""

@@ -44,7 +44,7 @@ class Dialer:
     """The pool of connections by peer address, and the dialing of new ones.
 
     ``open_connection(address, sock)`` is the transport's: it wraps a freshly
-    connected socket in a ``Connection`` and starts its reader task.
+    connected socket in a ``Connection``; the caller then reads its own reply.
     """
 
     def __init__(

@@ -19,8 +19,9 @@ RequestHandler = Callable[[RequestFrame, Address], Awaitable[Reply]]
 """Serves one request. Gets the frame and the remote (host, port) it came from.
 
 PING, FIND_NODE and FIND_VALUE must be answered without blocking (the node's
-handler only reads memory for them): transports answer them in the
-connection's reader task (``_rpc.ANSWERED_INLINE``). STOREs, which may wait on
+handler only reads memory for them): transports answer them in whichever task
+reads the connection (``_rpc.ANSWERED_INLINE``), for TCP often one that reads
+many connections. STOREs, which may wait on
 a disk, get a task each.
 """
 
