@@ -188,5 +188,6 @@ class TcpTransport(Transport):
 
     def gone(self, conn: Connection) -> None:
         self._stats.connections_open -= 1
+        self._watcher.forget(conn)
         self._dialer.forget(conn)
         self._acceptor.release(conn)

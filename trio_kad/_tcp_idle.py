@@ -1,22 +1,27 @@
 """The watcher: one task that reads every connection no caller is reading (Trio).
 
-A parked connection is registered with one ``selectors`` selector (epoll on
-Linux, kqueue on the BSDs and macOS) whose own descriptor the watcher waits
-on through Trio, so a thousand idle connections cost one task and one
-descriptor, not a thousand tasks. When some become readable, the watcher
-reads each once and dispatches what came (``Connection.read_ready``: a
-request, a late reply, the peer closing). It also closes parked connections
-unused for ``Config.idle_timeout`` and those stalled in the middle of a
-frame for ``io_timeout``.
+A parked connection is armed in one poller of the transport's own (epoll on
+Linux; a ``selectors`` selector, kqueue on the BSDs and macOS, elsewhere)
+whose descriptor the watcher waits on through Trio, so a thousand idle
+connections cost one task and one descriptor, not a thousand tasks. When
+some become readable, the watcher reads each once and dispatches what came
+(``Connection.read_ready``: a request, a late reply, the peer closing). It
+also closes parked connections unused for ``Config.idle_timeout`` and those
+stalled in the middle of a frame for ``io_timeout``.
 
-Where the selector has no descriptor to wait on (``select`` on Windows), the
-watcher polls it every ``_POLL_INTERVAL`` instead.
+On Linux a connection is armed for one event (``EPOLLONESHOT``): parking it
+again is one ``epoll_ctl``, and a caller taking it back costs no system call
+(an event that fires meanwhile is skipped, and disarms it). Where the
+selector has no descriptor to wait on (``select`` on Windows), the watcher
+polls it every ``_POLL_INTERVAL`` instead.
 """
 
 from __future__ import annotations
 
 import math
+import select
 import selectors
+from typing import Protocol
 
 import trio
 from trio.lowlevel import checkpoint, wait_readable
@@ -29,17 +34,98 @@ _POLL_INTERVAL = 0.01
 _READS_PER_TURN = 64
 
 
+class _Poller(Protocol):
+    fd: int | None
+
+    def arm(self, conn: Connection) -> None:
+        """Report ``conn`` when it becomes readable."""
+
+    def rearm(self, conn: Connection) -> None:
+        """``conn``, still parked, was reported and read: report it again."""
+
+    def disarm(self, conn: Connection) -> None:
+        """A caller reads ``conn`` now: stop reporting it (or skip what comes)."""
+
+    def forget(self, conn: Connection) -> None:
+        """``conn`` closes: drop it for good (its descriptor is still open)."""
+
+    def ready(self) -> list[Connection]:
+        """The armed connections readable now, without waiting."""
+
+    def close(self) -> None: ...
+
+
+class _OneShotEpoll:
+    """Linux: each connection armed for one event, re-armed with one ``epoll_ctl``."""
+
+    def __init__(self) -> None:
+        self._epoll = select.epoll()
+        self.fd: int | None = self._epoll.fileno()
+        self._conns: dict[int, Connection] = {}
+
+    def arm(self, conn: Connection) -> None:
+        fd = conn.sock.fileno()
+        if self._conns.get(fd) is conn:
+            self._epoll.modify(fd, select.EPOLLIN | select.EPOLLONESHOT)
+        else:
+            self._conns[fd] = conn
+            self._epoll.register(fd, select.EPOLLIN | select.EPOLLONESHOT)
+
+    def rearm(self, conn: Connection) -> None:
+        self._epoll.modify(conn.sock.fileno(), select.EPOLLIN | select.EPOLLONESHOT)
+
+    def disarm(self, conn: Connection) -> None:
+        pass  # fires at most once more, and the watcher skips a connection not parked
+
+    def forget(self, conn: Connection) -> None:
+        fd = conn.sock.fileno()
+        if self._conns.get(fd) is conn:
+            del self._conns[fd]
+            self._epoll.unregister(fd)
+
+    def ready(self) -> list[Connection]:
+        conns = self._conns
+        return [conns[fd] for fd, _ in self._epoll.poll(0) if fd in conns]
+
+    def close(self) -> None:
+        self._epoll.close()
+
+
+class _Selector:
+    """Elsewhere: a ``selectors`` selector, registered while parked."""
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        try:
+            self.fd: int | None = self._selector.fileno()
+        except AttributeError:  # pragma: no cover - a selector without a descriptor
+            self.fd = None
+
+    def arm(self, conn: Connection) -> None:
+        self._selector.register(conn.sock, selectors.EVENT_READ, conn)
+
+    def rearm(self, conn: Connection) -> None:
+        pass  # registered while parked
+
+    def disarm(self, conn: Connection) -> None:
+        self._selector.unregister(conn.sock)
+
+    def forget(self, conn: Connection) -> None:
+        pass  # disarmed when it was unparked
+
+    def ready(self) -> list[Connection]:
+        return [key.data for key, _ in self._selector.select(0)]
+
+    def close(self) -> None:
+        self._selector.close()
+
+
 class Watcher:
     """The parked connections of one transport, in order of last activity."""
 
     def __init__(self, config: Config) -> None:
         self._config = config
-        self._selector = selectors.DefaultSelector()
-        self._fd: int | None
-        try:
-            self._fd = self._selector.fileno()
-        except AttributeError:  # pragma: no cover - a selector without a descriptor
-            self._fd = None
+        self._poller: _Poller = _OneShotEpoll() if hasattr(select, "epoll") else _Selector()
         # Least recently active first: the idle sweep looks at the front only.
         self.parked: dict[Connection, None] = {}
         # The parked ones holding half a frame (few): each has an io_timeout deadline.
@@ -56,7 +142,7 @@ class Watcher:
             self._stalled[conn] = None
         if conn.more:
             self._more[conn] = None
-        self._selector.register(conn.sock, selectors.EVENT_READ, conn)
+        self._poller.arm(conn)
         scope = self._scope
         if scope is not None:
             if conn.more:
@@ -69,32 +155,35 @@ class Watcher:
         del self.parked[conn]
         self._stalled.pop(conn, None)
         self._more.pop(conn, None)
-        self._selector.unregister(conn.sock)
+        self._poller.disarm(conn)
+
+    def forget(self, conn: Connection) -> None:
+        """``conn`` closes (unparked already); its descriptor is still open."""
+        self._poller.forget(conn)
 
     def close(self) -> None:
-        self._selector.close()
+        self._poller.close()
 
     async def run(self) -> None:
         """Read parked connections as they become readable, and close the idle ones, forever."""
-        select = self._selector.select
+        poller = self._poller
         more = self._more
         while True:
             if more:
                 await checkpoint()
             else:
                 with trio.move_on_at(self._next_deadline()) as self._scope:
-                    if self._fd is None:  # pragma: no cover - polled
+                    if poller.fd is None:  # pragma: no cover - polled
                         await trio.sleep(_POLL_INTERVAL)
                     else:
-                        await wait_readable(self._fd)
+                        await wait_readable(poller.fd)
                 self._scope = None
             for conn in list(more):
                 if conn.parked:
                     await conn.dispatch()
                     self._after_read(conn)
             reads = 0
-            for key, _ in select(0):
-                conn = key.data
+            for conn in poller.ready():
                 if not conn.parked or conn.more:
                     continue  # a caller took it or it closed since; or it has enough to do
                 await conn.read_ready()
@@ -117,6 +206,9 @@ class Watcher:
                 subset[conn] = None
             else:
                 subset.pop(conn, None)
+        if not conn.more:
+            # Read more from it only once what it sent is answered.
+            self._poller.rearm(conn)
 
     def _next_deadline(self) -> float:
         """When the least recently active connection goes idle, or a half frame times out."""
