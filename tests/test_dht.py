@@ -316,7 +316,7 @@ async def test_one_failure_does_not_evict_without_a_replacement(
         assert victim.node_id not in node.table
 
 
-async def test_a_peer_answering_with_another_id_is_banned(
+async def test_a_peer_answering_with_another_id_drops_that_pairing_and_bans_nobody(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with open_simulation(10, seed=17) as sim:
@@ -328,14 +328,13 @@ async def test_a_peer_answering_with_another_id_is_banned(
         sim.stop_node(victim)
         await trio.sleep(1)
         # Someone else takes over the address and answers under its own id.
-        async with open_dht(port=contact.port, transport=sim.network.transport()):
+        async with open_dht(port=contact.port, transport=sim.network.transport()) as newcomer:
             assert await node.rpc(contact, Ping()) is None
-            now = trio.current_time()
             assert contact.node_id not in node.table
-            assert node.table.banned(contact.node_id, now)
-            node.saw_alive(contact)
-            assert contact.node_id not in node.table
-            await trio.sleep(sim.config.ban_duration + 1)
+            # Neither id did anything wrong: the old one may come back (from where it
+            # moved to), the one speaking there is who it says it is.
+            for node_id in (contact.node_id, newcomer.node_id):
+                assert not node.table.banned(node_id, trio.current_time())
             node.saw_alive(contact)
             assert contact.node_id in node.table
 

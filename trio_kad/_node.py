@@ -194,11 +194,14 @@ class Node:
     async def rpc(
         self, contact: Contact, body: Request, timeout: float | None = None
     ) -> Reply | None:
-        """Send one request to a known contact under ``timeout`` (``Config.rpc_timeout``).
+        """Send one request to a contact under ``timeout`` (``Config.rpc_timeout``).
 
-        Returns the reply, or ``None`` when the contact failed (timeout, transport
-        error, or a reply from another id than the one asked), which counts
-        against it in the routing table.
+        Returns the reply, or ``None`` when the contact failed: a timeout, a
+        transport error, garbage, or a reply from another id than the one asked.
+        The contact may be one another peer merely named, so a failure is held
+        against an id only where the routing table holds that id at that same
+        address (a peer answers for its own address, never for a pairing a
+        third party made up).
         """
         reply = None
         started = trio.current_time()
@@ -206,28 +209,45 @@ class Node:
             try:
                 reply = await self.transport.request(contact.address, self.node_id, self.port, body)
             except PeerMisbehaved as exc:
-                # Garbage or an unexpected frame: nothing it says can be trusted, so
-                # it leaves the table and may not come back for a while.
-                log.debug("rpc to %r: %s; banned", contact, exc)
-                self.ban(contact)
+                # Garbage or an unexpected frame: nothing said there can be trusted. The id
+                # the table holds at that address is the one speaking there; it leaves the
+                # table and may not come back for a while.
+                log.debug("rpc to %r: %s", contact, exc)
+                if self._holds(contact):
+                    self.ban(contact)
                 return None
             except TransportError as exc:
                 log.debug("rpc to %r failed: %s", contact, exc)
         if reply is None:
-            self.table.mark_failed(contact.node_id)
-            # Its next request must count again: it may have left the table.
-            self._recent_requesters.pop(contact.node_id, None)
+            if self._holds(contact):
+                self.table.mark_failed(contact.node_id)
+                # Its next request must count again: it may have left the table.
+                self._recent_requesters.pop(contact.node_id, None)
             return None
         if reply.sender_id != contact.node_id:
-            # Whoever answers there is not who it claimed to be (or no longer is).
-            log.debug("%r answered as %s; banned", contact, reply.sender_id.hex()[:12])
-            self.ban(contact)
+            # Another node listens there: the pairing of id and address is wrong (the
+            # node moved or restarted, or a third party made it up), not the id.
+            log.debug("%r answered as %s", contact, reply.sender_id.hex()[:12])
+            if self._holds(contact):
+                self.table.remove(contact.node_id)
+                self._recent_requesters.pop(contact.node_id, None)
             return None
         if not isinstance(body, Store):
             # STOREs may wait on a disk; the others measure the network and the peer.
             self.rtt.observe(trio.current_time() - started)
         self.saw_alive(contact)
         return reply.body
+
+    def _holds(self, contact: Contact) -> bool:
+        """Whether the routing table holds ``contact``'s id at ``contact``'s address.
+
+        In a bucket, or waiting in its replacement cache.
+        """
+        node_id = contact.node_id
+        known = self.table.get(node_id)
+        if known is not None:
+            return known.port == contact.port and known.host == contact.host
+        return contact in self.table.bucket_for(node_id).replacements
 
     def ban(self, contact: Contact) -> None:
         """Drop a lying or broken contact and refuse it for ``Config.ban_duration``."""
