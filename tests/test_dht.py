@@ -13,6 +13,7 @@ from trio_kad import (
     BootstrapError,
     Config,
     MemoryNetwork,
+    ProtocolError,
     StoreError,
     open_dht,
 )
@@ -339,19 +340,29 @@ async def test_a_peer_answering_with_another_id_drops_that_pairing_and_bans_nobo
             assert contact.node_id in node.table
 
 
-async def test_a_value_no_setter_could_make_is_refused_and_its_holder_banned(
-    autojump_clock: trio.testing.MockClock,
+@pytest.mark.parametrize("poisoned", [2, 3])
+async def test_a_poisoned_copy_is_its_holders_miss_and_bans_nobody(
+    autojump_clock: trio.testing.MockClock, poisoned: int
 ) -> None:
     async with open_simulation(30, seed=18, config=Config(k=3)) as sim:
         await sim.nodes[0].set("target", "real")
         ident = key_id("target")
         holders = [n for n in sim.nodes if n.get_local("target") is not None]
+        assert len(holders) == 3
+        holders.sort(key=lambda n: distance(n.node_id, ident))
         now = trio.current_time()
-        for holder in holders:  # every copy replaced by bytes that are not CBOR
+        # Copies replaced by bytes that are not CBOR, the closest first (as an old
+        # data_dir could hold them: a STORE of such bytes is refused now).
+        for holder in holders[:poisoned]:
             await node_of(holder).records.put(Record(ident, b"\xff\xfe", now, now + 3600))
-        reader = next(n for n in sim.nodes if n not in holders and n is not sim.nodes[0])
-        assert await reader.get("target") is None
-        assert any(node_of(reader).table.banned(h.node_id, trio.current_time()) for h in holders)
+        expected = "real" if poisoned < len(holders) else None
+        readers = [n for n in sim.nodes if n not in holders and n is not sim.nodes[0]]
+        for reader in [*readers[:5], holders[0]]:
+            assert await reader.get("target") == expected
+            now = trio.current_time()
+            assert not any(node_of(reader).table.banned(h.node_id, now) for h in holders)
+        with pytest.raises(ProtocolError):
+            holders[0].get_local("target")
 
 
 def test_values_decode_without_running_parsers() -> None:

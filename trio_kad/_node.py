@@ -39,6 +39,7 @@ from ._routing import Added, PingOldest, RoutingTable
 from ._search import LookupOutcome, LookupReport, Search
 from ._serve import Server
 from ._transport import Transport
+from ._values import well_formed_value
 
 __all__ = ["LookupOutcome", "LookupReport", "Node", "NodeCounters"]
 
@@ -280,7 +281,8 @@ class Node:
     async def find_value(self, key: bytes) -> tuple[bytes | None, LookupReport | None]:
         """The value under ``key``: from the local store, else from the network."""
         record = self.records.get(key, trio.current_time())
-        if record is not None:
+        # A copy that will not decode (kept before STOREs were checked) is a miss.
+        if record is not None and well_formed_value(record.value):
             return record.value, None
         outcome = await self.lookup(key, want_value=True)
         if outcome.value is not None and outcome.contacts and self._nursery is not None:
