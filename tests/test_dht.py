@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 
+import cbor2
 import pytest
 import trio
 import trio.testing
@@ -12,13 +13,14 @@ import trio.testing
 from trio_kad import (
     BootstrapError,
     Config,
+    Dht,
     MemoryNetwork,
     ProtocolError,
     StoreError,
     open_dht,
 )
 from trio_kad._ids import distance, key_id, random_id_at_distance
-from trio_kad._messages import FindValue, Ping
+from trio_kad._messages import FindValue, Ping, RequestFrame, Store, Stored
 from trio_kad._records import Record
 from trio_kad.testing import node_of, open_simulation
 
@@ -104,6 +106,51 @@ async def test_store_error_when_nobody_accepts(autojump_clock: trio.testing.Mock
         network.set_mode(server.address, "refuse")
         with pytest.raises(StoreError):
             await client.set("k", "v")
+
+
+async def _fill_from_other_peers(dht: Dht, origins: int, per_origin: int) -> None:
+    """STOREs from ``origins`` addresses, each up to its quota, as a transport delivers them."""
+    node = node_of(dht)
+    rng = random.Random(9)
+    for origin in range(origins):
+        for index in range(per_origin):
+            key = key_id(f"theirs {origin} {index}")
+            frame = RequestFrame(index, rng.randbytes(32), None, Store(key, cbor2.dumps(index)))
+            assert await node.handle_request(frame, (f"10.0.{origin}.1", 0)) == Stored()
+
+
+async def test_own_pairs_are_kept_and_republished_in_a_store_others_filled(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = Config(
+        max_records=6, max_records_per_ip=2, per_ip_exempt=(), republish_interval=3000.0
+    )
+    async with open_simulation(5, seed=19, config=config) as sim:
+        dht = sim.nodes[0]
+        await _fill_from_other_peers(dht, origins=3, per_origin=2)
+        assert len(node_of(dht).records) == config.max_records
+        assert await dht.set("mine", "kept") >= 1
+        record = node_of(dht).records.get(key_id("mine"), trio.current_time())
+        assert record is not None and record.publisher
+        # Past its first expiry: still held here, and elsewhere, because it was republished.
+        await trio.sleep(config.expire_interval + 1)
+        assert dht.get_local("mine") == "kept"
+        assert [n.get_local("mine") for n in sim.nodes[1:]].count("kept") >= 1
+
+
+async def test_set_raises_when_own_pairs_fill_the_store(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = Config(max_records=2, max_records_per_ip=2, per_ip_exempt=())
+    async with open_simulation(3, seed=20, config=config) as sim:
+        dht = sim.nodes[0]
+        await _fill_from_other_peers(dht, origins=1, per_origin=2)
+        await dht.set("one", 1)
+        await dht.set("two", 2)
+        with pytest.raises(StoreError):
+            await dht.set("three", 3)
+        assert dht.get_local("three") is None
+        assert [dht.get_local("one"), dht.get_local("two")] == [1, 2]
 
 
 async def test_client_only_nodes_stay_out_of_routing_tables(

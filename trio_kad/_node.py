@@ -18,7 +18,7 @@ import trio
 from ._address import format_address, valid_host
 from ._config import Config
 from ._duties import among_closest, batches
-from ._errors import BootstrapError, PeerMisbehaved, TransportError
+from ._errors import BootstrapError, PeerMisbehaved, StoreError, TransportError
 from ._ids import Address, Contact
 from ._limits import RttEstimator
 from ._messages import (
@@ -44,6 +44,9 @@ from ._values import well_formed_value
 __all__ = ["LookupOutcome", "LookupReport", "Node", "NodeCounters"]
 
 log = logging.getLogger("trio_kad.node")
+
+_ROOM_ATTEMPTS = 3
+"""Rounds of making room for an own pair before giving up (see ``Node.keep_own``)."""
 
 
 @dataclass(slots=True)
@@ -317,18 +320,42 @@ class Node:
     async def store_at_closest(self, request: Store, *, own_copy: Record | None = None) -> int:
         """Find the k closest to the key and send them ``request``.
 
-        ``own_copy`` is kept locally (it counts as an acknowledgement when this
-        node is among the k closest).
+        ``own_copy`` is kept locally first (see ``keep_own``; it counts as an
+        acknowledgement when this node is among the k closest).
         """
+        if own_copy is not None:
+            await self.keep_own(own_copy)
         outcome = await self.lookup(request.key)
         targets = outcome.contacts
         acks = 0
         k = self.config.k
-        kept = own_copy is not None and await self.records.put(own_copy)
-        if kept and not self.client_only and among_closest(self.node_id, request.key, targets, k):
+        mine = own_copy is not None and not self.client_only
+        if mine and among_closest(self.node_id, request.key, targets, k):
             targets = targets[: k - 1]
             acks += 1
         return acks + await self.send_stores(targets, request)
+
+    async def keep_own(self, record: Record) -> None:
+        """Hold one of this node's own pairs, the one it republishes from.
+
+        Quotas meant for others never refuse it: pairs held for others make
+        room (``RecordStore.displaceable``). Raises ``StoreError`` when the
+        node's own pairs alone fill the store.
+        """
+        records = self.records
+        # A durable store awaits its disk, so a STORE may take the room just made.
+        for _ in range(_ROOM_ATTEMPTS):
+            if await records.put(record):
+                return
+            victims = records.displaceable(record)
+            if victims is None:
+                break
+            for key in victims:
+                await records.remove(key)
+        raise StoreError(
+            "the local store has no room for this pair: this node's own pairs fill it"
+            " (Config.max_records, Config.max_store_bytes)"
+        )
 
     async def send_stores(self, contacts: Iterable[Contact], request: Store) -> int:
         """Send one STORE to each contact at once; return how many acknowledged."""

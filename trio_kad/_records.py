@@ -91,6 +91,36 @@ class RecordStore(abc.ABC):
             or self._per_origin[origin] < self._max_per_origin
         )
 
+    def displaceable(self, record: Record) -> list[bytes] | None:
+        """Keys held for others to drop so that ``record`` fits, or ``None`` if none would do.
+
+        For the node's own pairs, which quotas meant for others must never
+        refuse: a pair this node publishes outranks a copy it holds for someone
+        else (the network keeps k of those). Cached copies go first, then the
+        pairs of the origin holding the most (whoever filled the store pays
+        first), soonest to expire first. Own pairs are never displaced. Counts
+        the record and byte quotas only: ``record`` is expected to have no origin.
+        """
+        old = self._records.get(record.key)
+        count_over = 0 if old is not None else len(self._records) + 1 - self._max_records
+        freed = 0 if old is None else len(old.value)
+        bytes_over = self._bytes - freed + len(record.value) - self._max_bytes
+        per_origin = self._per_origin
+        others = sorted(
+            (r for r in self._records.values() if not r.publisher and r.key != record.key),
+            key=lambda r: (not r.cached, -per_origin[r.origin] if r.origin else 0, r.expires_at),
+        )
+        chosen: list[bytes] = []
+        for other in others:
+            if count_over <= 0 and bytes_over <= 0:
+                break
+            chosen.append(other.key)
+            count_over -= 1
+            bytes_over -= len(other.value)
+        if count_over > 0 or bytes_over > 0:
+            return None
+        return chosen
+
     @property
     def value_bytes(self) -> int:
         """Bytes of values held."""
