@@ -91,7 +91,9 @@ class Dht:
         Returns how many nodes acknowledged (the local node counts when it is
         among the k closest). Raises ``ValueError`` for a ``None`` value or one
         whose CBOR encoding exceeds ``Config.max_value_size`` (before any I/O),
-        and ``StoreError`` when no node accepted it.
+        and ``StoreError`` when no node accepted it or when this node cannot
+        keep the copy it republishes from (its own pairs fill its store; pairs
+        it holds for others make room).
         """
         ident = key_id(key)
         encoded = self._encode(value)
@@ -101,7 +103,10 @@ class Dht:
         return acks
 
     async def get(self, key: str | bytes) -> Any:
-        """The value under ``key``, looked up locally then on the network; ``None`` if absent."""
+        """The value under ``key``, looked up locally then on the network; ``None`` if absent.
+
+        A copy that is not valid CBOR counts as absent where it is held.
+        """
         value, _ = await self._node.find_value(key_id(key))
         return None if value is None else _decode(value)
 
