@@ -11,6 +11,7 @@ import trio.testing
 
 from trio_kad import Config, MemoryNetwork, PeerMisbehaved, TransportError
 from trio_kad._ids import Address, Contact
+from trio_kad._memory import MemoryTransport
 from trio_kad._messages import (
     FindNode,
     Nodes,
@@ -24,7 +25,6 @@ from trio_kad._messages import (
 from trio_kad._node import Node
 from trio_kad._records import Record
 from trio_kad._routing import PingOldest
-from trio_kad._transport import RequestHandler, Transport
 from trio_kad.testing import node_of, open_simulation
 
 RESEEN = Config().requester_reseen_interval
@@ -178,32 +178,19 @@ _GARBAGE = "garbage"
 _SILENT = "silent"
 
 
-class _Scripted(Transport):
+class _Scripted(MemoryTransport):
     """A network the test scripts: who speaks at each address, and what it answers.
 
-    An address maps to the id that answers there (with ``replies[type]`` or an
-    empty ``Nodes``), to ``_GARBAGE`` (the peer breaks the protocol) or to
+    An address maps to the id that answers there (with ``replies[address]`` or
+    an empty ``Nodes``), to ``_GARBAGE`` (the peer breaks the protocol) or to
     ``_SILENT``; any other address refuses the connection.
     """
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(MemoryNetwork())
         self.speakers: dict[Address, bytes | str] = {}
         self.replies: dict[Address, Reply] = {}
         self.dialed: list[Address] = []
-
-    async def run(
-        self,
-        config: Config,
-        node_id: bytes,
-        host: str,
-        port: int,
-        handler: RequestHandler | None,
-        *,
-        task_status: trio.TaskStatus[Address | None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        task_status.started((host, port))
-        await trio.sleep_forever()
 
     async def _request(
         self, address: Address, sender_id: bytes, sender_port: int | None, body: Request
