@@ -174,10 +174,15 @@ async def test_own_pairs_displace_pairs_held_for_others(store: RecordStore) -> N
     assert store.displaceable(record(b"m", publisher=True)) == []
 
 
-async def test_a_store_of_own_pairs_has_no_room_to_make(store: RecordStore) -> None:
+async def test_put_own_makes_room_among_pairs_held_for_others_only(store: RecordStore) -> None:
     for index in range(MAX_RECORDS):
-        assert await store.put(record(bytes([index]), publisher=True))
+        assert await store.put(record(bytes([index]), origin=f"192.0.2.{index % 2}"))
+    for index in range(MAX_RECORDS):
+        assert await store.put_own(record(b"own %d" % index, publisher=True))
+    assert sorted(r.key for r in store) == [b"own %d" % i for i in range(MAX_RECORDS)]
     assert store.displaceable(record(b"new", publisher=True)) is None
+    assert not await store.put_own(record(b"new", publisher=True))
+    assert len(store) == MAX_RECORDS
 
 
 # --- the two implementations agree on any sequence of operations -----------------------

@@ -45,9 +45,6 @@ __all__ = ["LookupOutcome", "LookupReport", "Node", "NodeCounters"]
 
 log = logging.getLogger("trio_kad.node")
 
-_ROOM_ATTEMPTS = 3
-"""Rounds of making room for an own pair before giving up (see ``Node.keep_own``)."""
-
 
 @dataclass(slots=True)
 class NodeCounters:
@@ -338,24 +335,14 @@ class Node:
     async def keep_own(self, record: Record) -> None:
         """Hold one of this node's own pairs, the one it republishes from.
 
-        Quotas meant for others never refuse it: pairs held for others make
-        room (``RecordStore.displaceable``). Raises ``StoreError`` when the
-        node's own pairs alone fill the store.
+        Quotas meant for others never refuse it (``RecordStore.put_own``).
+        Raises ``StoreError`` when the node's own pairs alone fill the store.
         """
-        records = self.records
-        # A durable store awaits its disk, so a STORE may take the room just made.
-        for _ in range(_ROOM_ATTEMPTS):
-            if await records.put(record):
-                return
-            victims = records.displaceable(record)
-            if victims is None:
-                break
-            for key in victims:
-                await records.remove(key)
-        raise StoreError(
-            "the local store has no room for this pair: this node's own pairs fill it"
-            " (Config.max_records, Config.max_store_bytes)"
-        )
+        if not await self.records.put_own(record):
+            raise StoreError(
+                "the local store has no room for this pair: this node's own pairs fill it"
+                " (Config.max_records, Config.max_store_bytes)"
+            )
 
     async def send_stores(self, contacts: Iterable[Contact], request: Store) -> int:
         """Send one STORE to each contact at once; return how many acknowledged."""

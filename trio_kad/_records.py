@@ -14,6 +14,9 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+_ROOM_ATTEMPTS = 3
+"""Rounds of making room for an own pair before ``put_own`` gives up."""
+
 
 def value_fits(value: bytes, max_value_size: int) -> bool:
     """The value-size rule (``Config.max_value_size``), measured on the CBOR encoding.
@@ -120,6 +123,22 @@ class RecordStore(abc.ABC):
         if count_over > 0 or bytes_over > 0:
             return None
         return chosen
+
+    async def put_own(self, record: Record) -> bool:
+        """``put`` one of the node's own pairs, dropping pairs held for others to make room.
+
+        ``False`` only when the node's own pairs alone leave no room (see ``displaceable``).
+        """
+        # A durable store awaits its disk, so a STORE may take the room just made.
+        for _ in range(_ROOM_ATTEMPTS):
+            if await self.put(record):
+                return True
+            victims = self.displaceable(record)
+            if victims is None:
+                return False
+            for key in victims:
+                await self.remove(key)
+        return False
 
     @property
     def value_bytes(self) -> int:
