@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 
+import cbor2
 import pytest
 import trio
 import trio.testing
@@ -12,12 +13,14 @@ import trio.testing
 from trio_kad import (
     BootstrapError,
     Config,
+    Dht,
     MemoryNetwork,
+    ProtocolError,
     StoreError,
     open_dht,
 )
 from trio_kad._ids import distance, key_id, random_id_at_distance
-from trio_kad._messages import FindValue, Ping
+from trio_kad._messages import FindValue, Ping, RequestFrame, Store, Stored
 from trio_kad._records import Record
 from trio_kad.testing import node_of, open_simulation
 
@@ -103,6 +106,51 @@ async def test_store_error_when_nobody_accepts(autojump_clock: trio.testing.Mock
         network.set_mode(server.address, "refuse")
         with pytest.raises(StoreError):
             await client.set("k", "v")
+
+
+async def _fill_from_other_peers(dht: Dht, origins: int, per_origin: int) -> None:
+    """STOREs from ``origins`` addresses, each up to its quota, as a transport delivers them."""
+    node = node_of(dht)
+    rng = random.Random(9)
+    for origin in range(origins):
+        for index in range(per_origin):
+            key = key_id(f"theirs {origin} {index}")
+            frame = RequestFrame(index, rng.randbytes(32), None, Store(key, cbor2.dumps(index)))
+            assert await node.handle_request(frame, (f"10.0.{origin}.1", 0)) == Stored()
+
+
+async def test_own_pairs_are_kept_and_republished_in_a_store_others_filled(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = Config(
+        max_records=6, max_records_per_ip=2, per_ip_exempt=(), republish_interval=3000.0
+    )
+    async with open_simulation(5, seed=19, config=config) as sim:
+        dht = sim.nodes[0]
+        await _fill_from_other_peers(dht, origins=3, per_origin=2)
+        assert len(node_of(dht).records) == config.max_records
+        assert await dht.set("mine", "kept") >= 1
+        record = node_of(dht).records.get(key_id("mine"), trio.current_time())
+        assert record is not None and record.publisher
+        # Past its first expiry: still held here, and elsewhere, because it was republished.
+        await trio.sleep(config.expire_interval + 1)
+        assert dht.get_local("mine") == "kept"
+        assert [n.get_local("mine") for n in sim.nodes[1:]].count("kept") >= 1
+
+
+async def test_set_raises_when_own_pairs_fill_the_store(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = Config(max_records=2, max_records_per_ip=2, per_ip_exempt=())
+    async with open_simulation(3, seed=20, config=config) as sim:
+        dht = sim.nodes[0]
+        await _fill_from_other_peers(dht, origins=1, per_origin=2)
+        await dht.set("one", 1)
+        await dht.set("two", 2)
+        with pytest.raises(StoreError):
+            await dht.set("three", 3)
+        assert dht.get_local("three") is None
+        assert [dht.get_local("one"), dht.get_local("two")] == [1, 2]
 
 
 async def test_client_only_nodes_stay_out_of_routing_tables(
@@ -316,7 +364,7 @@ async def test_one_failure_does_not_evict_without_a_replacement(
         assert victim.node_id not in node.table
 
 
-async def test_a_peer_answering_with_another_id_is_banned(
+async def test_a_peer_answering_with_another_id_drops_that_pairing_and_bans_nobody(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with open_simulation(10, seed=17) as sim:
@@ -328,31 +376,40 @@ async def test_a_peer_answering_with_another_id_is_banned(
         sim.stop_node(victim)
         await trio.sleep(1)
         # Someone else takes over the address and answers under its own id.
-        async with open_dht(port=contact.port, transport=sim.network.transport()):
+        async with open_dht(port=contact.port, transport=sim.network.transport()) as newcomer:
             assert await node.rpc(contact, Ping()) is None
-            now = trio.current_time()
             assert contact.node_id not in node.table
-            assert node.table.banned(contact.node_id, now)
-            node.saw_alive(contact)
-            assert contact.node_id not in node.table
-            await trio.sleep(sim.config.ban_duration + 1)
+            # Neither id did anything wrong: the old one may come back (from where it
+            # moved to), the one speaking there is who it says it is.
+            for node_id in (contact.node_id, newcomer.node_id):
+                assert not node.table.banned(node_id, trio.current_time())
             node.saw_alive(contact)
             assert contact.node_id in node.table
 
 
-async def test_a_value_no_setter_could_make_is_refused_and_its_holder_banned(
-    autojump_clock: trio.testing.MockClock,
+@pytest.mark.parametrize("poisoned", [2, 3])
+async def test_a_poisoned_copy_is_its_holders_miss_and_bans_nobody(
+    autojump_clock: trio.testing.MockClock, poisoned: int
 ) -> None:
     async with open_simulation(30, seed=18, config=Config(k=3)) as sim:
         await sim.nodes[0].set("target", "real")
         ident = key_id("target")
         holders = [n for n in sim.nodes if n.get_local("target") is not None]
+        assert len(holders) == 3
+        holders.sort(key=lambda n: distance(n.node_id, ident))
         now = trio.current_time()
-        for holder in holders:  # every copy replaced by bytes that are not CBOR
+        # Copies replaced by bytes that are not CBOR, the closest first (as an old
+        # data_dir could hold them: a STORE of such bytes is refused now).
+        for holder in holders[:poisoned]:
             await node_of(holder).records.put(Record(ident, b"\xff\xfe", now, now + 3600))
-        reader = next(n for n in sim.nodes if n not in holders and n is not sim.nodes[0])
-        assert await reader.get("target") is None
-        assert any(node_of(reader).table.banned(h.node_id, trio.current_time()) for h in holders)
+        expected = "real" if poisoned < len(holders) else None
+        readers = [n for n in sim.nodes if n not in holders and n is not sim.nodes[0]]
+        for reader in [*readers[:5], holders[0]]:
+            assert await reader.get("target") == expected
+            now = trio.current_time()
+            assert not any(node_of(reader).table.banned(h.node_id, now) for h in holders)
+        with pytest.raises(ProtocolError):
+            holders[0].get_local("target")
 
 
 def test_values_decode_without_running_parsers() -> None:

@@ -62,6 +62,7 @@ from trio_kad._messages import (
     StoredMany,
     StoreMany,
 )
+from trio_kad._values import well_formed_value
 
 NODE_ID = hashlib.sha256(b"fuzzed node").digest()
 CLIENT_ID = hashlib.sha256(b"honest client").digest()
@@ -448,6 +449,9 @@ class Harness:
             if isinstance(request, Store) and len(request.value) > CONFIG.max_value_size:
                 assert body.code is ErrorCode.TOO_LARGE
                 return
+            if isinstance(request, Store) and not well_formed_value(request.value):
+                assert body.code is ErrorCode.MALFORMED  # a value no setter could make
+                return
             # Anything else may be refused only for load (rate, quota), never as "internal".
             assert body.code is ErrorCode.OVERLOADED, body
             return
@@ -637,13 +641,13 @@ def test_named_hostile_inputs() -> None:
             ),
             Raw(
                 encode_frame(
-                    RequestFrame(3, PEERS[3].node_id, 7, Store(KNOWN_KEYS[1], b"x", cache=True))
+                    RequestFrame(3, PEERS[3].node_id, 7, Store(KNOWN_KEYS[1], b"\x61x", cache=True))
                 )[4:],
                 "10.0.0.1",
             ),
             Raw(
                 encode_frame(
-                    RequestFrame(4, PEERS[4].node_id, 7, Store(KNOWN_KEYS[2], b"y", ttl=0))
+                    RequestFrame(4, PEERS[4].node_id, 7, Store(KNOWN_KEYS[2], b"\x61y", ttl=0))
                 )[4:],
                 "10.0.0.1",
             ),

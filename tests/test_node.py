@@ -5,12 +5,23 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 
-from trio_kad import Config, MemoryNetwork
-from trio_kad._ids import Contact
-from trio_kad._messages import FindNode, Ping, RequestFrame
+from trio_kad import Config, MemoryNetwork, PeerMisbehaved, TransportError
+from trio_kad._ids import Address, Contact
+from trio_kad._memory import MemoryTransport
+from trio_kad._messages import (
+    FindNode,
+    Nodes,
+    Ping,
+    Pong,
+    Reply,
+    ReplyFrame,
+    Request,
+    RequestFrame,
+)
 from trio_kad._node import Node
 from trio_kad._records import Record
 from trio_kad._routing import PingOldest
@@ -158,3 +169,135 @@ async def test_a_sender_at_a_new_address_is_still_checked(
         await node.handle_request(frame, ("127.0.0.1", 40000))
         result = node.table.update(stranger, trio.current_time())
         assert stranger.node_id in node.table or isinstance(result, PingOldest)
+
+
+# --- forged contacts (issue 14, hole 1): a peer answers for its own address only ------
+
+
+_GARBAGE = "garbage"
+_SILENT = "silent"
+
+
+class _Scripted(MemoryTransport):
+    """A network the test scripts: who speaks at each address, and what it answers.
+
+    An address maps to the id that answers there (with ``replies[address]`` or
+    an empty ``Nodes``), to ``_GARBAGE`` (the peer breaks the protocol) or to
+    ``_SILENT``; any other address refuses the connection.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(MemoryNetwork())
+        self.speakers: dict[Address, bytes | str] = {}
+        self.replies: dict[Address, Reply] = {}
+        self.dialed: list[Address] = []
+
+    async def _request(
+        self, address: Address, sender_id: bytes, sender_port: int | None, body: Request
+    ) -> ReplyFrame:
+        self.dialed.append(address)
+        speaker = self.speakers.get(address)
+        if speaker == _SILENT:
+            await trio.sleep_forever()
+        if speaker == _GARBAGE:
+            raise PeerMisbehaved("undecodable reply")
+        if not isinstance(speaker, bytes):
+            raise TransportError("connection refused")
+        reply = Pong() if isinstance(body, Ping) else self.replies.get(address, Nodes(()))
+        return ReplyFrame(1, speaker, reply)
+
+
+def _scripted_node(config: Config, peers: list[Contact]) -> tuple[Node, _Scripted]:
+    """A node knowing ``peers``, each answering at its own address."""
+    transport = _Scripted()
+    rng = random.Random(1)
+    node = Node(rng.randbytes(32), config, transport, rng=rng)
+    for peer in peers:
+        transport.speakers[peer.address] = peer.node_id
+        node.saw_alive(peer)
+    return node, transport
+
+
+def _forged(honest: Contact, address: Address) -> Contact:
+    return Contact(honest.node_id, *address)
+
+
+@pytest.mark.parametrize("elsewhere", ["another id", _GARBAGE, _SILENT, "refused"])
+async def test_a_named_contact_at_the_wrong_address_costs_the_honest_id_nothing(
+    autojump_clock: trio.testing.MockClock, elsewhere: str
+) -> None:
+    peers = _peers(3, seed=40)
+    node, transport = _scripted_node(Config(), peers)
+    honest, other, _ = peers
+    wrong = ("10.9.9.9", 4000)
+    if elsewhere == "another id":
+        wrong = other.address  # a live node, answering as itself
+    elif elsewhere != "refused":
+        transport.speakers[wrong] = elsewhere
+    for _ in range(Config().max_failures + 1):
+        assert await node.rpc(_forged(honest, wrong), Ping()) is None
+    now = trio.current_time()
+    assert not node.table.banned(honest.node_id, now)
+    assert node.table.get(honest.node_id) == honest
+    assert node.table.info(honest.node_id).failures == 0  # type: ignore[union-attr]
+    assert await node.rpc(honest, Ping()) == Pong()
+
+
+async def test_a_dead_named_address_does_not_evict_even_when_a_replacement_waits(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    node, transport = _scripted_node(Config(k=2, alpha=2), _peers(40, seed=41))
+    bucket = next(b for b in node.table.buckets if b.full and b.replacements)
+    honest = bucket.contacts[0]
+    assert await node.rpc(_forged(honest, ("10.9.9.9", 4000)), Ping()) is None
+    assert node.table.get(honest.node_id) == honest
+    # The same failure at the address the table holds evicts it for the replacement.
+    del transport.speakers[honest.address]
+    assert await node.rpc(honest, Ping()) is None
+    assert honest.node_id not in node.table
+
+
+async def test_the_speaker_at_the_tables_own_address_answers_for_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    peers = _peers(3, seed=42)
+    node, transport = _scripted_node(Config(), peers)
+    liar, moved, _ = peers
+    # Garbage from where the table holds it: that id is the one speaking there.
+    transport.speakers[liar.address] = _GARBAGE
+    assert await node.rpc(liar, Ping()) is None
+    assert node.table.banned(liar.node_id, trio.current_time())
+    # Another id at the address the table holds: that pairing is wrong, and
+    # dropped, but its id did nothing wrong and may come back at once.
+    transport.speakers[moved.address] = random.Random(42).randbytes(32)
+    assert await node.rpc(moved, Ping()) is None
+    assert moved.node_id not in node.table
+    assert not node.table.banned(moved.node_id, trio.current_time())
+    node.saw_alive(moved)
+    assert moved.node_id in node.table
+
+
+async def test_a_lookup_through_a_liar_bans_and_evicts_nobody(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    peers = _peers(40, seed=43)
+    node, transport = _scripted_node(Config(k=4), peers)
+    liar = peers[0]
+    target = liar.node_id
+    # The others first asked have left: the liar's referrals are all that is left to ask.
+    gone = {c.node_id for c in node.table.closest(target, 4)} - {liar.node_id}
+    for contact in node.table.contacts():
+        if contact.node_id in gone:
+            del transport.speakers[contact.address]
+    honest = [c for c in node.table.contacts() if c.node_id not in gone | {liar.node_id}]
+    # The liar names contacts the table holds, at addresses where they are not.
+    forged = [_forged(c, (f"10.8.{i}.1", 4000)) for i, c in enumerate(honest[:4])]
+    transport.replies[liar.address] = Nodes(tuple(forged))
+    for i, contact in enumerate(forged):
+        transport.speakers[contact.address] = [_SILENT, _GARBAGE][i % 2]
+    await node.lookup(target)
+    assert set(transport.dialed) >= {c.address for c in forged}
+    now = trio.current_time()
+    for contact in honest:
+        assert not node.table.banned(contact.node_id, now)
+        assert node.table.get(contact.node_id) == contact

@@ -147,6 +147,44 @@ async def test_flags_round_trip(store: RecordStore) -> None:
     assert c is not None and (c.publisher, c.cached) == (False, True)
 
 
+# --- room for the node's own pairs (issue 14, hole 3) ---------------------------------
+
+
+async def test_own_pairs_displace_pairs_held_for_others(store: RecordStore) -> None:
+    await store.put(record(b"a", origin="192.0.2.1", expires_at=300.0))
+    await store.put(record(b"b", origin="192.0.2.1", expires_at=200.0))
+    await store.put(record(b"c", origin="198.51.100.9", expires_at=100.0))
+    await store.put(record(b"d", cached=True, expires_at=400.0))
+    mine = record(b"m", publisher=True)
+    assert not store.admits(mine)
+    # Cached copies first, then the origin holding most, soonest to expire first.
+    assert store.displaceable(mine) == [b"d"]
+    await store.remove(b"d")
+    await store.put(record(b"e", expires_at=50.0))  # from an exempt host: no origin
+    assert store.displaceable(mine) == [b"b"]
+    # The byte quota too: 16 bytes, 4 held, so 13 more need all but one pair gone.
+    big = record(b"m", value=b"x" * 15, publisher=True)
+    assert store.displaceable(big) == [b"b", b"a", b"c"]
+    # Replacing a pair of its own needs no room, and own pairs are never displaced.
+    for key in store.displaceable(big) or []:
+        await store.remove(key)
+    assert await store.put(big)
+    assert store.displaceable(record(b"m", value=b"y" * 16, publisher=True)) == [b"e"]
+    assert store.displaceable(record(b"n", value=b"yy", publisher=True)) is None
+    assert store.displaceable(record(b"m", publisher=True)) == []
+
+
+async def test_put_own_makes_room_among_pairs_held_for_others_only(store: RecordStore) -> None:
+    for index in range(MAX_RECORDS):
+        assert await store.put(record(bytes([index]), origin=f"192.0.2.{index % 2}"))
+    for index in range(MAX_RECORDS):
+        assert await store.put_own(record(b"own %d" % index, publisher=True))
+    assert sorted(r.key for r in store) == [b"own %d" % i for i in range(MAX_RECORDS)]
+    assert store.displaceable(record(b"new", publisher=True)) is None
+    assert not await store.put_own(record(b"new", publisher=True))
+    assert len(store) == MAX_RECORDS
+
+
 # --- the two implementations agree on any sequence of operations -----------------------
 
 keys = st.sampled_from([b"k0", b"k1", b"k2", b"k3", b"k4", b"k5"])

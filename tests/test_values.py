@@ -17,7 +17,7 @@ from wire import SENDER, ping_fields, ping_with_extra, refused, tag_bytes, with_
 from trio_kad._codec import decode_frame
 from trio_kad._errors import ProtocolError
 from trio_kad._messages import Ping, RequestFrame
-from trio_kad._values import decode_value, load_frame_item
+from trio_kad._values import acceptable_value, decode_value, load_frame_item, well_formed_value
 
 
 def test_ping_with_extra_helper_is_valid() -> None:
@@ -160,6 +160,15 @@ def test_stored_values_keep_their_tags_but_run_no_parser(monkeypatch: pytest.Mon
 def test_a_stored_value_is_exactly_one_item(data: bytes) -> None:
     with pytest.raises(ValueError):
         decode_value(data)
+    assert not well_formed_value(data)
+    assert not acceptable_value(data, 1024)
+
+
+def test_an_acceptable_value_is_well_formed_and_within_the_size_rule() -> None:
+    value = cbor2.dumps("x" * 10)
+    assert well_formed_value(value)
+    assert acceptable_value(value, len(value))
+    assert not acceptable_value(value, len(value) - 1)
 
 
 def test_frame_items_are_loaded_with_every_tag_refused() -> None:

@@ -18,7 +18,7 @@ import trio
 from ._address import parse_addresses
 from ._codec import decode_value
 from ._config import Config
-from ._errors import BootstrapError, StoreError
+from ._errors import BootstrapError, ProtocolError, StoreError
 from ._ids import Address, check_id, key_id
 from ._maintenance import (
     run_expire,
@@ -91,7 +91,9 @@ class Dht:
         Returns how many nodes acknowledged (the local node counts when it is
         among the k closest). Raises ``ValueError`` for a ``None`` value or one
         whose CBOR encoding exceeds ``Config.max_value_size`` (before any I/O),
-        and ``StoreError`` when no node accepted it.
+        and ``StoreError`` when no node accepted it or when this node cannot
+        keep the copy it republishes from (its own pairs fill its store; pairs
+        it holds for others make room).
         """
         ident = key_id(key)
         encoded = self._encode(value)
@@ -101,7 +103,10 @@ class Dht:
         return acks
 
     async def get(self, key: str | bytes) -> Any:
-        """The value under ``key``, looked up locally then on the network; ``None`` if absent."""
+        """The value under ``key``, looked up locally then on the network; ``None`` if absent.
+
+        A copy that is not valid CBOR counts as absent where it is held.
+        """
         value, _ = await self._node.find_value(key_id(key))
         return None if value is None else _decode(value)
 
@@ -115,7 +120,11 @@ class Dht:
         return await self._node.forget(key_id(key))
 
     def get_local(self, key: str | bytes) -> Any:
-        """The value under ``key`` if this node holds it, without any network traffic."""
+        """The value under ``key`` if this node holds it, without any network traffic.
+
+        Raises ``ProtocolError`` when the copy held is not valid CBOR (a node
+        refuses such a STORE; an older data_dir may still hold one).
+        """
         record = self._node.records.get(key_id(key), trio.current_time())
         return None if record is None else _decode(record.value)
 
@@ -169,7 +178,11 @@ class Dht:
 
 
 def _decode(value: bytes) -> Any:
-    return decode_value(value)
+    try:
+        return decode_value(value)
+    except ValueError as exc:
+        # Only a copy held before STOREs were checked can get here (``get_local``).
+        raise ProtocolError("the value held is not valid CBOR") from exc
 
 
 @asynccontextmanager

@@ -18,7 +18,7 @@ import trio
 from ._address import format_address, valid_host
 from ._config import Config
 from ._duties import among_closest, batches
-from ._errors import BootstrapError, PeerMisbehaved, TransportError
+from ._errors import BootstrapError, PeerMisbehaved, StoreError, TransportError
 from ._ids import Address, Contact
 from ._limits import RttEstimator
 from ._messages import (
@@ -39,6 +39,7 @@ from ._routing import Added, PingOldest, RoutingTable
 from ._search import LookupOutcome, LookupReport, Search
 from ._serve import Server
 from ._transport import Transport
+from ._values import well_formed_value
 
 __all__ = ["LookupOutcome", "LookupReport", "Node", "NodeCounters"]
 
@@ -194,11 +195,14 @@ class Node:
     async def rpc(
         self, contact: Contact, body: Request, timeout: float | None = None
     ) -> Reply | None:
-        """Send one request to a known contact under ``timeout`` (``Config.rpc_timeout``).
+        """Send one request to a contact under ``timeout`` (``Config.rpc_timeout``).
 
-        Returns the reply, or ``None`` when the contact failed (timeout, transport
-        error, or a reply from another id than the one asked), which counts
-        against it in the routing table.
+        Returns the reply, or ``None`` when the contact failed: a timeout, a
+        transport error, garbage, or a reply from another id than the one asked.
+        The contact may be one another peer merely named, so a failure is held
+        against an id only where the routing table holds that id at that same
+        address (a peer answers for its own address, never for a pairing a
+        third party made up).
         """
         reply = None
         started = trio.current_time()
@@ -206,28 +210,45 @@ class Node:
             try:
                 reply = await self.transport.request(contact.address, self.node_id, self.port, body)
             except PeerMisbehaved as exc:
-                # Garbage or an unexpected frame: nothing it says can be trusted, so
-                # it leaves the table and may not come back for a while.
-                log.debug("rpc to %r: %s; banned", contact, exc)
-                self.ban(contact)
+                # Garbage or an unexpected frame: nothing said there can be trusted. The id
+                # the table holds at that address is the one speaking there; it leaves the
+                # table and may not come back for a while.
+                log.debug("rpc to %r: %s", contact, exc)
+                if self._holds(contact):
+                    self.ban(contact)
                 return None
             except TransportError as exc:
                 log.debug("rpc to %r failed: %s", contact, exc)
         if reply is None:
-            self.table.mark_failed(contact.node_id)
-            # Its next request must count again: it may have left the table.
-            self._recent_requesters.pop(contact.node_id, None)
+            if self._holds(contact):
+                self.table.mark_failed(contact.node_id)
+                # Its next request must count again: it may have left the table.
+                self._recent_requesters.pop(contact.node_id, None)
             return None
         if reply.sender_id != contact.node_id:
-            # Whoever answers there is not who it claimed to be (or no longer is).
-            log.debug("%r answered as %s; banned", contact, reply.sender_id.hex()[:12])
-            self.ban(contact)
+            # Another node listens there: the pairing of id and address is wrong (the
+            # node moved or restarted, or a third party made it up), not the id.
+            log.debug("%r answered as %s", contact, reply.sender_id.hex()[:12])
+            if self._holds(contact):
+                self.table.remove(contact.node_id)
+                self._recent_requesters.pop(contact.node_id, None)
             return None
         if not isinstance(body, Store):
             # STOREs may wait on a disk; the others measure the network and the peer.
             self.rtt.observe(trio.current_time() - started)
         self.saw_alive(contact)
         return reply.body
+
+    def _holds(self, contact: Contact) -> bool:
+        """Whether the routing table holds ``contact``'s id at ``contact``'s address.
+
+        In a bucket, or waiting in its replacement cache.
+        """
+        node_id = contact.node_id
+        known = self.table.get(node_id)
+        if known is not None:
+            return known.port == contact.port and known.host == contact.host
+        return contact in self.table.bucket_for(node_id).replacements
 
     def ban(self, contact: Contact) -> None:
         """Drop a lying or broken contact and refuse it for ``Config.ban_duration``."""
@@ -260,7 +281,8 @@ class Node:
     async def find_value(self, key: bytes) -> tuple[bytes | None, LookupReport | None]:
         """The value under ``key``: from the local store, else from the network."""
         record = self.records.get(key, trio.current_time())
-        if record is not None:
+        # A copy that will not decode (kept before STOREs were checked) is a miss.
+        if record is not None and well_formed_value(record.value):
             return record.value, None
         outcome = await self.lookup(key, want_value=True)
         if outcome.value is not None and outcome.contacts and self._nursery is not None:
@@ -295,18 +317,32 @@ class Node:
     async def store_at_closest(self, request: Store, *, own_copy: Record | None = None) -> int:
         """Find the k closest to the key and send them ``request``.
 
-        ``own_copy`` is kept locally (it counts as an acknowledgement when this
-        node is among the k closest).
+        ``own_copy`` is kept locally first (see ``keep_own``; it counts as an
+        acknowledgement when this node is among the k closest).
         """
+        if own_copy is not None:
+            await self.keep_own(own_copy)
         outcome = await self.lookup(request.key)
         targets = outcome.contacts
         acks = 0
         k = self.config.k
-        kept = own_copy is not None and await self.records.put(own_copy)
-        if kept and not self.client_only and among_closest(self.node_id, request.key, targets, k):
+        mine = own_copy is not None and not self.client_only
+        if mine and among_closest(self.node_id, request.key, targets, k):
             targets = targets[: k - 1]
             acks += 1
         return acks + await self.send_stores(targets, request)
+
+    async def keep_own(self, record: Record) -> None:
+        """Hold one of this node's own pairs, the one it republishes from.
+
+        Quotas meant for others never refuse it (``RecordStore.put_own``).
+        Raises ``StoreError`` when the node's own pairs alone fill the store.
+        """
+        if not await self.records.put_own(record):
+            raise StoreError(
+                "the local store has no room for this pair: this node's own pairs fill it"
+                " (Config.max_records, Config.max_store_bytes)"
+            )
 
     async def send_stores(self, contacts: Iterable[Contact], request: Store) -> int:
         """Send one STORE to each contact at once; return how many acknowledged."""

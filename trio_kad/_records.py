@@ -14,6 +14,9 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+_ROOM_ATTEMPTS = 3
+"""Rounds of making room for an own pair before ``put_own`` gives up."""
+
 
 def value_fits(value: bytes, max_value_size: int) -> bool:
     """The value-size rule (``Config.max_value_size``), measured on the CBOR encoding.
@@ -90,6 +93,52 @@ class RecordStore(abc.ABC):
             or (old is not None and old.origin == origin)
             or self._per_origin[origin] < self._max_per_origin
         )
+
+    def displaceable(self, record: Record) -> list[bytes] | None:
+        """Keys held for others to drop so that ``record`` fits, or ``None`` if none would do.
+
+        For the node's own pairs, which quotas meant for others must never
+        refuse: a pair this node publishes outranks a copy it holds for someone
+        else (the network keeps k of those). Cached copies go first, then the
+        pairs of the origin holding the most (whoever filled the store pays
+        first), soonest to expire first. Own pairs are never displaced. Counts
+        the record and byte quotas only: ``record`` is expected to have no origin.
+        """
+        old = self._records.get(record.key)
+        count_over = 0 if old is not None else len(self._records) + 1 - self._max_records
+        freed = 0 if old is None else len(old.value)
+        bytes_over = self._bytes - freed + len(record.value) - self._max_bytes
+        per_origin = self._per_origin
+        others = sorted(
+            (r for r in self._records.values() if not r.publisher and r.key != record.key),
+            key=lambda r: (not r.cached, -per_origin[r.origin] if r.origin else 0, r.expires_at),
+        )
+        chosen: list[bytes] = []
+        for other in others:
+            if count_over <= 0 and bytes_over <= 0:
+                break
+            chosen.append(other.key)
+            count_over -= 1
+            bytes_over -= len(other.value)
+        if count_over > 0 or bytes_over > 0:
+            return None
+        return chosen
+
+    async def put_own(self, record: Record) -> bool:
+        """``put`` one of the node's own pairs, dropping pairs held for others to make room.
+
+        ``False`` only when the node's own pairs alone leave no room (see ``displaceable``).
+        """
+        # A durable store awaits its disk, so a STORE may take the room just made.
+        for _ in range(_ROOM_ATTEMPTS):
+            if await self.put(record):
+                return True
+            victims = self.displaceable(record)
+            if victims is None:
+                return False
+            for key in victims:
+                await self.remove(key)
+        return False
 
     @property
     def value_bytes(self) -> int:

@@ -14,11 +14,10 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ._codec import decode_value
 from ._ids import Contact
 from ._lookup import Done, Lookup, Query
 from ._messages import FindNode, FindValue, FoundValue, Nodes, Reply, Request
-from ._records import value_fits
+from ._values import acceptable_value
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -53,17 +52,6 @@ class LookupOutcome:
     report: LookupReport
     ttl: int | None = None
     """The seconds the value had left at the node that returned it."""
-
-
-def acceptable_value(value: bytes, max_value_size: int) -> bool:
-    """Could a setter have made ``value``? Non-empty, within the size rule, a valid encoding."""
-    if not value or not value_fits(value, max_value_size):
-        return False
-    try:
-        decode_value(value)
-    except ValueError:
-        return False
-    return True
 
 
 class Search:
@@ -129,9 +117,10 @@ class Search:
             return False
         if isinstance(reply, FoundValue) and self._want_value:
             if not acceptable_value(reply.value, self._node.config.max_value_size):
-                # A value no setter could have made: the peer is lying.
-                self._node.ban(contact)
-                state.on_failure(contact.node_id)
+                # A value no setter could have made: that holder's miss. Nobody is
+                # banned for it: the holder may have kept it before STOREs were
+                # checked, and who sent it first is not known.
+                state.on_reply(contact.node_id, ())
                 return False
             self._value, self._found_at, self._ttl = reply.value, contact, reply.ttl
             state.on_reply(contact.node_id, ())

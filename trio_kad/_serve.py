@@ -34,6 +34,7 @@ from ._messages import (
     StoreMany,
 )
 from ._records import Record, value_fits
+from ._values import well_formed_value
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -96,6 +97,10 @@ class Server:
         if not value_fits(body.value, config.max_value_size):
             counters.stores_refused += 1
             return ErrorReply(ErrorCode.TOO_LARGE, "value too large")
+        if not well_formed_value(body.value):
+            # A value this node would never serve: readers would take it for a miss.
+            counters.stores_refused += 1
+            return ErrorReply(ErrorCode.MALFORMED, "value is not valid CBOR")
         now = trio.current_time()
         ttl = config.expire_interval if body.ttl is None else body.ttl
         ttl = min(ttl, config.expire_interval)

@@ -16,8 +16,9 @@ from typing import Any, NoReturn
 import cbor2
 
 from ._errors import ProtocolError
+from ._records import value_fits
 
-__all__ = ["decode_value", "load_frame_item"]
+__all__ = ["acceptable_value", "decode_value", "load_frame_item", "well_formed_value"]
 
 # The deepest legitimate item is a field of a contact: map -> "nodes" array ->
 # contact array -> field, at depth 3 (cbor2 counts the top item as depth 0).
@@ -86,6 +87,24 @@ def decode_value(data: bytes) -> Any:
     if stream.tell() != len(data):
         raise ValueError("stored value has trailing bytes")
     return value
+
+
+def well_formed_value(value: bytes) -> bool:
+    """Could a setter have encoded ``value``? Exactly one CBOR item (``decode_value`` takes it).
+
+    A node refuses any other value at STORE time (``MALFORMED``), so it never
+    serves one, and a reader takes one for a miss.
+    """
+    try:
+        decode_value(value)
+    except ValueError:
+        return False
+    return True
+
+
+def acceptable_value(value: bytes, max_value_size: int) -> bool:
+    """Could a setter have made ``value``? Well formed and within the size rule."""
+    return value_fits(value, max_value_size) and well_formed_value(value)
 
 
 def load_frame_item(payload: bytes) -> object:
