@@ -8,6 +8,7 @@ so a few hosts that came first cannot lock everyone else out.
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 from collections.abc import Callable
@@ -66,7 +67,14 @@ class Acceptor:
                         continue
                     if exc.errno not in _sockets.ACCEPT_CAPACITY_ERRNOS:
                         raise
-                    logger.debug("accept failed (%s); retrying shortly", exc)
+                    # As trio.serve_listeners: the node is out of descriptors or
+                    # memory, which its operator must hear about; it pauses, then goes on.
+                    logger.error(
+                        "accept returned %s (%s); retrying in %s seconds",
+                        errno.errorcode.get(exc.errno or 0, exc.errno),
+                        exc.strerror,
+                        _ACCEPT_BACKOFF,
+                    )
                     await trio.sleep(_ACCEPT_BACKOFF)
                     break
                 self._accepted(sock, (str(peer[0]), int(peer[1])))
