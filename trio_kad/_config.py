@@ -101,7 +101,11 @@ class Config:
     expire_interval: float = 86400.0
     """tExpire: a pair is dropped this long after its last publication."""
     max_bans: int = 1024
-    """Ids remembered as banned; beyond this many the oldest ban is lifted early."""
+    """Ids remembered as banned; when that many bans are running, further ones are not recorded.
+
+    A ban is never lifted early to make room (that would let whoever can earn
+    many bans lift an older one); expired bans make room.
+    """
     handoff_queue_size: int = 64
     """Newly seen nodes waiting to be handed the pairs they should hold (paper 2.5).
 

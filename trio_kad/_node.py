@@ -232,7 +232,8 @@ class Node:
     def ban(self, contact: Contact) -> None:
         """Drop a lying or broken contact and refuse it for ``Config.ban_duration``."""
         self._recent_requesters.pop(contact.node_id, None)
-        self.table.ban(contact.node_id, trio.current_time() + self.config.ban_duration)
+        now = trio.current_time()
+        self.table.ban(contact.node_id, now + self.config.ban_duration, now=now)
 
     async def ping_address(self, address: Address) -> Contact | None:
         """Ping an address whose node id is not known yet (bootstrap peers)."""
