@@ -708,3 +708,17 @@ async def test_accept_out_of_a_resource_pauses_logs_and_goes_on(
     assert [c.remote for c in opened] == [LOCAL_PEER]
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 2 and errno.errorcode[code] in errors[0].getMessage()
+
+
+async def test_accept_counts_one_ipv6_64_as_one_ip(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # An exemption still names single hosts, inside a /64 or not.
+    config = CONFIG.replace(max_connections_per_ip=2, per_ip_exempt=("2001:db8:1:3::a/128",))
+    hosts = ["2001:db8:1:2::a", "2001:db8:1:2:ffff::b", "2001:db8:1:2::c"] + ["2001:db8:1:3::a"] * 3
+    acceptor, opened, stats = await _run_acceptor(config, [], [(h, 40000) for h in hosts])
+    assert [c.remote[0] for c in opened] == hosts[:2] + hosts[3:]
+    assert stats.connections_refused == 1
+    for conn in opened:
+        acceptor.release(conn)  # type: ignore[arg-type]
+    assert acceptor.count == 0

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from ._address import format_address, valid_host
+from ._address import AddressPolicy, format_address, valid_host
 from ._config import Config
 from ._duties import among_closest, batches
 from ._errors import BootstrapError, PeerMisbehaved, TransportError
@@ -101,6 +101,11 @@ class Node:
         self.rtt = RttEstimator(config.min_rpc_timeout, config.rpc_timeout)
         """Round trips of answered RPCs: how long a lookup waits for a contact."""
         self.port: int | None = None
+        self.addresses = AddressPolicy("127.0.0.1")
+        """Which hosts peers may name to us, set by ``run`` from the address it listens on.
+
+        Nothing arrives before ``run``; until then, ``open_dht``'s default host's.
+        """
         self._nursery: trio.Nursery | None = None
         self._checking: set[bytes] = set()
         # Requester id -> (until when it counts as just seen, its port, its host).
@@ -134,12 +139,15 @@ class Node:
             )
             if address is not None:
                 self.port = address[1]
+            self.addresses = AddressPolicy(host if address is None else address[0])
             task_status.started(address)
 
     # --- routing table upkeep (paper section 2.2) -----------------------------
 
     def _saw_requester(self, node_id: bytes, host: str, port: int) -> None:
         """A listening peer sent a valid request: record it, unless it did a moment ago."""
+        if not self.addresses.allows(host):
+            return  # served, but never dialed back: a local proxy must not become a contact
         now = trio.current_time()
         recent = self._recent_requesters
         seen = recent.get(node_id)

@@ -90,7 +90,7 @@ class RoutingTable:
         max_failures: int = 3,
         now: float = 0.0,
         max_per_subnet: int | None = None,
-        exempt: Iterable[str] = (),
+        exempt: Iterable[str] | None = (),
         max_bans: int = 1024,
     ) -> None:
         check_id(own_id, "own_id")
@@ -108,7 +108,7 @@ class RoutingTable:
             raise TypeError("exempt must be an iterable of network strings, not one string")
         self._max_per_subnet = max_per_subnet
         self._groups = SubnetGroups(
-            (ipaddress.ip_network(n) for n in exempt), cache_size=_GROUP_CACHE_SIZE
+            (ipaddress.ip_network(n) for n in exempt or ()), cache_size=_GROUP_CACHE_SIZE
         )
         self._max_bans = max_bans
         # node id -> banned until, oldest ban first
