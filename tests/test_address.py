@@ -356,12 +356,12 @@ async def test_the_records_quota_counts_an_ipv6_64_as_one_ip(
 TRAPS = ["127.0.0.1", "169.254.169.254", "0.0.0.0", "224.0.0.1", "metadata.internal", "fe80::1"]
 
 
-async def _dialed_traps(own_host: str, liar_host: str) -> list[str]:
+async def _dialed_traps(own_host: str, liar_host: str, *, client_only: bool = False) -> list[str]:
     """The trap hosts a node on ``own_host`` dials after one lookup through a liar naming them."""
     network = MemoryNetwork(rng=random.Random(5))
     async with AsyncExitStack() as stack:
 
-        async def start(host: str, *peers: tuple[str, int]) -> Dht:
+        async def start(host: str, *peers: tuple[str, int], client_only: bool = False) -> Dht:
             return await stack.enter_async_context(
                 open_dht(
                     host,
@@ -370,6 +370,7 @@ async def _dialed_traps(own_host: str, liar_host: str) -> list[str]:
                     transport=network.transport(),
                     config=Config(k=8),
                     rng=random.Random(len(host)),
+                    client_only=client_only,
                 )
             )
 
@@ -378,7 +379,7 @@ async def _dialed_traps(own_host: str, liar_host: str) -> list[str]:
         now = trio.current_time()
         for trap in traps:  # past the liar's own screening: it names whatever it likes
             node_of(liar).table.update(Contact(trap.node_id, *trap.address), now)
-        victim = await start(own_host, liar.address)
+        victim = await start(own_host, liar.address, client_only=client_only)
         await victim.get("anything")
         dialed = [t for t in traps if t.statistics().requests_served]
         assert [t.address[0] for t in dialed] == [
@@ -397,6 +398,15 @@ async def test_a_loopback_node_dials_loopback_contacts_only_among_them(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     assert await _dialed_traps("127.0.0.1", "127.0.0.2") == ["127.0.0.1"]
+
+
+async def test_a_client_only_node_takes_the_scope_of_its_bootstrap_peers(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # It listens nowhere, so the host it was given (open_dht's default, loopback) says
+    # nothing: the network it joins through a private address is a private one.
+    assert await _dialed_traps("127.0.0.1", "10.0.0.2", client_only=True) == []
+    assert await _dialed_traps("10.0.0.1", "127.0.0.2", client_only=True) == ["127.0.0.1"]
 
 
 async def test_a_requester_outside_the_policy_is_served_but_not_recorded(

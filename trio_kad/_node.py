@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from ._address import AddressPolicy, format_address, valid_host
+from ._address import AddressPolicy, format_address, listening_scope, valid_host
 from ._config import Config
 from ._duties import among_closest, batches
 from ._errors import BootstrapError, PeerMisbehaved, TransportError
@@ -368,6 +368,11 @@ class Node:
         task (``_maintenance.run_join_refresh``). Raises ``BootstrapError`` when
         none answers.
         """
+        if self.client_only and addresses:
+            # Listening nowhere, it belongs to the network it joins: the widest policy
+            # any of the peers the user named would have, as if it listened beside them.
+            host = min((a[0] for a in addresses), key=listening_scope)
+            self.addresses = AddressPolicy(host)
         answered: list[Contact] = []
 
         async def try_peer(address: Address) -> None:
