@@ -64,3 +64,21 @@ def test_replace_validates_again() -> None:
         Config().replace(k=0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         Config().k = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_exemptions_follow_the_listening_host_unless_set(name: str) -> None:
+    loopback = {
+        "diversity_exempt": ("127.0.0.0/8", "::1/128"),
+        "per_ip_exempt": ("127.0.0.1/32", "::1/128"),
+    }
+    assert getattr(Config(), name) is None  # decided by the host the node listens on
+    for host in ("127.0.0.1", "::1", "localhost", "127.0.0.9"):
+        assert getattr(Config().for_host(host), name) == loopback[name]
+    for host in ("0.0.0.0", "::", "10.0.0.1", "2606:4700::1", "dht.example.org"):
+        assert getattr(Config().for_host(host), name) == ()
+    chosen = Config(**{name: ("10.0.0.0/8",)})  # type: ignore[arg-type]
+    for host in ("127.0.0.1", "0.0.0.0"):
+        assert getattr(chosen.for_host(host), name) == ("10.0.0.0/8",)
+    resolved = Config().for_host("0.0.0.0")
+    assert resolved.for_host("127.0.0.1") is resolved  # nothing left to decide

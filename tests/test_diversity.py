@@ -109,6 +109,7 @@ def test_network_set_matches_ip_literals_only() -> None:
     assert 127 not in networks
     # Answers stay right once the memo forgets them.
     assert "127.0.0.1" in networks and "10.0.0.1" not in NetworkSet([])
+    assert "127.0.0.1" not in NetworkSet(None)  # an exemption not yet decided exempts nobody
     with pytest.raises(TypeError):
         NetworkSet("127.0.0.1/32")
     with pytest.raises(ValueError):

@@ -244,7 +244,7 @@ class RoutingMachine(RuleBasedStateMachine):
         node_id = data.draw(st.sampled_from(self.offered))
         replacements = self.table.bucket_for(node_id).replacements
         self.bans[node_id] = self.now + duration
-        removed = self.table.ban(node_id, self.now + duration)
+        removed = self.table.ban(node_id, self.now + duration, now=self.now)
         if node_id in self.model:
             assert removed == self.model[node_id]
             self._removed(node_id, replacements)
@@ -727,7 +727,9 @@ def test_short_path_ends_in_the_same_state(
         elif op[0] == "remove":
             assert fast.remove(node_id) == slow.remove(node_id)
         elif op[0] == "ban":
-            assert fast.ban(node_id, now + op[2]) == slow.ban(node_id, now + op[2])
+            assert fast.ban(node_id, now + op[2], now=now) == slow.ban(
+                node_id, now + op[2], now=now
+            )
         else:
             _, t, count, pick = op
             target_id = int_to_id(t)
@@ -1064,7 +1066,7 @@ def test_ban_removes_promotes_refuses_and_expires() -> None:
     table.update(other, 2.0)
     assert table.update(waiting, 3.0) == PingOldest(liar)
 
-    assert table.ban(liar.node_id, until=100.0) == liar
+    assert table.ban(liar.node_id, until=100.0, now=0.0) == liar
     assert liar.node_id not in table
     assert table.get(waiting.node_id) == waiting  # the replacement took its place
     assert table.banned(liar.node_id, 99.0)
@@ -1078,30 +1080,40 @@ def test_ban_removes_promotes_refuses_and_expires() -> None:
 
     # Banning an id not in the table still refuses it; banning again extends the ban.
     stranger = Contact(at_distance(77), "10.0.3.1", 1)
-    assert table.ban(stranger.node_id, until=10.0) is None
+    assert table.ban(stranger.node_id, until=10.0, now=0.0) is None
     assert table.update(stranger, 5.0) == Ignored("banned")
-    table.ban(stranger.node_id, until=20.0)
+    table.ban(stranger.node_id, until=20.0, now=0.0)
     assert table.update(stranger, 15.0) == Ignored("banned")
     assert table.update(stranger, 20.0) == Added()
     # A banned replacement-cache candidate is forgotten.
     cached = Contact(at_distance(2**255 + 60), "10.0.4.1", 1)
     assert isinstance(table.update(cached, 30.0), PingOldest)
-    assert table.ban(cached.node_id, until=40.0) is None
+    assert table.ban(cached.node_id, until=40.0, now=0.0) is None
     assert cached not in table.bucket_for(cached.node_id).replacements
     with pytest.raises(ValueError):
-        table.ban(b"short", until=1.0)
+        table.ban(b"short", until=1.0, now=0.0)
 
 
-def test_ban_list_is_bounded_oldest_first() -> None:
+def test_a_full_ban_list_lifts_no_ban_early() -> None:
+    # Whoever can earn many bans must not be able to lift an older one with them.
     table = RoutingTable(OWN, max_bans=3)
-    ids = [at_distance(2**200 + i) for i in range(4)]
-    for i in ids[:3]:
-        table.ban(i, until=1000.0)
-    table.ban(ids[0], until=1000.0)  # re-banned: now the newest
-    table.ban(ids[3], until=1000.0)  # over the bound: ids[1], the oldest ban, is lifted
-    assert [table.banned(i, 0.0) for i in ids] == [True, False, True, True]
-    assert table.update(Contact(ids[1], "10.0.0.1", 1), 1.0) == Added()
-    assert table.update(Contact(ids[0], "10.0.0.2", 1), 1.0) == Ignored("banned")
+    ids = [at_distance(2**200 + i) for i in range(5)]
+    for i, node_id in enumerate(ids[:3]):
+        table.ban(node_id, until=1000.0 + i, now=0.0)
+    table.update(Contact(ids[3], "10.0.0.4", 1), 1.0)
+    assert table.ban(ids[3], until=1000.0, now=1.0) == Contact(ids[3], "10.0.0.4", 1)
+    assert [table.banned(i, 999.0) for i in ids] == [True, True, True, False, False]
+    assert table.update(Contact(ids[0], "10.0.0.1", 1), 2.0) == Ignored("banned")
+    # Banning again a banned id needs no room: it moves the end of its ban.
+    table.ban(ids[1], until=2000.0, now=2.0)
+    assert table.banned(ids[1], 1500.0)
+    # Expired bans make room, and only they do.
+    table.ban(ids[4], until=1500.0, now=1000.0)  # ids[0]'s ban is over at 1000
+    assert [table.banned(i, 1000.0) for i in ids] == [False, True, True, False, True]
+    table.ban(ids[3], until=1600.0, now=1001.0)  # ids[2]'s is over at 1002: still full
+    assert not table.banned(ids[3], 1001.0)
+    table.ban(ids[3], until=1600.0, now=1002.0)
+    assert [table.banned(i, 1002.0) for i in ids] == [False, True, False, True, True]
 
 
 def test_ban_list_cap_is_a_config_field() -> None:
@@ -1111,11 +1123,11 @@ def test_ban_list_cap_is_a_config_field() -> None:
     table = RoutingTable(OWN, max_bans=Config(max_bans=2).max_bans)
     ids = [at_distance(2**200 + i) for i in range(5)]
     for i, node_id in enumerate(ids):
-        table.ban(node_id, until=1000.0 + i)
-    # Over the cap the oldest bans are lifted early, however long they had to run.
-    assert [table.banned(i, 0.0) for i in ids] == [False, False, False, True, True]
-    assert table.update(Contact(ids[0], "10.0.0.1", 1), 1.0) == Added()
-    assert table.update(Contact(ids[4], "10.0.0.2", 1), 1.0) == Ignored("banned")
+        table.ban(node_id, until=1000.0 + i, now=0.0)
+    # Over the cap further bans are not recorded; the first ones run their course.
+    assert [table.banned(i, 0.0) for i in ids] == [True, True, False, False, False]
+    assert table.update(Contact(ids[4], "10.0.0.1", 1), 1.0) == Added()
+    assert table.update(Contact(ids[0], "10.0.0.2", 1), 1.0) == Ignored("banned")
 
 
 def test_subnet_group_still_importable_from_routing() -> None:
@@ -1175,7 +1187,7 @@ class CappedMachine(RuleBasedStateMachine):
     @rule(data=st.data(), duration=st.integers(0, 5))
     def ban(self, data: st.DataObject, duration: int) -> None:
         node_id = data.draw(st.sampled_from(self.offered))
-        self.table.ban(node_id, self.now + duration)
+        self.table.ban(node_id, self.now + duration, now=self.now)
         assert node_id not in self.table
 
     @invariant()

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
+import os
 import socket
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import trio
@@ -42,7 +47,9 @@ from trio_kad._messages import (
     Store,
     Stored,
 )
+from trio_kad._rpc import Admission, TransportStatistics
 from trio_kad._tcp import TcpTransport
+from trio_kad._tcp_in import Acceptor
 
 
 async def test_tcp_round_trip_each_request_type() -> None:
@@ -587,3 +594,134 @@ async def test_tcp_a_peer_that_never_says_duplex_never_gets_a_request() -> None:
                 with trio.move_on_after(0.1):
                     data = await stream.receive_some(65536)
                     pytest.fail(f"the plain client got {data!r} on its own connection")
+
+
+# --- the accept loop (``_tcp_in.Acceptor``) ---------------------------------------
+
+
+class _FakeConnection:
+    """What ``open_connection`` returns, as far as the acceptor's counting looks."""
+
+    def __init__(self, remote: Address) -> None:
+        self.remote = remote
+        self.counted = True
+
+    async def start_reading(self) -> None:
+        pass
+
+
+class _ScriptedListener:
+    """A listener whose ``accept`` raises the given errors, then hands out ``sockets``.
+
+    Readable (a byte waits on a local socket pair) until the script is over.
+    """
+
+    def __init__(self, errors: list[int], sockets: list[tuple[socket.socket, Address]]) -> None:
+        self._errors = errors
+        self._sockets = sockets
+        self._ready, self._poke = socket.socketpair()
+        self._poke.send(b"x")
+
+    def fileno(self) -> int:
+        return self._ready.fileno()
+
+    def accept(self) -> tuple[socket.socket, Address]:
+        if self._errors:
+            code = self._errors.pop(0)
+            raise OSError(code, os.strerror(code))
+        if self._sockets:
+            return self._sockets.pop(0)
+        self._ready.recv(1, socket.MSG_DONTWAIT)  # the script is over: quiet from now on
+        raise BlockingIOError
+
+    def close(self) -> None:
+        for sock in (self._ready, self._poke, *(s for s, _ in self._sockets)):
+            sock.close()
+
+
+@contextlib.contextmanager
+def _accepted_sockets(remotes: list[Address]) -> Iterator[list[tuple[socket.socket, Address]]]:
+    """An accepted end of one loopback TCP connection for each of ``remotes``, labelled so.
+
+    The labels are only what ``accept`` reports: nothing is sent to them.
+    """
+    ends: list[socket.socket] = []
+    try:
+        with socket.create_server(("127.0.0.1", 0), backlog=len(remotes)) as server:
+            accepted = []
+            for remote in remotes:
+                ends.append(socket.create_connection(server.getsockname()))
+                sock, _ = server.accept()
+                ends.append(sock)
+                accepted.append((sock, remote))
+        yield accepted
+    finally:
+        for sock in ends:
+            sock.close()
+
+
+async def _run_acceptor(
+    config: Config, errors: list[int], remotes: list[Address], *, run_for: float = 0.0
+) -> tuple[Acceptor, list[_FakeConnection], TransportStatistics]:
+    """Run an ``Acceptor`` on a scripted listener until it waits (and ``run_for`` more)."""
+    stats = TransportStatistics()
+    opened: list[_FakeConnection] = []
+
+    def open_connection(remote: Address, sock: socket.socket) -> Any:
+        opened.append(_FakeConnection(remote))
+        return opened[-1]
+
+    acceptor = Acceptor(config, Admission(config), stats, open_connection)
+    with _accepted_sockets(remotes) as accepted:
+        listener = _ScriptedListener(errors, accepted)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(acceptor.accept_loop, listener)
+                await trio.sleep(run_for)
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.cancel_scope.cancel()
+        finally:
+            listener.close()
+    return acceptor, opened, stats
+
+
+LOCAL_PEER = ("127.0.0.1", 40000)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["EPERM", "ECONNRESET", "ETIMEDOUT", "ENOSR", "ECONNABORTED", "EPROTO", "EHOSTUNREACH"],
+)
+async def test_accept_errors_trio_skips_do_not_stop_the_accept_loop(
+    name: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    code = getattr(errno, name)
+    _, opened, _ = await _run_acceptor(CONFIG, [code, code], [LOCAL_PEER])
+    assert [c.remote for c in opened] == [LOCAL_PEER]  # served the connection after the errors
+
+
+@pytest.mark.parametrize("name", ["EMFILE", "ENFILE", "ENOBUFS", "ENOMEM"])
+async def test_accept_out_of_a_resource_pauses_logs_and_goes_on(
+    name: str, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    code = getattr(errno, name)
+    _, opened, _ = await _run_acceptor(CONFIG, [code], [LOCAL_PEER])
+    assert opened == []  # backing off first, as trio.serve_listeners does
+    _, opened, _ = await _run_acceptor(CONFIG, [code], [LOCAL_PEER], run_for=0.1)
+    assert [c.remote for c in opened] == [LOCAL_PEER]
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 2 and errno.errorcode[code] in errors[0].getMessage()
+
+
+async def test_accept_counts_one_ipv6_64_as_one_ip(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # An exemption still names single hosts, inside a /64 or not.
+    config = CONFIG.replace(max_connections_per_ip=2, per_ip_exempt=("2001:db8:1:3::a/128",))
+    hosts = ["2001:db8:1:2::a", "2001:db8:1:2:ffff::b", "2001:db8:1:2::c"] + ["2001:db8:1:3::a"] * 3
+    acceptor, opened, stats = await _run_acceptor(config, [], [(h, 40000) for h in hosts])
+    assert [c.remote[0] for c in opened] == hosts[:2] + hosts[3:]
+    assert stats.connections_refused == 1
+    for conn in opened:
+        acceptor.release(conn)  # type: ignore[arg-type]
+    assert acceptor.count == 0

@@ -209,7 +209,7 @@ async def open_dht(
     choice reproducible (tests, simulations). Leaving the block cancels every
     background task and closes every connection.
     """
-    config = config if config is not None else Config()
+    config = (config if config is not None else Config()).for_host(host)
     rng = rng if rng is not None else random.Random(secrets.randbits(64))
     peers = parse_addresses(bootstrap)
     if node_id is not None:

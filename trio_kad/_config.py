@@ -6,6 +6,8 @@ import dataclasses
 import ipaddress
 from dataclasses import dataclass
 
+from ._address import listens_on_loopback
+
 
 @dataclass(frozen=True, slots=True)
 class Config:
@@ -68,16 +70,23 @@ class Config:
     """
     max_contacts_per_subnet: int = 2
     """Contacts per bucket from one /24 (IPv4) or /48 (IPv6) network (see ``diversity_exempt``)."""
-    diversity_exempt: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
-    """Networks whose hosts are not subject to ``max_contacts_per_subnet`` (local test nets)."""
-    per_ip_exempt: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    diversity_exempt: tuple[str, ...] | None = None
+    """Networks whose hosts are not subject to ``max_contacts_per_subnet``.
+
+    ``None`` (the default): 127.0.0.0/8 and ::1 when the node listens on a
+    loopback address (a local test net, every node on one host), nothing
+    otherwise. Never by default on a public or private address, where a local
+    proxy or tunnel would otherwise lift the cap for everyone behind it.
+    """
+    per_ip_exempt: tuple[str, ...] | None = None
     """Networks whose hosts are not subject to the per-IP limits.
 
     ``max_connections_per_ip``, ``request_rate_per_ip`` and ``max_records_per_ip``
     exist so that one remote machine cannot take a node's share of everyone;
     many nodes on one machine (loopback) are expected to talk to each other a lot.
-    Only 127.0.0.1 by default: other loopback addresses stay limited, so a
-    local test can still play a hostile host.
+    ``None`` (the default): 127.0.0.1 and ::1 when the node listens on a
+    loopback address, nothing otherwise. Only 127.0.0.1: other loopback
+    addresses stay limited, so a local test can still play a hostile host.
     """
     ban_duration: float = 600.0
     """A peer that answers with garbage or lies about its id is ignored this long."""
@@ -101,7 +110,11 @@ class Config:
     expire_interval: float = 86400.0
     """tExpire: a pair is dropped this long after its last publication."""
     max_bans: int = 1024
-    """Ids remembered as banned; beyond this many the oldest ban is lifted early."""
+    """Ids remembered as banned; when that many bans are running, further ones are not recorded.
+
+    A ban is never lifted early to make room (that would let whoever can earn
+    many bans lift an older one); expired bans make room.
+    """
     handoff_queue_size: int = 64
     """Newly seen nodes waiting to be handed the pairs they should hold (paper 2.5).
 
@@ -120,8 +133,9 @@ class Config:
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if field.name in ("diversity_exempt", "per_ip_exempt"):
-                _check_networks(field.name, value)
+            if field.name in _EXEMPTIONS:
+                if value is not None:
+                    _check_networks(field.name, value)
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise TypeError(f"Config.{field.name} must be a number, not {value!r}")
@@ -141,6 +155,28 @@ class Config:
     def replace(self, **changes: object) -> Config:
         """Return a copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def for_host(self, host: str) -> Config:
+        """This config as a node listening on ``host`` uses it: automatic exemptions made explicit.
+
+        Each exemption left ``None`` becomes its loopback networks when ``host``
+        is a loopback address (or ``localhost``), ``()`` otherwise; exemptions
+        set explicitly are kept as they are.
+        """
+        loopback = listens_on_loopback(host)
+        changes = {
+            name: networks if loopback else ()
+            for name, networks in _EXEMPTIONS.items()
+            if getattr(self, name) is None
+        }
+        return self.replace(**changes) if changes else self
+
+
+_EXEMPTIONS: dict[str, tuple[str, ...]] = {
+    "diversity_exempt": ("127.0.0.0/8", "::1/128"),
+    "per_ip_exempt": ("127.0.0.1/32", "::1/128"),
+}
+"""The exemption fields and what ``None`` stands for on a node listening on loopback."""
 
 
 def _check_networks(name: str, value: object) -> None:

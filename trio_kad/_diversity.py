@@ -3,8 +3,9 @@
 Pure: strings in, ints out. The routing table caps the contacts per group in
 each bucket (go-libp2p-kbucket's diversity filter), so one host, or one cheap
 block of addresses, minting many node ids cannot fill a bucket. Hosts in the
-exempt networks (loopback, private test nets) and hosts that are not IP
-literals (DNS names: we cannot tell where they point) are not limited.
+exempt networks (loopback on a node that listens there, see
+``Config.diversity_exempt``) and hosts that are not IP literals (DNS names:
+we cannot tell where they point) are not limited.
 IPv4-mapped IPv6 addresses count as their IPv4 address.
 """
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 import ipaddress
 from collections import OrderedDict
 from collections.abc import Iterable
+
+from ._address import ip_literal
 
 __all__ = ["Network", "NetworkSet", "SubnetGroups", "subnet_group"]
 
@@ -23,24 +26,13 @@ _UNKNOWN = -1  # no group is negative: marks a host not in the cache
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """``host`` as an IP address (IPv4-mapped IPv6 as IPv4), or ``None`` for a name."""
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped  # one host, one address, however it is written
-    return ip
-
-
 def subnet_group(host: str, exempt: Iterable[Network] = ()) -> int | None:
     """The diversity group of ``host``: its /24 (IPv4) or /48 (IPv6) network as an int.
 
     ``None`` when the host is not limited: it is not an IP literal (a DNS
     name) or it lies in one of the ``exempt`` networks.
     """
-    ip = _ip(host)
+    ip = ip_literal(host)
     if ip is None or any(ip in network for network in exempt):
         return None
     if isinstance(ip, ipaddress.IPv4Address):
@@ -124,17 +116,19 @@ class SubnetGroups:
 class NetworkSet:
     """Answers "is this host in one of these networks?" quickly, for hosts seen again and again.
 
-    A host that is not an IP literal is in no network. Answers are memoised for
-    at most ``max_cached`` hosts (the least recently added forgotten first), so
-    the cache cannot grow with the number of addresses that ever connected.
+    A host that is not an IP literal is in no network; ``None`` is no network
+    (an exemption ``Config.for_host`` has not resolved yet exempts nobody).
+    Answers are memoised for at most ``max_cached`` hosts (the least recently
+    added forgotten first), so the cache cannot grow with the number of
+    addresses that ever connected.
     """
 
     __slots__ = ("_cache", "_max_cached", "_networks")
 
-    def __init__(self, networks: Iterable[str], max_cached: int = 4096) -> None:
+    def __init__(self, networks: Iterable[str] | None, max_cached: int = 4096) -> None:
         if isinstance(networks, str):
             raise TypeError("networks must be an iterable of network strings, not one string")
-        self._networks = tuple(ipaddress.ip_network(n) for n in networks)
+        self._networks = tuple(ipaddress.ip_network(n) for n in networks or ())
         self._max_cached = max_cached
         self._cache: OrderedDict[str, bool] = OrderedDict()
 
@@ -144,7 +138,7 @@ class NetworkSet:
         known = self._cache.get(host)
         if known is not None:
             return known
-        ip = _ip(host)
+        ip = ip_literal(host)
         inside = ip is not None and any(ip in network for network in self._networks)
         self._cache[host] = inside
         if len(self._cache) > self._max_cached:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from ._address import format_address, valid_host
+from ._address import AddressPolicy, format_address, listening_scope, valid_host
 from ._config import Config
 from ._duties import among_closest, batches
 from ._errors import BootstrapError, PeerMisbehaved, StoreError, TransportError
@@ -102,6 +102,11 @@ class Node:
         self.rtt = RttEstimator(config.min_rpc_timeout, config.rpc_timeout)
         """Round trips of answered RPCs: how long a lookup waits for a contact."""
         self.port: int | None = None
+        self.addresses = AddressPolicy("127.0.0.1")
+        """Which hosts peers may name to us, set by ``run`` from the address it listens on.
+
+        Nothing arrives before ``run``; until then, ``open_dht``'s default host's.
+        """
         self._nursery: trio.Nursery | None = None
         self._checking: set[bytes] = set()
         # Requester id -> (until when it counts as just seen, its port, its host).
@@ -135,12 +140,15 @@ class Node:
             )
             if address is not None:
                 self.port = address[1]
+            self.addresses = AddressPolicy(host if address is None else address[0])
             task_status.started(address)
 
     # --- routing table upkeep (paper section 2.2) -----------------------------
 
     def _saw_requester(self, node_id: bytes, host: str, port: int) -> None:
         """A listening peer sent a valid request: record it, unless it did a moment ago."""
+        if not self.addresses.allows(host):
+            return  # served, but never dialed back: a local proxy must not become a contact
         now = trio.current_time()
         recent = self._recent_requesters
         seen = recent.get(node_id)
@@ -253,7 +261,8 @@ class Node:
     def ban(self, contact: Contact) -> None:
         """Drop a lying or broken contact and refuse it for ``Config.ban_duration``."""
         self._recent_requesters.pop(contact.node_id, None)
-        self.table.ban(contact.node_id, trio.current_time() + self.config.ban_duration)
+        now = trio.current_time()
+        self.table.ban(contact.node_id, now + self.config.ban_duration, now=now)
 
     async def ping_address(self, address: Address) -> Contact | None:
         """Ping an address whose node id is not known yet (bootstrap peers)."""
@@ -395,6 +404,11 @@ class Node:
         task (``_maintenance.run_join_refresh``). Raises ``BootstrapError`` when
         none answers.
         """
+        if self.client_only and addresses:
+            # Listening nowhere, it belongs to the network it joins: the widest policy
+            # any of the peers the user named would have, as if it listened beside them.
+            host = min((a[0] for a in addresses), key=listening_scope)
+            self.addresses = AddressPolicy(host)
         answered: list[Contact] = []
 
         async def try_peer(address: Address) -> None:

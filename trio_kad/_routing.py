@@ -14,6 +14,7 @@ cache and per-subnet shares (go-libp2p-kbucket's diversity filter).
 from __future__ import annotations
 
 import ipaddress
+import math
 from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Container, Iterable, Sequence
@@ -76,8 +77,8 @@ class RoutingTable:
 
     ``max_per_subnet`` (``None``: no limit) caps the contacts and candidates per
     bucket whose host lies in one /24 (IPv4) or /48 (IPv6); hosts in ``exempt``
-    (such as ``"127.0.0.0/8"``) and DNS names are not limited. ``max_bans``
-    bounds the ban list (oldest ban lifted first).
+    (such as ``"127.0.0.0/8"``; ``None``: none) and DNS names are not limited.
+    ``max_bans`` bounds the ban list (no new ban while it is full of running ones).
     """
 
     def __init__(
@@ -89,7 +90,7 @@ class RoutingTable:
         max_failures: int = 3,
         now: float = 0.0,
         max_per_subnet: int | None = None,
-        exempt: Iterable[str] = (),
+        exempt: Iterable[str] | None = (),
         max_bans: int = 1024,
     ) -> None:
         check_id(own_id, "own_id")
@@ -107,11 +108,14 @@ class RoutingTable:
             raise TypeError("exempt must be an iterable of network strings, not one string")
         self._max_per_subnet = max_per_subnet
         self._groups = SubnetGroups(
-            (ipaddress.ip_network(n) for n in exempt), cache_size=_GROUP_CACHE_SIZE
+            (ipaddress.ip_network(n) for n in exempt or ()), cache_size=_GROUP_CACHE_SIZE
         )
         self._max_bans = max_bans
         # node id -> banned until, oldest ban first
         self._bans: OrderedDict[bytes, float] = OrderedDict()
+        # No running ban ends before this (a lower bound): when the list is full,
+        # it is swept for expired bans only once one may have expired.
+        self._bans_expire_from = math.inf
         self._own_id = own_id
         self._own_int = id_to_int(own_id)
         self._k = k
@@ -316,19 +320,22 @@ class RoutingTable:
         self._drop(entry)
         return entry.contact
 
-    def ban(self, node_id: bytes, until: float) -> Contact | None:
+    def ban(self, node_id: bytes, until: float, *, now: float) -> Contact | None:
         """Drop ``node_id`` (as ``remove``) and refuse it in ``update`` until ``until``.
 
         For a node that answered with garbage or lied about ids. Banning again
-        moves the end of the ban. The list keeps at most ``max_bans`` entries:
-        beyond that the oldest ban is lifted early, so a flood of fresh ids
-        cannot grow it without bound. Returns the contact if it was in a bucket.
+        moves the end of the ban. The list keeps at most ``max_bans`` running
+        bans, so a flood of fresh ids cannot grow it without bound: when it is
+        full, bans expired by ``now`` make room, and if none has the new ban is
+        not recorded (the contact is still dropped). A ban is never lifted
+        early: whoever can earn many bans must not lift an older one with them.
+        Returns the contact if it was in a bucket.
         """
         check_id(node_id, "node_id")
-        self._bans[node_id] = until
-        self._bans.move_to_end(node_id)
-        if len(self._bans) > self._max_bans:
-            self._bans.popitem(last=False)
+        if node_id in self._bans or self._room_for_a_ban(now):
+            self._bans[node_id] = until
+            self._bans.move_to_end(node_id)
+            self._bans_expire_from = min(self._bans_expire_from, until)
         return self.remove(node_id)
 
     # --- refresh (paper section 2.3: buckets not looked up within an hour) ---
@@ -346,6 +353,18 @@ class RoutingTable:
 
     def _bucket_index(self, distance: int) -> int:
         return bisect_right(self._lows, distance) - 1
+
+    def _room_for_a_ban(self, now: float) -> bool:
+        """Is there room for one more ban at ``now``, once expired ones are forgotten?"""
+        bans = self._bans
+        if len(bans) < self._max_bans:
+            return True
+        if now < self._bans_expire_from:
+            return False  # none has expired since the last sweep: no sweep per refusal
+        for node_id in [i for i, until in bans.items() if until <= now]:
+            del bans[node_id]
+        self._bans_expire_from = min(bans.values(), default=math.inf)
+        return len(bans) < self._max_bans
 
     def _group(self, host: str) -> int | None:
         if self._max_per_subnet is None:

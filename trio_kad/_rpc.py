@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from ._address import ip_group
 from ._codec import FrameReader, UnsupportedFrameError, decode_frame, encode_frame, encode_reply
 from ._config import Config
 from ._contacts import ContactCache
@@ -167,7 +168,7 @@ class Admission:
 
     def allow(self, ip: str, now: float) -> bool:
         """Charge one request from ``ip`` at ``now``: True when it is within the rate."""
-        return ip in self._exempt or self._limiter.allow(ip, now)
+        return ip in self._exempt or self._limiter.allow(ip_group(ip), now)
 
 
 class Endpoint(Generic[W]):

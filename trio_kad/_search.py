@@ -113,7 +113,7 @@ class Search:
         """Apply one RPC's outcome to the lookup; True once a value ends it."""
         state = self._state
         if isinstance(reply, Nodes):
-            state.on_reply(contact.node_id, reply.contacts)
+            state.on_reply(contact.node_id, self._node.addresses.allowed(reply.contacts))
             return False
         if isinstance(reply, FoundValue) and self._want_value:
             if not acceptable_value(reply.value, self._node.config.max_value_size):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from ._address import ip_group
 from ._diversity import NetworkSet
 from ._duties import CACHE_HORIZON, cache_ttl, ttl_left
 from ._errors import DataDirError
@@ -75,7 +76,7 @@ class Server:
                 return FoundValue(record.value, ttl_left(record, now))
             return Nodes(self._closest_for(body.key, frame.sender_id))
         # Pairs from an exempt host count toward no per-IP quota.
-        origin = "" if remote[0] in self._per_ip_exempt else remote[0]
+        origin = "" if remote[0] in self._per_ip_exempt else ip_group(remote[0])
         if isinstance(body, Store):
             return await self.accept_store(body, origin)
         if isinstance(body, StoreMany):

@@ -22,11 +22,13 @@ from trio.lowlevel import notify_closing, wait_writable
 # accept() errors that mean "out of a resource for now", as in trio.serve_listeners:
 # back off and keep accepting rather than taking the node down.
 ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
-# accept() errors about the one connection being accepted (it was reset or its
-# route went away before we got to it), as trio's SocketListener ignores them.
+# accept() errors about the one connection being accepted (a firewall refused it,
+# it was reset or timed out, or its route went away before we got to it): the
+# list trio's SocketListener.accept ignores.
 ACCEPT_SKIP_ERRNOS = frozenset(
     getattr(errno, name)
     for name in (
+        "EPERM",
         "ECONNABORTED",
         "EPROTO",
         "ENETDOWN",
@@ -36,6 +38,11 @@ ACCEPT_SKIP_ERRNOS = frozenset(
         "EHOSTUNREACH",
         "EOPNOTSUPP",
         "ENETUNREACH",
+        "ENOSR",
+        "ESOCKTNOSUPPORT",
+        "EPROTONOSUPPORT",
+        "ETIMEDOUT",
+        "ECONNRESET",
     )
     if hasattr(errno, name)
 )

@@ -8,6 +8,7 @@ so a few hosts that came first cannot lock everyone else out.
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 from collections.abc import Callable
@@ -16,7 +17,7 @@ import trio
 from trio.lowlevel import wait_readable
 
 from . import _sockets
-from ._address import format_address
+from ._address import format_address, ip_group
 from ._config import Config
 from ._ids import Address
 from ._rpc import Admission, TransportStatistics
@@ -67,7 +68,14 @@ class Acceptor:
                         continue
                     if exc.errno not in _sockets.ACCEPT_CAPACITY_ERRNOS:
                         raise
-                    logger.debug("accept failed (%s); retrying shortly", exc)
+                    # As trio.serve_listeners: the node is out of descriptors or
+                    # memory, which its operator must hear about; it pauses, then goes on.
+                    logger.error(
+                        "accept returned %s (%s); retrying in %s seconds",
+                        errno.errorcode.get(exc.errno or 0, exc.errno),
+                        exc.strerror,
+                        _ACCEPT_BACKOFF,
+                    )
                     await trio.sleep(_ACCEPT_BACKOFF)
                     break
                 conn = self._accepted(sock, (str(peer[0]), int(peer[1])))
@@ -94,14 +102,14 @@ class Acceptor:
             return None
         conn = self._open_connection(remote, sock)
         self.count += 1
-        self._by_ip.setdefault(remote[0], {})[conn] = None
+        self._by_ip.setdefault(ip_group(remote[0]), {})[conn] = None
         return conn
 
-    def _make_room(self, ip: str) -> str | None:
-        """Make room for a connection from ``ip``; why it must be refused, or None."""
+    def _make_room(self, host: str) -> str | None:
+        """Make room for a connection from ``host``; why it must be refused, or None."""
         config = self._config
-        own = len(self._by_ip.get(ip, ()))
-        if own >= config.max_connections_per_ip and not self._admission.exempt(ip):
+        own = len(self._by_ip.get(ip_group(host), ()))  # an IPv6 /64 counts as one IP
+        if own >= config.max_connections_per_ip and not self._admission.exempt(host):
             return "at max_connections_per_ip"
         if self.count < config.max_inbound_connections:
             return None
@@ -125,7 +133,7 @@ class Acceptor:
             return
         conn.counted = False
         self.count -= 1
-        ip = conn.remote[0]
+        ip = ip_group(conn.remote[0])
         same_ip = self._by_ip.get(ip)
         if same_ip is not None:
             same_ip.pop(conn, None)
