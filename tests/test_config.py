@@ -64,3 +64,14 @@ def test_replace_validates_again() -> None:
         Config().replace(k=0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         Config().k = 3  # type: ignore[misc]
+
+
+def test_lookup_bounds_and_paths_follow_k() -> None:
+    assert Config(k=8, lookup_max_contacts=8, disjoint_paths=8).disjoint_paths == 8
+    with pytest.raises(ValueError, match="lookup_max_contacts"):
+        Config(k=30, lookup_max_contacts=20)
+    with pytest.raises(ValueError, match="disjoint_paths"):
+        Config(k=4, disjoint_paths=5)
+    for name in ("lookup_max_rpcs", "lookup_max_contacts", "disjoint_paths"):
+        with pytest.raises(ValueError, match=name):
+            Config(**{name: 0})  # type: ignore[arg-type]
