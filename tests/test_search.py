@@ -326,3 +326,22 @@ async def test_a_cancelled_get_leaves_nothing_in_flight(
                     assert not tracker.alive, (paths, quorum, deadline)
                 assert cancelled >= 4
                 assert await reader.get("key1", quorum=quorum) == 1
+
+
+@pytest.mark.parametrize("paths", [1, 3, 8])
+async def test_disjoint_paths_store_at_the_k_closest_and_find_values(
+    autojump_clock: trio.testing.MockClock, paths: int
+) -> None:
+    config = Config(k=8, disjoint_paths=paths)
+    async with open_simulation(60, seed=40, config=config) as sim:
+        for n in range(10):
+            key = f"spread{n}"
+            writer, reader = sim.nodes[n], sim.nodes[-1 - n]
+            assert await writer.set(key, n) == config.k
+            ident = key_id(key)
+            closest = sorted(sim.nodes, key=lambda d: distance(d.node_id, ident))[: config.k]
+            holders = {d.node_id for d in sim.nodes if d.get_local(key) is not None}
+            # Over all paths, the k closest were found (the writer keeps its own copy too).
+            assert holders - {writer.node_id} == {d.node_id for d in closest} - {writer.node_id}
+            await reader.delete(key)
+            assert await reader.get(key) == n
