@@ -120,13 +120,15 @@ class Config:
     """RPCs one lookup may send (per path, see ``disjoint_paths``); then it ends with what it has.
 
     Peers naming fresh, ever-closer ids could otherwise keep a lookup going
-    forever. Honest lookups in a 1,000-node network send about 20-30.
+    forever. In a simulated 1,000-node network a lookup sends 21 RPCs (median;
+    at most 25), and at most about 70 when half the nodes are silent.
     """
     lookup_max_contacts: int = 160
     """Contacts one lookup keeps on its shortlist (per path); the farthest never asked go first.
 
     At least ``k``. With ``lookup_max_rpcs`` it bounds what a lookup remembers:
-    at most ``lookup_max_contacts + lookup_max_rpcs`` ids per path.
+    at most ``lookup_max_contacts + lookup_max_rpcs`` ids per path. A lookup
+    in a simulated 1,000-node network learns at most about 115 contacts.
     """
     disjoint_paths: int = 1
     """Disjoint paths per lookup (S/Kademlia, Baumgart and Mies 2007, section 4.4).
