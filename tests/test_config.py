@@ -82,3 +82,14 @@ def test_exemptions_follow_the_listening_host_unless_set(name: str) -> None:
         assert getattr(chosen.for_host(host), name) == ("10.0.0.0/8",)
     resolved = Config().for_host("0.0.0.0")
     assert resolved.for_host("127.0.0.1") is resolved  # nothing left to decide
+
+
+def test_lookup_bounds_and_paths_follow_k() -> None:
+    assert Config(k=8, lookup_max_contacts=8, disjoint_paths=8).disjoint_paths == 8
+    with pytest.raises(ValueError, match="lookup_max_contacts"):
+        Config(k=30, lookup_max_contacts=20)
+    with pytest.raises(ValueError, match="disjoint_paths"):
+        Config(k=4, disjoint_paths=5)
+    for name in ("lookup_max_rpcs", "lookup_max_contacts", "disjoint_paths"):
+        with pytest.raises(ValueError, match=name):
+            Config(**{name: 0})  # type: ignore[arg-type]

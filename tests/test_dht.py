@@ -14,8 +14,10 @@ from trio_kad import (
     BootstrapError,
     Config,
     Dht,
+    DhtError,
     MemoryNetwork,
     ProtocolError,
+    QuorumError,
     StoreError,
     open_dht,
 )
@@ -428,3 +430,43 @@ def test_values_decode_without_running_parsers() -> None:
     for bad in (b"", b"\xff", cbor2.dumps(1) + b"\x00"):
         with pytest.raises(ValueError):
             decode_value(bad)
+
+
+async def test_a_quorum_get_returns_only_a_value_enough_holders_agree_on(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = Config(k=5)
+    async with open_simulation(30, seed=47, config=config) as sim:
+        assert sim.network is not None
+        # A client-only setter: the k closest hold the pair, and nobody else.
+        async with open_dht(
+            bootstrap=[sim.nodes[0].address],
+            transport=sim.network.transport(),
+            config=config,
+            client_only=True,
+            node_id=bytes(32),
+            rng=random.Random(47),
+        ) as setter:
+            assert await setter.set("voted", "honest") == 5
+        holders = [n for n in sim.nodes if n.get_local("voted") is not None]
+        assert len(holders) == 5
+        now = trio.current_time()
+        forged = cbor2.dumps("forged")  # a valid value, just not the one set
+        for holder in holders[:2]:
+            await node_of(holder).records.put(Record(key_id("voted"), forged, now, now + 3600))
+        reader = next(n for n in sim.nodes if n not in holders)
+        for quorum in (4, 6):
+            with pytest.raises(QuorumError, match="only 3 holders agreed") as caught:
+                await reader.get("voted", quorum=quorum)
+            assert isinstance(caught.value, DhtError)
+            assert (caught.value.agreed, caught.value.quorum) == (3, quorum)
+        assert await reader.get("voted", quorum=3) == "honest"
+        # A holder's own copy is one of the votes, a forged one too.
+        assert await holders[2].get("voted", quorum=3) == "honest"
+        with pytest.raises(QuorumError):
+            await holders[0].get("voted", quorum=4)
+        # Found nowhere is not a failed quorum: None, as with quorum 1.
+        assert await reader.get("absent", quorum=3) is None
+        for bad in (0, -1, True, 1.5):
+            with pytest.raises(ValueError, match="quorum"):
+                await reader.get("voted", quorum=bad)  # type: ignore[arg-type]

@@ -7,15 +7,29 @@ that leaves nothing behind.
 from __future__ import annotations
 
 import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import pytest
 import trio
 import trio.testing
 
-from trio_kad import Config, Dht, MemoryNetwork
-from trio_kad._ids import Contact, key_id
-from trio_kad._messages import FindNode, FindValue, Reply, Request
+from trio_kad import Config, Dht, MemoryNetwork, MemoryTransport, Transport, open_dht
+from trio_kad._ids import Address, Contact, distance, int_to_id, key_id
+from trio_kad._messages import (
+    FindNode,
+    FindValue,
+    Nodes,
+    Ping,
+    Pong,
+    Reply,
+    ReplyFrame,
+    Request,
+    Stored,
+)
 from trio_kad._node import Node
-from trio_kad.testing import node_of, open_simulation
+from trio_kad._transport import RequestHandler
+from trio_kad.testing import Simulation, node_of, open_simulation
 
 
 class _TaskTracker(trio.abc.Instrument):
@@ -174,3 +188,160 @@ async def test_alpha_one_waits_out_a_silent_contact_then_asks_the_next(
             assert await reader.get("patient") == 2
         assert counts["peak"] == 1
         assert counts["failed"] == 1
+
+
+class _Inventors(Transport):
+    """A node's transport that counts its requests in flight and plays hostile peers.
+
+    Requests to an address ``invent`` made answer as the id it was made for:
+    every FIND_NODE and FIND_VALUE with 20 fresh ids nearer the target, each
+    at an address of its own that answers the same way (colluding peers
+    without end). Everything else goes to ``inner``.
+    """
+
+    def __init__(self, inner: MemoryTransport) -> None:
+        super().__init__()
+        self.inner = inner
+        self.pending = 0
+        """FIND_NODE and FIND_VALUE requests waiting for a reply now."""
+        self.answered = 0
+        self._ids: dict[Address, bytes] = {}
+
+    def invent(self, node_id: bytes) -> Contact:
+        n = len(self._ids)
+        contact = Contact(node_id, f"127.66.{n >> 8 & 255}.{n & 255}", 4000 + (n >> 16))
+        self._ids[contact.address] = node_id
+        return contact
+
+    async def run(
+        self,
+        config: Config,
+        node_id: bytes,
+        host: str,
+        port: int,
+        handler: RequestHandler | None,
+        *,
+        task_status: trio.TaskStatus[Address | None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        await self.inner.run(config, node_id, host, port, handler, task_status=task_status)
+
+    async def _request(
+        self, address: Address, sender_id: bytes, sender_port: int | None, body: Request
+    ) -> ReplyFrame:
+        finding = isinstance(body, FindNode | FindValue)
+        self.pending += finding
+        try:
+            node_id = self._ids.get(address)
+            if node_id is None:
+                return await self.inner.request(address, sender_id, sender_port, body)
+            await trio.sleep(0.01)
+            self.answered += 1
+            return ReplyFrame(0, node_id, self._lie(node_id, body))
+        finally:
+            self.pending -= finding
+
+    def _lie(self, node_id: bytes, body: Request) -> Reply:
+        if isinstance(body, FindNode | FindValue):
+            target = body.target if isinstance(body, FindNode) else body.key
+            nearer = distance(node_id, target) - 1
+            target_int = int.from_bytes(target, "big")
+            return Nodes(
+                tuple(self.invent(int_to_id(target_int ^ (nearer - j))) for j in range(20))
+            )
+        return Pong() if isinstance(body, Ping) else Stored()
+
+
+@asynccontextmanager
+async def _victim_of_inventors(
+    sim: Simulation, network: MemoryNetwork, config: Config, key: str
+) -> AsyncIterator[tuple[Dht, _Inventors]]:
+    """A node that has joined ``sim`` and then heard from a hostile peer nearer ``key`` than any."""
+    transport = _Inventors(network.transport())
+    liar = transport.invent(int_to_id(int.from_bytes(key_id(key), "big") ^ 1 << 200))
+    peers = [sim.nodes[0].address]
+    async with open_dht(bootstrap=peers, transport=transport, config=config) as victim:
+        await victim.delete(key)  # a copy handed over on joining, if any
+        node_of(victim).saw_alive(liar)
+        yield victim, transport
+
+
+@pytest.mark.parametrize("paths", [1, 2])
+async def test_peers_naming_ever_closer_invented_ids_cannot_keep_a_lookup_going(
+    autojump_clock: trio.testing.MockClock, paths: int
+) -> None:
+    # Unbounded, the get below never ends: every hostile answer names 20 fresh ids
+    # nearer the key than any honest node, and those answer alike.
+    network = MemoryNetwork(rng=random.Random(37), latency=0.005)
+    config = Config(lookup_max_rpcs=50, disjoint_paths=paths)
+    async with open_simulation(10, seed=37, config=config, network=network) as sim:
+        await sim.nodes[0].set("hijacked", 1)
+        async with _victim_of_inventors(sim, network, config, "hijacked") as (victim, _):
+            with trio.fail_after(60):
+                # One path: the liar is the nearest contact and the honest holders
+                # are never reached, but the get ends. Two: the liar holds up only
+                # the path it was dealt to.
+                assert await victim.get("hijacked") == (None if paths == 1 else 1)
+                _check_bounded(victim, config)
+                assert await victim.set("hijacked", 2) >= 1
+                _check_bounded(victim, config)
+
+
+def _check_bounded(dht: Dht, config: Config) -> None:
+    report = dht.last_lookup
+    assert report is not None
+    assert report.queries <= config.disjoint_paths * config.lookup_max_rpcs
+
+
+async def test_a_cancelled_get_leaves_nothing_in_flight(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork(rng=random.Random(39), latency=0.01)
+    async with open_simulation(30, seed=39, network=network) as sim:
+        for n in range(5):
+            await sim.nodes[n].set(f"key{n}", n)
+        for paths, quorum in ((1, 1), (3, 1), (1, 3), (3, 3)):
+            config = sim.config.replace(disjoint_paths=paths)
+            transport = _Inventors(network.transport())
+            peers = [sim.nodes[0].address]
+            async with open_dht(
+                bootstrap=peers, transport=transport, config=config, client_only=True
+            ) as reader:
+                # Let the joining refresh end: the only tasks left are the get's own.
+                await trio.sleep(config.bootstrap_timeout)
+                cancelled = 0
+                for deadline in (0.0, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.06):
+                    tracker = _TaskTracker()
+                    trio.lowlevel.add_instrument(tracker)
+                    try:
+                        with trio.move_on_after(deadline) as scope:
+                            for n in range(5):
+                                await reader.get(f"key{n}", quorum=quorum)
+                        # No lookup RPC outlives the get; only a STORE caching a value
+                        # found by a get that ended may still be on its way.
+                        assert transport.pending == 0, (paths, quorum, deadline)
+                        await trio.sleep(config.rpc_timeout)
+                    finally:
+                        trio.lowlevel.remove_instrument(tracker)
+                    cancelled += scope.cancelled_caught
+                    assert not tracker.alive, (paths, quorum, deadline)
+                assert cancelled >= 4
+                assert await reader.get("key1", quorum=quorum) == 1
+
+
+@pytest.mark.parametrize("paths", [1, 3, 8])
+async def test_disjoint_paths_store_at_the_k_closest_and_find_values(
+    autojump_clock: trio.testing.MockClock, paths: int
+) -> None:
+    config = Config(k=8, disjoint_paths=paths)
+    async with open_simulation(60, seed=40, config=config) as sim:
+        for n in range(10):
+            key = f"spread{n}"
+            writer, reader = sim.nodes[n], sim.nodes[-1 - n]
+            assert await writer.set(key, n) == config.k
+            ident = key_id(key)
+            closest = sorted(sim.nodes, key=lambda d: distance(d.node_id, ident))[: config.k]
+            holders = {d.node_id for d in sim.nodes if d.get_local(key) is not None}
+            # Over all paths, the k closest were found (the writer keeps its own copy too).
+            assert holders - {writer.node_id} == {d.node_id for d in closest} - {writer.node_id}
+            await reader.delete(key)
+            assert await reader.get(key) == n

@@ -102,12 +102,17 @@ class Dht:
             raise StoreError(f"no node accepted the value for key {key!r}")
         return acks
 
-    async def get(self, key: str | bytes) -> Any:
+    async def get(self, key: str | bytes, *, quorum: int = 1) -> Any:
         """The value under ``key``, looked up locally then on the network; ``None`` if absent.
 
-        A copy that is not valid CBOR counts as absent where it is held.
+        A copy that is not valid CBOR counts as absent where it is held. With
+        ``quorum=q`` above 1, returns only a value that q distinct holders
+        returned byte for byte (this node's own copy counts as one), and raises
+        ``QuorumError`` when the lookup found the key but fewer agreed.
         """
-        value, _ = await self._node.find_value(key_id(key))
+        if isinstance(quorum, bool) or not isinstance(quorum, int) or quorum < 1:
+            raise ValueError(f"quorum must be an int >= 1, got {quorum!r}")
+        value, _ = await self._node.find_value(key_id(key), quorum=quorum)
         return None if value is None else _decode(value)
 
     async def delete(self, key: str | bytes) -> bool:

@@ -15,6 +15,20 @@ class StoreError(DhtError):
     """No node (not even the local one) accepted a value."""
 
 
+class QuorumError(DhtError):
+    """A get with a quorum found the key, but fewer distinct holders than asked returned one value.
+
+    ``agreed`` is the most holders that returned the same value, ``quorum`` the
+    number asked for.
+    """
+
+    def __init__(self, agreed: int, quorum: int) -> None:
+        holders = "holder" if agreed == 1 else "holders"
+        super().__init__(f"only {agreed} {holders} agreed on the value; the quorum is {quorum}")
+        self.agreed = agreed
+        self.quorum = quorum
+
+
 class TransportError(DhtError):
     """A peer could not be reached, or closed the connection before replying."""
 

@@ -92,7 +92,15 @@ class Lookup:
 
     The lookup ends (paper section 2.3) when the k closest contacts that have
     not failed have all answered, or when nothing is in flight and nothing is
-    left to ask, or after ``finish()``.
+    left to ask, or after ``finish()``. Peers can name fresh, ever-closer ids
+    for as long as they like, so ``max_queries`` (default: no bound) caps the
+    RPCs: once that many were issued, the lookup ends when the last one in
+    flight does. The ids it remembers (shortlist, failed ones) then stay under
+    ``max_candidates + max_queries``.
+
+    ``claims`` lets several lookups of one target share who owns which id
+    (``DisjointLookup``): an id claimed by one is neither asked nor returned
+    by another. ``path`` is this lookup's key in it.
     """
 
     def __init__(
@@ -104,6 +112,9 @@ class Lookup:
         alpha: int,
         exclude: Iterable[bytes] = (),
         max_candidates: int | None = None,
+        max_queries: int | None = None,
+        claims: dict[bytes, int] | None = None,
+        path: int = 0,
     ) -> None:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
@@ -113,14 +124,22 @@ class Lookup:
             max_candidates = 4 * k
         if max_candidates < k:
             raise ValueError(f"max_candidates ({max_candidates}) must be >= k ({k})")
+        if max_queries is not None and max_queries < 1:
+            raise ValueError(f"max_queries must be >= 1, got {max_queries}")
         self._target = target
         self._target_int = int.from_bytes(target, "big")
         self._k = k
         self._alpha = alpha
         self._parallelism = alpha
         self._max_candidates = max_candidates
-        self._excluded = frozenset(exclude)
-        self._failed: set[bytes] = set()
+        self._max_queries = max_queries
+        # Every id this lookup holds (on the shortlist, or failed: never asked
+        # again), those of the lookups sharing ``claims``, and the excluded ones
+        # (claimed by path -1), so one membership test decides whether a contact is new.
+        self._claims: dict[bytes, int] = {} if claims is None else claims
+        self._path = path
+        for node_id in exclude:
+            self._claims.setdefault(node_id, -1)
         # Candidates sorted by XOR distance to the target (bisected on the
         # distance). XOR with a fixed target is a bijection, so distinct ids
         # never tie. The candidates themselves rather than (distance, id)
@@ -168,6 +187,12 @@ class Lookup:
         if self._in_flight >= self._parallelism:
             # Strict parallelism: never more than alpha RPCs in flight.
             return _WAIT
+        if self._max_queries is not None and self._queries >= self._max_queries:
+            # Out of RPCs: the answers on their way still count, then it is over.
+            if self._in_flight:
+                return _WAIT
+            self._finished = True
+            return _DONE
         closest_unasked.state = _State.IN_FLIGHT
         self._in_flight += 1
         self._queries += 1
@@ -199,8 +224,8 @@ class Lookup:
             return
         self._in_flight -= 1
         self._failures += 1
-        # Section 2.3: contacts that fail to respond are removed from consideration.
-        self._failed.add(node_id)
+        # Section 2.3: contacts that fail to respond are removed from consideration
+        # (their claim stays, so they are not taken up again).
         del self._by_id[node_id]
         index = bisect.bisect_left(self._order, candidate.distance, key=_distance_of)
         del self._order[index]
@@ -254,6 +279,8 @@ class Lookup:
         """Whether ``next()`` would return ``Done`` (without changing anything)."""
         if self._finished:
             return True
+        if self._max_queries is not None and self._queries >= self._max_queries:
+            return not self._in_flight
         return all(candidate.state is _State.ANSWERED for candidate in self._order[: self._k])
 
     def closest(self) -> list[Contact]:
@@ -281,20 +308,16 @@ class Lookup:
 
     def _add(self, contacts: Iterable[Contact], *, depth: int) -> None:
         id_length = len(self._target)
-        by_id, excluded, failed = self._by_id, self._excluded, self._failed
+        by_id, claims, path = self._by_id, self._claims, self._path
         target_int = self._target_int
         added = []
         for contact in contacts:
             node_id = contact.node_id
-            if (
-                node_id in by_id
-                or node_id in excluded
-                or node_id in failed
-                or len(node_id) != id_length
-            ):
+            if node_id in claims or len(node_id) != id_length:
                 continue
             candidate = _Candidate(contact, int.from_bytes(node_id, "big") ^ target_int, depth)
             by_id[node_id] = candidate
+            claims[node_id] = path
             added.append(candidate)
         if added:
             self._order += added
@@ -314,9 +337,143 @@ class Lookup:
         for index in range(len(self._order) - 1, -1, -1):
             candidate = self._order[index]
             if excess > 0 and index >= self._k and candidate.state is _State.WAITING:
+                # Released: another path (or this one, later) may take it up.
                 del self._by_id[candidate.contact.node_id]
+                del self._claims[candidate.contact.node_id]
                 excess -= 1
             else:
                 kept.append(candidate)
         kept.reverse()
         self._order = kept
+
+
+class DisjointLookup:
+    """A lookup over ``d`` disjoint paths (S/Kademlia, Baumgart & Mies 2007, section 4.4).
+
+    The seeds, nearest first, are dealt out to ``paths`` ``Lookup``\\ s in
+    turn; each runs its own alpha-parallel lookup, and an id that one path has
+    seen is never asked nor returned by another (they share their claims).
+    One adversary on a path can stall that path only. The same driving
+    interface as ``Lookup``; ``closest()`` merges the answered contacts of all
+    paths. ``max_candidates`` and ``max_queries`` bound each path.
+    """
+
+    def __init__(
+        self,
+        target: bytes,
+        seeds: Iterable[Contact],
+        *,
+        paths: int,
+        k: int,
+        alpha: int,
+        exclude: Iterable[bytes] = (),
+        max_candidates: int | None = None,
+        max_queries: int | None = None,
+    ) -> None:
+        if paths < 1:
+            raise ValueError(f"paths must be >= 1, got {paths}")
+        self._target = target
+        self._k = k
+        self._claims: dict[bytes, int] = {}
+        target_int = int.from_bytes(target, "big")
+        ordered = sorted(seeds, key=lambda c: int.from_bytes(c.node_id, "big") ^ target_int)
+        excluded = set(exclude)
+        unique = list({c.node_id: c for c in ordered if c.node_id not in excluded}.values())
+        self._paths = [
+            Lookup(
+                target,
+                unique[path::paths],
+                k=k,
+                alpha=alpha,
+                exclude=excluded,
+                max_candidates=max_candidates,
+                max_queries=max_queries,
+                claims=self._claims,
+                path=path,
+            )
+            for path in range(paths)
+        ]
+        self._turn = 0
+
+    def next(self) -> Step:
+        """The next ``Query`` of any path (taking turns), else ``Wait``, else ``Done``."""
+        paths = self._paths
+        waiting = False
+        for offset in range(len(paths)):
+            index = (self._turn + offset) % len(paths)
+            step = paths[index].next()
+            if isinstance(step, Query):
+                self._turn = index + 1
+                return step
+            waiting = waiting or isinstance(step, Wait)
+        return _WAIT if waiting else _DONE
+
+    def on_reply(self, node_id: bytes, contacts: Iterable[Contact]) -> None:
+        """As ``Lookup.on_reply``, on the path that asked ``node_id``."""
+        self._owner(node_id).on_reply(node_id, contacts)
+
+    def on_failure(self, node_id: bytes) -> None:
+        """As ``Lookup.on_failure``, on the path that asked ``node_id``."""
+        self._owner(node_id).on_failure(node_id)
+
+    def retry(self, node_id: bytes) -> None:
+        """As ``Lookup.retry``, on the path that asked ``node_id``."""
+        self._owner(node_id).retry(node_id)
+
+    def finish(self) -> None:
+        """End every path now."""
+        for path in self._paths:
+            path.finish()
+
+    def path_of(self, node_id: bytes) -> int | None:
+        """The path that holds ``node_id`` (0..d-1), or ``None``."""
+        path = self._claims.get(node_id)
+        return None if path is None or path < 0 else path
+
+    def _owner(self, node_id: bytes) -> Lookup:
+        # An id no path holds goes to the first, which ignores it as any unknown id.
+        return self._paths[self.path_of(node_id) or 0]
+
+    @property
+    def target(self) -> bytes:
+        """The id being looked up."""
+        return self._target
+
+    @property
+    def parallelism(self) -> int:
+        """Most RPCs in flight per path (see ``Lookup.parallelism``); set on every path."""
+        return self._paths[0].parallelism
+
+    @parallelism.setter
+    def parallelism(self, value: int) -> None:
+        for path in self._paths:
+            path.parallelism = value
+
+    @property
+    def in_flight(self) -> int:
+        """RPCs in flight over all paths."""
+        return sum(path.in_flight for path in self._paths)
+
+    @property
+    def done(self) -> bool:
+        """Whether every path is over."""
+        return all(path.done for path in self._paths)
+
+    def closest(self) -> list[Contact]:
+        """Up to k contacts that answered on any path, nearest to the target first."""
+        target_int = int.from_bytes(self._target, "big")
+        merged = [contact for path in self._paths for contact in path.closest()]
+        merged.sort(key=lambda c: int.from_bytes(c.node_id, "big") ^ target_int)
+        return merged[: self._k]
+
+    def statistics(self) -> LookupStatistics:
+        """The paths' counters summed (``rounds``: the most of any path)."""
+        each = [path.statistics() for path in self._paths]
+        return LookupStatistics(
+            queries=sum(s.queries for s in each),
+            replies=sum(s.replies for s in each),
+            failures=sum(s.failures for s in each),
+            in_flight=sum(s.in_flight for s in each),
+            rounds=max(s.rounds for s in each),
+            candidates=sum(s.candidates for s in each),
+        )

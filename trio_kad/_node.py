@@ -18,7 +18,7 @@ import trio
 from ._address import AddressPolicy, format_address, listening_scope, valid_host
 from ._config import Config
 from ._duties import among_closest, batches
-from ._errors import BootstrapError, PeerMisbehaved, StoreError, TransportError
+from ._errors import BootstrapError, PeerMisbehaved, QuorumError, StoreError, TransportError
 from ._ids import Address, Contact
 from ._limits import RttEstimator
 from ._messages import (
@@ -281,19 +281,33 @@ class Node:
 
     # --- lookups (paper section 2.3) ------------------------------------------
 
-    async def lookup(self, target: bytes, *, want_value: bool = False) -> LookupOutcome:
-        """Iterative lookup with at most ``alpha`` RPCs in flight (see ``Search``)."""
-        return await Search(self, target, want_value=want_value).run()
+    async def lookup(
+        self, target: bytes, *, want_value: bool = False, quorum: int = 1, held: bytes | None = None
+    ) -> LookupOutcome:
+        """Iterative lookup with at most ``alpha`` RPCs in flight per path (see ``Search``)."""
+        return await Search(self, target, want_value=want_value, quorum=quorum, held=held).run()
 
     # --- the DHT operations ----------------------------------------------
 
-    async def find_value(self, key: bytes) -> tuple[bytes | None, LookupReport | None]:
-        """The value under ``key``: from the local store, else from the network."""
+    async def find_value(
+        self, key: bytes, *, quorum: int = 1
+    ) -> tuple[bytes | None, LookupReport | None]:
+        """The value under ``key``: from the local store, else from the network.
+
+        With ``quorum`` above 1, only a value that many distinct holders
+        returned alike (the local copy counts as one); ``QuorumError`` when
+        some holders were found but too few agreed.
+        """
         record = self.records.get(key, trio.current_time())
         # A copy that will not decode (kept before STOREs were checked) is a miss.
-        if record is not None and well_formed_value(record.value):
+        if record is not None and not well_formed_value(record.value):
+            record = None
+        if record is not None and quorum == 1:
             return record.value, None
-        outcome = await self.lookup(key, want_value=True)
+        held = None if record is None else record.value
+        outcome = await self.lookup(key, want_value=True, quorum=quorum, held=held)
+        if outcome.value is None and outcome.agreed:
+            raise QuorumError(outcome.agreed, quorum)
         if outcome.value is not None and outcome.contacts and self._nursery is not None:
             # Paper section 2.3: cache the pair at the closest node seen that lacked it,
             # so later lookups for a popular key end sooner. Off the caller's path.

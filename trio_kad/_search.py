@@ -9,13 +9,15 @@ a moment, not ``rpc_timeout``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 import trio
 
 from ._ids import Contact
-from ._lookup import Done, Lookup, Query
+from ._lookup import DisjointLookup, Done, Lookup, Query
 from ._messages import FindNode, FindValue, FoundValue, Nodes, Reply, Request
 from ._values import acceptable_value
 
@@ -52,6 +54,9 @@ class LookupOutcome:
     report: LookupReport
     ttl: int | None = None
     """The seconds the value had left at the node that returned it."""
+    agreed: int = 0
+    """For a value lookup: the distinct holders that returned ``value`` byte for byte, or,
+    when none reached the quorum (``value`` is ``None``), the most that agreed on any value."""
 
 
 class Search:
@@ -63,32 +68,60 @@ class Search:
     contact asked, and then costs one or two RPCs rather than alpha per
     round). The slow contact's RPC is dropped and it is asked again among the
     alpha. Outstanding RPCs are cancelled the moment a value arrives.
+
+    With ``Config.disjoint_paths`` above 1 the lookup runs that many disjoint
+    paths (``DisjointLookup``), each alpha-parallel from the start. A value
+    lookup ends once ``quorum`` distinct holders returned the same bytes;
+    ``held``, the local copy, counts as one.
     """
 
-    def __init__(self, node: Node, target: bytes, *, want_value: bool) -> None:
+    def __init__(
+        self,
+        node: Node,
+        target: bytes,
+        *,
+        want_value: bool,
+        quorum: int = 1,
+        held: bytes | None = None,
+    ) -> None:
         config = node.config
         self._node = node
         self._want_value = want_value
         self._alpha = config.alpha
-        self._request: Request = FindValue(target) if want_value else FindNode(target)
+        self._find_node = FindNode(target)
+        self._request: Request = FindValue(target) if want_value else self._find_node
         self._timeout = node.rtt.timeout()
         self._started = trio.current_time()
         node.table.touch(target, self._started)
-        self._state = Lookup(
+        self._paths = paths = config.disjoint_paths
+        # One path is the plain lookup: no bookkeeping of paths on the usual get.
+        make: Callable[..., Lookup | DisjointLookup] = (
+            Lookup if paths == 1 else partial(DisjointLookup, paths=paths)
+        )
+        self._state = make(
             target,
             node.table.closest(target, config.k),
             k=config.k,
             alpha=config.alpha,
             exclude=(node.node_id,),
+            max_candidates=config.lookup_max_contacts,
+            max_queries=config.lookup_max_rpcs,
         )
         self._value: bytes | None = None
         self._found_at: Contact | None = None
         self._ttl: int | None = None
+        self._quorum = quorum
+        # Distinct holders heard from, and how many returned each value.
+        self._holders: set[bytes] = set()
+        self._votes: dict[bytes, int] = {}
+        if held is not None and acceptable_value(held, config.max_value_size):
+            self._holders.add(node.node_id)
+            self._votes[held] = 1
 
     async def run(self) -> LookupOutcome:
         """Run the lookup to its end and record it in the node's counters."""
         state = self._state
-        if self._want_value:
+        if self._want_value and self._paths == 1:
             await self._ask_one_at_a_time()
         if not state.done:
             await self._ask_in_parallel()
@@ -107,10 +140,11 @@ class Search:
         counters.lookup_rounds += stats.rounds
         counters.recent_lookups.append(report)
         del counters.recent_lookups[:-RECENT_LOOKUPS]
-        return LookupOutcome(state.closest(), self._value, report, self._ttl)
+        agreed = max(self._votes.values(), default=0)
+        return LookupOutcome(state.closest(), self._value, report, self._ttl, agreed)
 
     def _absorb(self, contact: Contact, reply: Reply | None) -> bool:
-        """Apply one RPC's outcome to the lookup; True once a value ends it."""
+        """Apply one RPC's outcome to the lookup; True once a value (with its quorum) ends it."""
         state = self._state
         if isinstance(reply, Nodes):
             state.on_reply(contact.node_id, self._node.addresses.allowed(reply.contacts))
@@ -122,8 +156,22 @@ class Search:
                 # checked, and who sent it first is not known.
                 state.on_reply(contact.node_id, ())
                 return False
+            holder = contact.node_id
+            if holder in self._holders:
+                # Its vote is counted: a second value from it (to a FIND_NODE) adds nothing.
+                state.on_reply(holder, ())
+                return False
+            self._holders.add(holder)
+            votes = self._votes[reply.value] = self._votes.get(reply.value, 0) + 1
+            if votes < self._quorum:
+                # More holders to hear, in parallel. A holder names no contacts, so the
+                # holders only it knows would stay unknown: ask it again, for its
+                # contacts this time (FIND_NODE).
+                state.retry(holder)
+                state.parallelism = self._alpha
+                return False
             self._value, self._found_at, self._ttl = reply.value, contact, reply.ttl
-            state.on_reply(contact.node_id, ())
+            state.on_reply(holder, ())
             state.finish()
             return True
         if not isinstance(reply, FoundValue):
@@ -131,6 +179,10 @@ class Search:
             state.parallelism = self._alpha
         state.on_failure(contact.node_id)
         return False
+
+    def _request_for(self, contact: Contact) -> Request:
+        """FIND_VALUE (or FIND_NODE), but FIND_NODE to a holder whose value is counted."""
+        return self._find_node if contact.node_id in self._holders else self._request
 
     async def _ask_one_at_a_time(self) -> None:
         """Ask the closest contact from this task until the lookup widens or ends.
@@ -149,7 +201,7 @@ class Search:
                 return  # Done: nothing in flight, so never Wait
             reply: Reply | None = None
             with trio.move_on_after(node.rtt.hedge_delay() if hedged else math.inf) as hedge:
-                reply = await node.rpc(step.contact, self._request, self._timeout)
+                reply = await node.rpc(step.contact, self._request_for(step.contact), self._timeout)
             if hedge.cancelled_caught:
                 state.retry(step.contact.node_id)
                 state.parallelism = self._alpha
@@ -160,11 +212,13 @@ class Search:
         """Drive the lookup with up to ``parallelism`` RPCs at once, each its own task."""
         state = self._state
         node = self._node
-        request, timeout = self._request, self._timeout
-        send, receive = trio.open_memory_channel[tuple[Contact, Reply | None]](self._alpha)
+        request_for, timeout = self._request_for, self._timeout
+        send, receive = trio.open_memory_channel[tuple[Contact, Reply | None]](
+            self._alpha * self._paths
+        )
 
         async def ask(contact: Contact) -> None:
-            await send.send((contact, await node.rpc(contact, request, timeout)))
+            await send.send((contact, await node.rpc(contact, request_for(contact), timeout)))
 
         # Closed synchronously at the end: `async with` on the channels would cost
         # two checkpoints per lookup for nothing.
