@@ -51,7 +51,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import cbor2
@@ -269,17 +269,17 @@ class BanWatch:
         return count
 
 
+@dataclass
 class Cell:
     """The outcome of one (d, q) cell: what each get returned and cost."""
 
-    def __init__(self) -> None:
-        self.outcomes: Counter[str] = Counter()
-        self.rpcs: list[float] = []
-        self.virtual: list[float] = []
-        self.set_acks: list[float] = []
-        self.set_failures = 0
-        self.wall = [math.inf, -math.inf]
-        """When the first get began and the last one ended (wall clock)."""
+    outcomes: Counter[str] = field(default_factory=Counter)
+    rpcs: list[float] = field(default_factory=list)
+    virtual: list[float] = field(default_factory=list)
+    set_acks: list[float] = field(default_factory=list)
+    set_failures: int = 0
+    wall: list[float] = field(default_factory=lambda: [math.inf, -math.inf])
+    """When the first get began and the last one ended (wall clock)."""
 
 
 async def clients(
@@ -474,12 +474,11 @@ def main() -> None:
     features = available_features()
     paths, quorums = parse_list(args.paths, int), parse_list(args.quorums, int)
     unavailable: dict[str, Any] = {}
-    if not features["disjoint_paths"] and set(paths) - {1}:
-        unavailable["paths"] = sorted(set(paths) - {1})
-        paths = [1]
-    if not features["quorum"] and set(quorums) - {1}:
-        unavailable["quorums"] = sorted(set(quorums) - {1})
-        quorums = [1]
+    # Without the feature only the plain lookup (d = 1) and read (q = 1) exist.
+    if not features["disjoint_paths"] and (skipped := sorted(set(paths) - {1})):
+        unavailable["paths"], paths = skipped, [1]
+    if not features["quorum"] and (skipped := sorted(set(quorums) - {1})):
+        unavailable["quorums"], quorums = skipped, [1]
     cells = [(d, q) for d in paths for q in quorums]
     started = time.perf_counter()
     result: dict[str, Any] = {
