@@ -67,3 +67,27 @@ def test_floor_benchmark() -> None:
 def test_scale_benchmark() -> None:
     data = bench("scale", "--sizes", "40", "--lookups", "10")
     assert data
+
+
+def test_adversary_benchmark() -> None:
+    data = bench(
+        "adversary", "--nodes", "40", "--keys", "6", "--fractions", "0.2",
+        "--paths", "1,2", "--quorums", "1,3", "--behaviours", "all",
+    )  # fmt: skip
+    features, unavailable = data["features"], data["unavailable"]
+    assert isinstance(features, dict) and isinstance(unavailable, dict)
+    paths = [1, 2] if features["disjoint_paths"] else [1]
+    quorums = [1, 3] if features["quorum"] else [1]
+    assert unavailable.get("paths", []) == ([] if features["disjoint_paths"] else [2])
+    assert unavailable.get("quorums", []) == ([] if features["quorum"] else [3])
+    (run,) = data["fractions"]  # type: ignore[misc]
+    assert run["hostile"] == 8
+    assert sum(run["assignment"].values()) == 8
+    cells = run["cells"]
+    assert [(c["paths"], c["quorum"]) for c in cells] == [(d, q) for d in paths for q in quorums]
+    for cell in cells:
+        assert 0.0 <= cell["right"] <= 1.0
+        assert all(0.0 <= share <= 1.0 for share in cell["outcomes"].values())
+        assert sum(cell["outcomes"].values()) == pytest.approx(1.0)
+        assert cell["rpcs_per_get"]["mean"] >= 0
+        assert cell["honest_banned"] >= 0

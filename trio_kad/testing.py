@@ -24,7 +24,7 @@ from ._node import Node
 from ._tcp import TcpTransport
 from ._transport import Transport
 
-__all__ = ["Simulation", "node_of", "open_simulation"]
+__all__ = ["Simulation", "banned", "node_of", "open_simulation"]
 
 
 def node_of(dht: Dht) -> Node:
@@ -34,6 +34,14 @@ def node_of(dht: Dht) -> Node:
     ...) are internals: they may change between releases without notice.
     """
     return dht._node
+
+
+def banned(dht: Dht, node_id: bytes) -> bool:
+    """Whether ``dht`` refuses ``node_id`` now (banned, see ``Config.ban_duration``).
+
+    For simulations that count whom an attack got banned (benchmarks/adversary.py).
+    """
+    return dht._node.table.banned(node_id, trio.current_time())
 
 
 class Simulation:
