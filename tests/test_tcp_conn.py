@@ -279,6 +279,7 @@ async def test_idle_connections_cost_no_task_at_either_end() -> None:
             assert address is not None
             for client in clients:
                 await start(nursery, client, CLIENT_ID, False)
+            await trio.testing.wait_all_tasks_blocked()
             before = _tasks_below(root)
             for client in clients:
                 reply = await client.request(address, CLIENT_ID, None, Ping())

@@ -16,6 +16,7 @@ connections we dial (per node and per process).
 from __future__ import annotations
 
 import socket
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -25,7 +26,7 @@ from ._contacts import ContactCache
 from ._errors import TransportError
 from ._ids import ID_BYTES, Address
 from ._messages import ReplyFrame, Request
-from ._rpc import Admission, Endpoint, PeerNamed, RequestReceived, TransportStatistics
+from ._rpc import Admission, Endpoint, PeerNamed, TransportStatistics
 from ._tcp_conn import Connection, Waiter
 from ._tcp_idle import Watcher
 from ._tcp_in import Acceptor
@@ -156,20 +157,14 @@ class TcpTransport(Transport):
     def _open_accepted(self, remote: Address, sock: socket.socket) -> Connection:
         return self._open(remote, sock, dialed=False)
 
-    def spawn(self, conn: Connection, job: object) -> None:
+    def spawn(self, conn: Connection, job: Callable[[], Awaitable[None]]) -> None:
         nursery = self._nursery
         try:
             if nursery is None:
                 raise RuntimeError("transport stopped")
-            if isinstance(job, RequestReceived):
-                assert self._handler is not None
-                nursery.start_soon(conn.handle_apart, job, self._handler)
-            else:
-                nursery.start_soon(conn.drain)
+            nursery.start_soon(job)
         except RuntimeError:
             # The transport is stopping (its nursery takes no new tasks).
-            if isinstance(job, RequestReceived):
-                conn.endpoint.abandon(job)
             conn.done_with()
             conn.abort("transport stopped")
 

@@ -25,6 +25,8 @@ from __future__ import annotations
 import logging
 import math
 import socket
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Protocol
 
 import trio
@@ -74,8 +76,8 @@ class Owner(Protocol):
     def handler(self) -> RequestHandler | None:
         """Answers the peer's requests (None: a client-only node answers none)."""
 
-    def spawn(self, conn: Connection, job: object) -> None:
-        """Run ``job`` (a STORE to answer, or ``None``: drain the backlog) in a task."""
+    def spawn(self, conn: Connection, job: Callable[[], Awaitable[None]]) -> None:
+        """Run ``job`` in a task (``conn.users`` counts it; it calls ``done_with``)."""
 
     def park(self, conn: Connection) -> None:
         """Nobody reads ``conn`` now: the watcher reads it until a caller takes a turn."""
@@ -133,6 +135,7 @@ class Connection:
 
     __slots__ = (
         "backlog",
+        "batch",
         "closed",
         "counted",
         "dialed",
@@ -177,6 +180,8 @@ class Connection:
         self.parked = False
         # Whether frames already read wait for dispatch (see FRAMES_PER_TURN).
         self.more = False
+        # Events the last dispatch handled: more than one means the peer pipelines.
+        self.batch = 0
         # Being open, each STORE being answered and the drain task; the last one
         # out closes the socket.
         self.users = 1
@@ -232,7 +237,10 @@ class Connection:
         return waiter.reply
 
     def _pass_turn(self) -> None:
-        """The reading caller leaves: the turn goes to a caller asleep, else to the watcher."""
+        """The reading caller leaves: the turn goes to a caller asleep, else to the watcher.
+
+        Frames it read but has not dispatched go to a task of their own first.
+        """
         self.reading = None
         if self.closed:
             return
@@ -242,7 +250,27 @@ class Connection:
                 waiter.wake()
                 return
         # A caller not asleep yet (still in ``request``) takes the turn back itself.
-        self.owner.park(self)
+        self._unread()
+
+    def _unread(self) -> None:
+        """Nobody reads it now: park it, once what was read is dispatched."""
+        if self.more:
+            self.users += 1
+            self.owner.spawn(self, self._dispatch_rest)
+        else:
+            self.owner.park(self)
+
+    async def _dispatch_rest(self) -> None:
+        """Dispatch, a turn at a time, the frames a reader left (a peer that pipelines)."""
+        try:
+            while self.more:
+                await trio.lowlevel.checkpoint()
+                if not await self.dispatch():
+                    return
+            if not self.closed and self.reading is None and not self.parked:
+                self.owner.park(self)
+        finally:
+            self.done_with()
 
     async def _read_for(self, waiter: Waiter) -> None:
         """Read and dispatch until ``waiter`` has its reply or the connection ends.
@@ -253,11 +281,11 @@ class Connection:
         sock = self.sock
         endpoint = self.endpoint
         while True:
-            if not await self.dispatch() or waiter.done:
-                return
             if self.more:
                 # Read no more until these are answered: the peer may not flood our memory.
                 await trio.lowlevel.checkpoint()
+                if not await self.dispatch() or waiter.done:
+                    return
                 continue
             try:
                 if endpoint.buffered:
@@ -271,7 +299,7 @@ class Connection:
                     self._end(f"read failed: {exc}")
                 return
             # Past the half frame's deadline with nothing new, this closes it.
-            if not self._receive():
+            if self._receive() < 0 or not await self.dispatch() or waiter.done:
                 return
 
     # --- reading ------------------------------------------------------------------
@@ -280,30 +308,36 @@ class Connection:
         """A new accepted connection: read what came with it, then park it."""
         await self.read_ready()
         if not self.closed and self.reading is None and not self.parked:
-            self.owner.park(self)
+            self._unread()
 
-    async def read_ready(self) -> None:
-        """Read what the socket holds and dispatch it (for the watcher and a new connection)."""
-        if self._receive():
-            await self.dispatch()
+    async def read_ready(self) -> bool:
+        """Read what the socket holds and dispatch it; whether anything came.
 
-    def _receive(self) -> bool:
-        """One non-blocking read into the endpoint; False once the connection ended."""
-        if self.closed:
+        For the watcher and a new connection; False also when the read found
+        nothing or ended the connection.
+        """
+        if self._receive() <= 0:
             return False
+        await self.dispatch()
+        return not self.closed
+
+    def _receive(self) -> int:
+        """One non-blocking read into the endpoint: bytes read, 0 for none, -1 once it ended."""
+        if self.closed:
+            return -1
         try:
             data = self.sock.recv(_RECEIVE_SIZE)
         except BlockingIOError:
-            return self._check_stall()
+            return 0 if self._check_stall() else -1
         except OSError as exc:
             self._end(f"read failed: {exc}")
-            return False
+            return -1
         if not data:
             self._end("closed by peer")
-            return False
+            return -1
         self.last_activity = now = trio.current_time()
         self.endpoint.receive_data(data, now)
-        return True
+        return len(data)
 
     def _check_stall(self) -> bool:
         """Close a connection whose half frame is older than ``io_timeout``; False if closed."""
@@ -341,10 +375,12 @@ class Connection:
         endpoint = self.endpoint
         handler = self.owner.handler
         self.more = False
-        for _ in range(FRAMES_PER_TURN):
+        handled = 0
+        while handled < FRAMES_PER_TURN:
             event = endpoint.next_event()
             if event is None:
                 break
+            handled += 1
             if type(event) is RequestReceived:
                 if handler is None:
                     endpoint.send_not_serving(event)
@@ -359,8 +395,9 @@ class Connection:
                     else:
                         endpoint.send_reply(event, reply)
                 else:
+                    assert handler is not None
                     self.users += 1
-                    self.owner.spawn(self, event)
+                    self.owner.spawn(self, partial(self.handle_apart, event, handler))
             elif type(event) is ReplyReceived:
                 waiter = event.waiter
                 waiter.reply = event.frame
@@ -375,6 +412,7 @@ class Connection:
                 return False
         else:
             self.more = True
+        self.batch = handled
         self.flush()
         return not self.closed
 
@@ -432,7 +470,7 @@ class Connection:
         if sent < len(data):
             self.backlog = bytearray(memoryview(data)[sent:])
             self.users += 1
-            self.owner.spawn(self, None)
+            self.owner.spawn(self, self.drain)
         return None
 
     async def drain(self) -> None:

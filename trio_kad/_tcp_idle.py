@@ -9,9 +9,10 @@ some become readable, the watcher reads each once and dispatches what came
 also closes parked connections unused for ``Config.idle_timeout`` and those
 stalled in the middle of a frame for ``io_timeout``.
 
-On Linux a connection is armed for one event (``EPOLLONESHOT``): parking it
-again is one ``epoll_ctl``, and a caller taking it back costs no system call
-(an event that fires meanwhile is skipped, and disarms it). Where the
+On Linux a connection is armed for one event (``EPOLLONESHOT``): after the
+watcher read it, re-arming it is one ``epoll_ctl``, and a caller taking it
+back disarms it with one more (else the reply that caller waits for would
+wake the watcher too, for nothing). Where the
 selector has no descriptor to wait on (``select`` on Windows), the watcher
 polls it every ``_POLL_INTERVAL`` instead.
 """
@@ -30,6 +31,11 @@ from ._config import Config
 from ._tcp_conn import Connection
 
 _POLL_INTERVAL = 0.01
+# Turns a pipelining peer's connection waits before it is read again, without
+# epoll. A peer that sends a frame a turn has about this many waiting by then,
+# so its frames are read, and their replies written, this many to a system
+# call. The cost is at most two more scheduler passes of wait for such a frame.
+_PIPELINE_TURNS = 3
 # Connections read per wake-up before the watcher lets other tasks run.
 _READS_PER_TURN = 64
 
@@ -75,7 +81,8 @@ class _OneShotEpoll:
         self._epoll.modify(conn.sock.fileno(), select.EPOLLIN | select.EPOLLONESHOT)
 
     def disarm(self, conn: Connection) -> None:
-        pass  # fires at most once more, and the watcher skips a connection not parked
+        # Else the reply its caller waits for would wake the watcher too, for nothing.
+        self._epoll.modify(conn.sock.fileno(), 0)
 
     def forget(self, conn: Connection) -> None:
         fd = conn.sock.fileno()
@@ -132,29 +139,40 @@ class Watcher:
         self._stalled: dict[Connection, None] = {}
         # The parked ones with frames read but not yet dispatched (Connection.more).
         self._more: dict[Connection, None] = {}
-        # The watcher's wait, whose deadline a newly parked connection may bring forward.
+        # The parked ones whose last read held several frames (the peer pipelines):
+        # read again after _PIPELINE_TURNS turns, not through the poller.
+        self._hot: dict[Connection, None] = {}
+        # The sweeper's sleep, whose deadline a newly parked connection may bring forward.
         self._scope: trio.CancelScope | None = None
+        self._wake_at = math.inf
 
     def park(self, conn: Connection) -> None:
+        """Read ``conn`` from now on."""
         conn.parked = True
-        self.parked[conn] = None
-        if conn.endpoint.buffered:
-            self._stalled[conn] = None
+        parked = self.parked
+        parked[conn] = None
+        self._poller.arm(conn)
         if conn.more:
             self._more[conn] = None
-        self._poller.arm(conn)
-        scope = self._scope
-        if scope is not None:
-            if conn.more:
-                scope.cancel()  # frames wait: no waiting for the descriptor
-            elif len(self.parked) == 1 or conn.endpoint.buffered:
-                scope.deadline = min(scope.deadline, self._next_deadline())
+        if conn.endpoint.buffered:
+            self._stalled[conn] = None
+            self._wake_by(conn.endpoint.frame_started + self._config.io_timeout)
+        elif len(parked) == 1:
+            self._wake_by(conn.last_activity + self._config.idle_timeout)
+
+    def _wake_by(self, deadline: float) -> None:
+        """Have the sweeper wake by ``deadline`` (it may wake earlier, for nothing)."""
+        if deadline < self._wake_at:
+            self._wake_at = deadline
+            if self._scope is not None:
+                self._scope.deadline = deadline
 
     def unpark(self, conn: Connection) -> None:
         conn.parked = False
         del self.parked[conn]
         self._stalled.pop(conn, None)
         self._more.pop(conn, None)
+        self._hot.pop(conn, None)
         self._poller.disarm(conn)
 
     def forget(self, conn: Connection) -> None:
@@ -165,33 +183,54 @@ class Watcher:
         self._poller.close()
 
     async def run(self) -> None:
-        """Read parked connections as they become readable, and close the idle ones, forever."""
+        """Read parked connections as they become readable, forever; and close the idle ones."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._sweep_forever)
+            await self._read_forever()
+
+    async def _read_forever(self) -> None:
+        # No cancel scope per wait: the sweeper task keeps the deadlines.
         poller = self._poller
         more = self._more
+        hot = self._hot
         while True:
             if more:
                 await checkpoint()
+            elif hot:
+                for _ in range(_PIPELINE_TURNS):
+                    await checkpoint()
+            elif poller.fd is None:  # pragma: no cover - polled
+                await trio.sleep(_POLL_INTERVAL)
             else:
-                with trio.move_on_at(self._next_deadline()) as self._scope:
-                    if poller.fd is None:  # pragma: no cover - polled
-                        await trio.sleep(_POLL_INTERVAL)
-                    else:
-                        await wait_readable(poller.fd)
-                self._scope = None
+                await wait_readable(poller.fd)
             for conn in list(more):
                 if conn.parked:
                     await conn.dispatch()
                     self._after_read(conn)
+            for conn in list(hot):
+                del hot[conn]
+                if conn.parked and not conn.more:
+                    if await conn.read_ready():
+                        self._after_read(conn)
+                    elif conn.parked:
+                        poller.rearm(conn)  # quiet again: back to the poller
             reads = 0
             for conn in poller.ready():
-                if not conn.parked or conn.more:
-                    continue  # a caller took it or it closed since; or it has enough to do
+                if not conn.parked or conn.more or conn in hot:
+                    continue  # a caller took it or it closed since; or it is read otherwise
                 await conn.read_ready()
                 self._after_read(conn)
                 reads += 1
                 if reads == _READS_PER_TURN:
                     reads = 0
                     await checkpoint()
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            self._wake_at = self._next_deadline()
+            with trio.move_on_at(self._wake_at) as self._scope:
+                await trio.sleep_forever()
+            self._scope = None
             self._sweep(trio.current_time())
 
     def _after_read(self, conn: Connection) -> None:
@@ -201,13 +240,20 @@ class Watcher:
         parked = self.parked
         del parked[conn]
         parked[conn] = None
-        for subset, member in ((self._stalled, conn.endpoint.buffered), (self._more, conn.more)):
-            if member:
-                subset[conn] = None
-            else:
-                subset.pop(conn, None)
-        if not conn.more:
-            # Read more from it only once what it sent is answered.
+        if conn.endpoint.buffered:
+            # Half a frame: the sweeper must wake by its io_timeout.
+            self._stalled[conn] = None
+            self._wake_by(conn.endpoint.frame_started + self._config.io_timeout)
+        elif self._stalled:
+            self._stalled.pop(conn, None)
+        if conn.more:
+            self._more[conn] = None
+            return  # read more from it only once what it sent is answered
+        if self._more:
+            self._more.pop(conn, None)
+        if conn.batch > 1:
+            self._hot[conn] = None
+        else:
             self._poller.rearm(conn)
 
     def _next_deadline(self) -> float:
