@@ -27,7 +27,8 @@ from ._errors import TransportError
 from ._ids import ID_BYTES, Address
 from ._messages import ReplyFrame, Request
 from ._rpc import Admission, Endpoint, PeerNamed, TransportStatistics
-from ._tcp_conn import Connection, Waiter
+from ._tcp_call import Waiter, call
+from ._tcp_conn import Connection
 from ._tcp_idle import Watcher
 from ._tcp_in import Acceptor
 from ._tcp_out import Dialer
@@ -126,7 +127,7 @@ class TcpTransport(Transport):
         if self._nursery is None:
             raise TransportError("transport is not running")
         conn = await self._dialer.connection(address)
-        return await conn.request(sender_id, sender_port, body)
+        return await call(conn, sender_id, sender_port, body)
 
     # --- connections (the Owner interface of _tcp_conn) -----------------------
 

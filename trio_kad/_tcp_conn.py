@@ -1,18 +1,11 @@
 """One TCP connection: a socket, its RPC endpoint, and whoever reads it now (Trio).
 
-Both halves of the TCP transport use this class: a connection we dialed and
-one we accepted differ only in how they were made and which limits count
-them. Either side may send requests on it (see ``_rpc``).
-
-A connection has no task of its own. A caller waiting for a reply reads the
-socket itself, for everyone: callers on one connection take turns, and the
-usual RPC, alone on its connection, wakes for its reply straight from epoll.
-While no caller waits, the connection is *parked* with the transport's one
-``_tcp_idle.Watcher``, which reads requests, late replies and the peer
-closing for every parked connection. Whoever reads dispatches the same way:
-replies go to their callers, pings and lookups are answered on the spot,
-and each STORE, which may wait on a disk, gets a task. An idle connection
-therefore costs a socket and two small objects, not a task.
+Both halves of the TCP transport use this class, and either side may send
+requests on it (see ``_rpc``). It has no task of its own: a caller waiting
+for a reply reads it (``_tcp_call``), and while none does, it is *parked*
+with the transport's watcher (``_tcp_idle``). Whoever reads dispatches the
+same way: replies go to their callers, pings and lookups are answered on
+the spot, and each STORE, which may wait on a disk, gets a task.
 
 Writes never wait: what the socket takes now goes now; the rest waits in a
 backlog that one drain task writes within ``io_timeout``, and later writes
@@ -30,22 +23,12 @@ from functools import partial
 from typing import Protocol
 
 import trio
-from trio.lowlevel import (
-    Abort,
-    Task,
-    current_task,
-    reschedule,
-    wait_readable,
-    wait_task_rescheduled,
-    wait_writable,
-)
+from trio.lowlevel import wait_writable
 
 from . import _sockets
 from ._address import format_address
 from ._config import Config
-from ._errors import PeerMisbehaved, TransportError
 from ._ids import Address
-from ._messages import ReplyFrame, Request
 from ._rpc import (
     Endpoint,
     MustClose,
@@ -54,6 +37,7 @@ from ._rpc import (
     RequestReceived,
     TransportStatistics,
 )
+from ._tcp_call import Waiter
 from ._transport import RequestHandler
 
 logger = logging.getLogger("trio_kad.transport")
@@ -93,41 +77,6 @@ class Owner(Protocol):
 
     def gone(self, conn: Connection) -> None:
         """``conn`` is closed: forget it."""
-
-
-class Waiter:
-    """One caller waiting for the reply to one request, or for its turn to read."""
-
-    __slots__ = ("done", "error", "misbehaved", "reply", "task")
-
-    def __init__(self) -> None:
-        self.task: Task | None = None
-        self.done = False
-        self.reply: ReplyFrame | None = None
-        self.error: str | None = None
-        self.misbehaved = False
-
-    async def wait(self) -> None:
-        """Sleep until ``finish`` or ``wake`` (a turn to read), without an Event."""
-        if self.done:
-            return
-        self.task = current_task()
-
-        def abort(_: object) -> Abort:
-            self.task = None
-            return Abort.SUCCEEDED
-
-        await wait_task_rescheduled(abort)
-
-    def finish(self) -> None:
-        self.done = True
-        self.wake()
-
-    def wake(self) -> None:
-        task = self.task
-        if task is not None:
-            self.task = None
-            reschedule(task)
 
 
 class Connection:
@@ -204,55 +153,9 @@ class Connection:
     def close_for_budget(self) -> None:
         self.abort("process connection budget")
 
-    # --- requests we send ---------------------------------------------------------
+    # --- nobody reading --------------------------------------------------------
 
-    async def request(self, sender_id: bytes, sender_port: int | None, body: Request) -> ReplyFrame:
-        """Send one request and wait for its reply, reading for everyone when it is our turn."""
-        if self.closed:
-            raise TransportError(f"connection to {format_address(self.remote)} closed")
-        waiter = Waiter()
-        request_id, data = self.endpoint.send_request(sender_id, sender_port, body, waiter)
-        self.last_activity = trio.current_time()
-        self.owner.touched(self)
-        try:
-            failure = self.write(data)
-            if failure is not None:
-                raise TransportError(f"connection to {format_address(self.remote)} lost: {failure}")
-            while not waiter.done and not self.closed:
-                if self.reading is None:
-                    self.reading = waiter
-                    if self.parked:
-                        self.owner.unpark(self)
-                if self.reading is waiter:
-                    await self._read_for(waiter)
-                else:
-                    await waiter.wait()
-        finally:
-            self.endpoint.forget(request_id)
-            if self.reading is waiter:
-                self._pass_turn()
-        if waiter.reply is None:
-            error = waiter.error or f"connection to {format_address(self.remote)} closed"
-            raise PeerMisbehaved(error) if waiter.misbehaved else TransportError(error)
-        return waiter.reply
-
-    def _pass_turn(self) -> None:
-        """The reading caller leaves: the turn goes to a caller asleep, else to the watcher.
-
-        Frames it read but has not dispatched go to a task of their own first.
-        """
-        self.reading = None
-        if self.closed:
-            return
-        for waiter in self.endpoint.pending.values():
-            if waiter.task is not None:
-                self.reading = waiter
-                waiter.wake()
-                return
-        # A caller not asleep yet (still in ``request``) takes the turn back itself.
-        self._unread()
-
-    def _unread(self) -> None:
+    def unread(self) -> None:
         """Nobody reads it now: park it, once what was read is dispatched."""
         if self.more:
             self.users += 1
@@ -272,43 +175,13 @@ class Connection:
         finally:
             self.done_with()
 
-    async def _read_for(self, waiter: Waiter) -> None:
-        """Read and dispatch until ``waiter`` has its reply or the connection ends.
-
-        Half a frame bounds the wait to ``io_timeout`` from its start; otherwise
-        the caller's own deadline (the RPC timeout) does.
-        """
-        sock = self.sock
-        endpoint = self.endpoint
-        while True:
-            if self.more:
-                # Read no more until these are answered: the peer may not flood our memory.
-                await trio.lowlevel.checkpoint()
-                if not await self.dispatch() or waiter.done:
-                    return
-                continue
-            try:
-                if endpoint.buffered:
-                    deadline = endpoint.frame_started + self.owner.config.io_timeout
-                    with trio.move_on_at(deadline):
-                        await wait_readable(sock)
-                else:
-                    await wait_readable(sock)
-            except (OSError, trio.ClosedResourceError) as exc:
-                if not self.closed:
-                    self._end(f"read failed: {exc}")
-                return
-            # Past the half frame's deadline with nothing new, this closes it.
-            if self._receive() < 0 or not await self.dispatch() or waiter.done:
-                return
-
     # --- reading ------------------------------------------------------------------
 
     async def start_reading(self) -> None:
         """A new accepted connection: read what came with it, then park it."""
         await self.read_ready()
         if not self.closed and self.reading is None and not self.parked:
-            self._unread()
+            self.unread()
 
     async def read_ready(self) -> bool:
         """Read what the socket holds and dispatch it; whether anything came.
@@ -316,12 +189,12 @@ class Connection:
         For the watcher and a new connection; False also when the read found
         nothing or ended the connection.
         """
-        if self._receive() <= 0:
+        if self.receive() <= 0:
             return False
         await self.dispatch()
         return not self.closed
 
-    def _receive(self) -> int:
+    def receive(self) -> int:
         """One non-blocking read into the endpoint: bytes read, 0 for none, -1 once it ended."""
         if self.closed:
             return -1
@@ -330,10 +203,10 @@ class Connection:
         except BlockingIOError:
             return 0 if self._check_stall() else -1
         except OSError as exc:
-            self._end(f"read failed: {exc}")
+            self.end_reading(f"read failed: {exc}")
             return -1
         if not data:
-            self._end("closed by peer")
+            self.end_reading("closed by peer")
             return -1
         self.last_activity = now = trio.current_time()
         self.endpoint.receive_data(data, now)
@@ -347,7 +220,7 @@ class Connection:
             and endpoint.frame_started + self.owner.config.io_timeout <= trio.current_time()
         ):
             self.owner.stats.protocol_errors += 1
-            self._end("peer stalled mid-frame")
+            self.end_reading("peer stalled mid-frame")
             return False
         return True
 
@@ -362,7 +235,7 @@ class Connection:
             self.last_activity = now
             return False
         logger.debug("closing idle connection %r", self)
-        self._end("idle")
+        self.end_reading("idle")
         return True
 
     async def dispatch(self) -> bool:
@@ -408,7 +281,7 @@ class Connection:
                 assert type(event) is MustClose
                 logger.debug("closing %r: %s", self, event.reason)
                 self.flush()
-                self._end(event.reason, misbehaved=event.misbehaved)
+                self.end_reading(event.reason, misbehaved=event.misbehaved)
                 return False
         else:
             self.more = True
@@ -500,7 +373,7 @@ class Connection:
 
     # --- closing ------------------------------------------------------------------
 
-    def _end(self, reason: str, *, misbehaved: bool = False) -> None:
+    def end_reading(self, reason: str, *, misbehaved: bool = False) -> None:
         """Reading stopped: the STOREs already accepted still get their replies if quick."""
         clean = reason == "closed by peer" and not self.endpoint.buffered
         if not clean:
