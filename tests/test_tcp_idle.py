@@ -70,12 +70,14 @@ def test_a_disarmed_connection_is_not_reported_until_armed_again(
     poller.forget(conn)
 
 
+@pytest.mark.parametrize("disarmed_first", [False, True])
 def test_a_forgotten_connection_is_never_reported(
-    poller: _Poller, pair: tuple[socket.socket, socket.socket]
+    poller: _Poller, pair: tuple[socket.socket, socket.socket], disarmed_first: bool
 ) -> None:
     conn = cast(Connection, _Conn(pair[0]))
     poller.arm(conn)
-    poller.disarm(conn)
+    if disarmed_first:  # a caller read it, then it closed; else it closed while parked
+        poller.disarm(conn)
     poller.forget(conn)
     pair[1].send(b"x")
     assert poller.ready() == []

@@ -76,7 +76,7 @@ class Owner(Protocol):
         """We sent a request on ``conn``: it is the most recently used."""
 
     def gone(self, conn: Connection) -> None:
-        """``conn`` is closed: forget it."""
+        """``conn`` is closed, parked or not: forget it."""
 
 
 class Connection:
@@ -397,8 +397,6 @@ class Connection:
             return
         self.closed = True
         self.end = reason
-        if self.parked:
-            self.owner.unpark(self)
         error = f"connection to {format_address(self.remote)} closed: {reason}"
         for waiter in self.endpoint.fail_pending():
             waiter.error = error

@@ -53,7 +53,7 @@ class _Poller(Protocol):
         """A caller reads ``conn`` now: stop reporting it (or skip what comes)."""
 
     def forget(self, conn: Connection) -> None:
-        """``conn`` closes: drop it for good (its descriptor is still open)."""
+        """``conn`` closes, parked or not: drop it for good (its descriptor is still open)."""
 
     def ready(self) -> list[Connection]:
         """The armed connections readable now, without waiting."""
@@ -118,7 +118,8 @@ class _Selector:
         self._selector.unregister(conn.sock)
 
     def forget(self, conn: Connection) -> None:
-        pass  # disarmed when it was unparked
+        if conn.sock in self._selector.get_map():
+            self._selector.unregister(conn.sock)
 
     def ready(self) -> list[Connection]:
         return [key.data for key, _ in self._selector.select(0)]
@@ -168,16 +169,22 @@ class Watcher:
                 self._scope.deadline = deadline
 
     def unpark(self, conn: Connection) -> None:
+        """A caller reads ``conn`` now."""
+        self._unpark(conn)
+        self._poller.disarm(conn)
+
+    def forget(self, conn: Connection) -> None:
+        """``conn`` closes (parked or not); its descriptor is still open."""
+        if conn.parked:
+            self._unpark(conn)
+        self._poller.forget(conn)
+
+    def _unpark(self, conn: Connection) -> None:
         conn.parked = False
         del self.parked[conn]
         self._stalled.pop(conn, None)
         self._more.pop(conn, None)
         self._hot.pop(conn, None)
-        self._poller.disarm(conn)
-
-    def forget(self, conn: Connection) -> None:
-        """``conn`` closes (unparked already); its descriptor is still open."""
-        self._poller.forget(conn)
 
     def close(self) -> None:
         self._poller.close()
