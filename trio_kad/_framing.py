@@ -73,10 +73,17 @@ class FrameReader:
                 f"frame of {length} bytes exceeds the limit of {self._max_frame_size}"
             )
         end = body_start + length
-        if len(self._buffer) < end:
+        buffer = self._buffer
+        if len(buffer) < end:
             return None
-        self._start = end
-        return bytes(self._buffer[body_start:end])
+        payload = bytes(buffer[body_start:end])
+        if end == len(buffer):
+            # All consumed: an idle connection keeps no copy of its last read.
+            self._buffer = bytearray()
+            self._start = 0
+        else:
+            self._start = end
+        return payload
 
     @property
     def buffered(self) -> int:
