@@ -725,3 +725,38 @@ async def test_accept_counts_one_ipv6_64_as_one_ip(
     for conn in opened:
         acceptor.release(conn)  # type: ignore[arg-type]
     assert acceptor.count == 0
+
+
+async def test_tcp_a_peer_that_reads_no_replies_is_not_read_until_they_are_out() -> None:
+    config = Config(idle_timeout=30.0, io_timeout=2.0, request_rate_per_ip=1e9)
+    server = TcpTransport()
+    burst = b"".join(ping_bytes(n + 1) for n in range(2000))  # about 100 KB of pings
+    with trio.fail_after(20):
+        async with running(server, config) as address:
+            assert address is not None
+            raw = socket.create_connection(address)
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            raw.setblocking(False)
+            # Send, never reading, until the server stops taking bytes.
+            stalled = 0
+            for _ in range(2000):
+                try:
+                    raw.send(burst)
+                except BlockingIOError:
+                    stalled += 1
+                    if stalled == 20:
+                        break
+                    await trio.sleep(0.01)
+                else:
+                    stalled = 0
+                    await trio.sleep(0)
+            # Its replies wait, so the server reads no more from it: its backlog stays
+            # small (no "reads no replies" abort at 2 x max_frame_size), and it is
+            # closed once the replies have waited io_timeout.
+            received = server.statistics().requests_received
+            await trio.sleep(0.3)
+            assert server.statistics().connections_open == 1
+            assert server.statistics().requests_received == received
+            await trio.sleep(config.io_timeout * 1.5)
+            assert server.statistics().connections_open == 0
+            raw.close()

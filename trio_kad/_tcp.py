@@ -175,6 +175,9 @@ class TcpTransport(Transport):
     def unpark(self, conn: Connection) -> None:
         self._watcher.unpark(conn)
 
+    def drained(self, conn: Connection) -> None:
+        self._watcher.resume(conn)
+
     def named(self, conn: Connection, peer: PeerNamed) -> None:
         if peer.duplex and peer.port is not None and not conn.dialed:
             self._dialer.adopt(conn, (conn.remote[0], peer.port))

@@ -72,6 +72,9 @@ class Owner(Protocol):
     def named(self, conn: Connection, peer: PeerNamed) -> None:
         """The peer said who it is: the pool may find this connection by that address."""
 
+    def drained(self, conn: Connection) -> None:
+        """``conn``, parked, has written its backlog: the watcher may read it again."""
+
     def touched(self, conn: Connection) -> None:
         """We sent a request on ``conn``: it is the most recently used."""
 
@@ -320,6 +323,13 @@ class Connection:
         """Write the replies the endpoint has queued, in one piece."""
         if self.endpoint.has_data_to_send:
             data = self.endpoint.data_to_send()
+            backlog = self.backlog
+            if backlog is not None and len(backlog) > 2 * self.owner.config.max_frame_size:
+                # The watcher reads no more while replies wait, but a caller waiting
+                # for its own reply does: a peer that sends requests and reads no
+                # replies must not grow our memory without bound.
+                self.abort("the peer reads no replies", misbehaved=True)
+                return
             if self.write(data) is None:
                 self.last_activity = trio.current_time()
 
@@ -369,6 +379,8 @@ class Connection:
                 self.abort(f"write failed: {exc}")
         finally:
             self.backlog = None
+            if self.parked and not self.closed:
+                self.owner.drained(self)
             self.done_with()
 
     # --- closing ------------------------------------------------------------------

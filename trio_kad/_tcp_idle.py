@@ -109,13 +109,15 @@ class _Selector:
             self.fd = None
 
     def arm(self, conn: Connection) -> None:
-        self._selector.register(conn.sock, selectors.EVENT_READ, conn)
+        if conn.sock not in self._selector.get_map():
+            self._selector.register(conn.sock, selectors.EVENT_READ, conn)
 
     def rearm(self, conn: Connection) -> None:
         pass  # registered while parked
 
     def disarm(self, conn: Connection) -> None:
-        self._selector.unregister(conn.sock)
+        if conn.sock in self._selector.get_map():
+            self._selector.unregister(conn.sock)
 
     def forget(self, conn: Connection) -> None:
         if conn.sock in self._selector.get_map():
@@ -172,6 +174,11 @@ class Watcher:
         """A caller reads ``conn`` now."""
         self._unpark(conn)
         self._poller.disarm(conn)
+
+    def resume(self, conn: Connection) -> None:
+        """``conn``, parked, has written its backlog: read it again."""
+        if not conn.more:
+            self._poller.arm(conn)
 
     def forget(self, conn: Connection) -> None:
         """``conn`` closes (parked or not); its descriptor is still open."""
@@ -258,6 +265,12 @@ class Watcher:
             return  # read more from it only once what it sent is answered
         if self._more:
             self._more.pop(conn, None)
+        if conn.backlog:
+            # Replies wait to be written (the peer reads slowly or not at all):
+            # read no more from it until they are out (``resume``).
+            self._poller.disarm(conn)
+            self._hot.pop(conn, None)
+            return
         if conn.batch > 1:
             self._hot[conn] = None
         else:
