@@ -11,10 +11,11 @@ import pytest
 import trio
 import trio.testing
 from scripted import CLIENT_ID, CONFIG, Requests, client, pong, scripted_peer
+from transports import KEY
 
 from trio_kad._errors import TransportError
 from trio_kad._ids import Address
-from trio_kad._messages import Ping, ReplyFrame
+from trio_kad._messages import Ping, ReplyFrame, Store
 from trio_kad._tcp import TcpTransport
 
 
@@ -136,3 +137,21 @@ async def test_a_peer_closing_mid_request_fails_every_caller_waiting() -> None:
                     nursery.start_soon(ask, transport, address)
             assert transport.statistics().connections_open == 0
     assert len(failures) == 2
+
+
+async def test_a_request_too_large_for_a_new_connection_leaves_it_read(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = CONFIG.replace(idle_timeout=10.0, max_frame_size=4096, max_value_size=2048)
+
+    async def echo(stream: trio.SocketStream, requests: Requests) -> None:
+        while (request := await requests.next()) is not None:
+            await stream.send_all(pong(request))
+
+    async with scripted_peer(echo) as (address, _), client(config) as transport:
+        with pytest.raises(TransportError, match="max_frame_size"):
+            await transport.request(address, CLIENT_ID, None, Store(KEY, b"x" * 8192))
+        # The connection dialed for it is parked with the watcher, so it idles out.
+        assert transport.statistics().connections_open == 1
+        await trio.sleep(11.0)
+        assert transport.statistics().connections_open == 0

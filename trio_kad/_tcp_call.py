@@ -72,7 +72,12 @@ async def call(
     if conn.closed:
         raise TransportError(f"connection to {format_address(conn.remote)} closed")
     waiter = Waiter()
-    request_id, data = conn.endpoint.send_request(sender_id, sender_port, body, waiter)
+    try:
+        request_id, data = conn.endpoint.send_request(sender_id, sender_port, body, waiter)
+    except TransportError:
+        if conn.reading is None and not conn.parked:
+            conn.unread()  # a new connection: someone must read it
+        raise
     conn.last_activity = trio.current_time()
     conn.owner.touched(conn)
     try:
