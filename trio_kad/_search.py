@@ -89,9 +89,10 @@ class Search:
     With ``quorum`` above 1 a value lookup runs to its end, and only holders
     among the k nodes nearest the key that it heard from have a vote
     (``held``, the local copy, is this node's): the value most of them
-    returned, if at least ``quorum`` did. The first holders a lookup meets are far from the key, where
-    colluders answering any key with one value would otherwise make up the
-    quorum before the holders the value was stored at are reached.
+    returned, if at least ``quorum`` did. The first holders a lookup meets
+    are far from the key, where colluders answering any key with one value
+    would otherwise make up the quorum before the holders the value was
+    stored at are reached.
     """
 
     def __init__(
