@@ -192,28 +192,12 @@ async def test_alpha_one_waits_out_a_silent_contact_then_asks_the_next(
         assert counts["failed"] == 1
 
 
-class _Inventors(Transport):
-    """A node's transport that counts its requests in flight and plays hostile peers.
-
-    Requests to an address ``invent`` made answer as the id it was made for:
-    every FIND_NODE and FIND_VALUE with 20 fresh ids nearer the target, each
-    at an address of its own that answers the same way (colluding peers
-    without end). Everything else goes to ``inner``.
-    """
+class _Wrapper(Transport):
+    """A transport that runs ``inner`` as it is; subclasses say how requests go out."""
 
     def __init__(self, inner: MemoryTransport) -> None:
         super().__init__()
         self.inner = inner
-        self.pending = 0
-        """FIND_NODE and FIND_VALUE requests waiting for a reply now."""
-        self.answered = 0
-        self._ids: dict[Address, bytes] = {}
-
-    def invent(self, node_id: bytes) -> Contact:
-        n = len(self._ids)
-        contact = Contact(node_id, f"127.66.{n >> 8 & 255}.{n & 255}", 4000 + (n >> 16))
-        self._ids[contact.address] = node_id
-        return contact
 
     async def run(
         self,
@@ -226,6 +210,29 @@ class _Inventors(Transport):
         task_status: trio.TaskStatus[Address | None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         await self.inner.run(config, node_id, host, port, handler, task_status=task_status)
+
+
+class _Inventors(_Wrapper):
+    """A node's transport that counts its requests in flight and plays hostile peers.
+
+    Requests to an address ``invent`` made answer as the id it was made for:
+    every FIND_NODE and FIND_VALUE with 20 fresh ids nearer the target, each
+    at an address of its own that answers the same way (colluding peers
+    without end). Everything else goes to ``inner``.
+    """
+
+    def __init__(self, inner: MemoryTransport) -> None:
+        super().__init__(inner)
+        self.pending = 0
+        """FIND_NODE and FIND_VALUE requests waiting for a reply now."""
+        self.answered = 0
+        self._ids: dict[Address, bytes] = {}
+
+    def invent(self, node_id: bytes) -> Contact:
+        n = len(self._ids)
+        contact = Contact(node_id, f"127.66.{n >> 8 & 255}.{n & 255}", 4000 + (n >> 16))
+        self._ids[contact.address] = node_id
+        return contact
 
     async def _request(
         self, address: Address, sender_id: bytes, sender_port: int | None, body: Request
@@ -349,7 +356,7 @@ async def test_disjoint_paths_store_at_the_k_closest_and_find_values(
             assert await reader.get(key) == n
 
 
-class _WrongValues(Transport):
+class _WrongValues(_Wrapper):
     """A reader's transport on which the nodes at ``liars`` answer every FIND_VALUE alike.
 
     They all return the same valid but wrong value (colluders agree, so they
@@ -357,21 +364,8 @@ class _WrongValues(Transport):
     """
 
     def __init__(self, inner: MemoryTransport, liars: dict[Address, bytes]) -> None:
-        super().__init__()
-        self.inner = inner
+        super().__init__(inner)
         self.liars = liars
-
-    async def run(
-        self,
-        config: Config,
-        node_id: bytes,
-        host: str,
-        port: int,
-        handler: RequestHandler | None,
-        *,
-        task_status: trio.TaskStatus[Address | None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        await self.inner.run(config, node_id, host, port, handler, task_status=task_status)
 
     async def _request(
         self, address: Address, sender_id: bytes, sender_port: int | None, body: Request
