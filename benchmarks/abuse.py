@@ -169,8 +169,11 @@ class Attack:
     def hostile_request(self) -> bytes:
         rng = self.rng
         choice = rng.randrange(8)
-        if choice == 0:  # the largest value the node accepts, under a random key
-            return self.request(Store(rng.randbytes(32), rng.randbytes(64 * 1024), MAX_TTL))
+        if choice == 0:  # about the largest value the node accepts, under a random key
+            # One CBOR item (a byte string), as a storing node now checks: random
+            # bytes would be refused as MALFORMED and fill nothing.
+            value = cbor2.dumps(rng.randbytes(64 * 1024 - 8))
+            return self.request(Store(rng.randbytes(32), value, MAX_TTL))
         if choice == 1:
             return self.request(Store(rng.randbytes(32), b"\x00", 0, rng.random() < 0.5))
         if choice == 2:

@@ -271,6 +271,27 @@ def test_failed_contact_is_dropped_for_good() -> None:
     assert (stats.queries, stats.replies, stats.failures) == (3, 2, 1)
 
 
+def test_a_forged_address_that_failed_does_not_hide_the_id_at_its_own() -> None:
+    # A liar names an honest id at a wrong address; that contact fails. The same
+    # id at its own address, named later by an honest peer, must still be asked,
+    # else one forged contact keeps the honest node out of every path of the lookup.
+    target = bytes(32)
+    honest, liar, b = (int_to_id(d) for d in (1, 2, 3))
+    forged = Contact(honest, "10.9.9.9", 9)
+    lookup = DisjointLookup(target, [contact(liar), contact(b)], paths=2, k=3, alpha=1)
+    assert lookup.next() == Query(contact(liar))
+    lookup.on_reply(liar, [forged])
+    assert lookup.next() == Query(contact(b))
+    assert lookup.next() == Query(forged)
+    lookup.on_failure(honest)
+    lookup.on_reply(b, [contact(honest), forged])
+    assert lookup.next() == Query(contact(honest))
+    lookup.on_reply(honest, [forged])
+    assert isinstance(lookup.next(), Done)
+    assert lookup.closest() == [contact(honest), contact(liar), contact(b)]
+    assert lookup.statistics().failures == 1
+
+
 def test_late_duplicate_and_unknown_replies_are_ignored() -> None:
     target = bytes(32)
     a, b, c, far = (int_to_id(d) for d in (1, 2, 3, 1000))

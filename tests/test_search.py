@@ -10,6 +10,7 @@ import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import cbor2
 import pytest
 import trio
 import trio.testing
@@ -19,6 +20,7 @@ from trio_kad._ids import Address, Contact, distance, int_to_id, key_id
 from trio_kad._messages import (
     FindNode,
     FindValue,
+    FoundValue,
     Nodes,
     Ping,
     Pong,
@@ -190,28 +192,12 @@ async def test_alpha_one_waits_out_a_silent_contact_then_asks_the_next(
         assert counts["failed"] == 1
 
 
-class _Inventors(Transport):
-    """A node's transport that counts its requests in flight and plays hostile peers.
-
-    Requests to an address ``invent`` made answer as the id it was made for:
-    every FIND_NODE and FIND_VALUE with 20 fresh ids nearer the target, each
-    at an address of its own that answers the same way (colluding peers
-    without end). Everything else goes to ``inner``.
-    """
+class _Wrapper(Transport):
+    """A transport that runs ``inner`` as it is; subclasses say how requests go out."""
 
     def __init__(self, inner: MemoryTransport) -> None:
         super().__init__()
         self.inner = inner
-        self.pending = 0
-        """FIND_NODE and FIND_VALUE requests waiting for a reply now."""
-        self.answered = 0
-        self._ids: dict[Address, bytes] = {}
-
-    def invent(self, node_id: bytes) -> Contact:
-        n = len(self._ids)
-        contact = Contact(node_id, f"127.66.{n >> 8 & 255}.{n & 255}", 4000 + (n >> 16))
-        self._ids[contact.address] = node_id
-        return contact
 
     async def run(
         self,
@@ -224,6 +210,29 @@ class _Inventors(Transport):
         task_status: trio.TaskStatus[Address | None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         await self.inner.run(config, node_id, host, port, handler, task_status=task_status)
+
+
+class _Inventors(_Wrapper):
+    """A node's transport that counts its requests in flight and plays hostile peers.
+
+    Requests to an address ``invent`` made answer as the id it was made for:
+    every FIND_NODE and FIND_VALUE with 20 fresh ids nearer the target, each
+    at an address of its own that answers the same way (colluding peers
+    without end). Everything else goes to ``inner``.
+    """
+
+    def __init__(self, inner: MemoryTransport) -> None:
+        super().__init__(inner)
+        self.pending = 0
+        """FIND_NODE and FIND_VALUE requests waiting for a reply now."""
+        self.answered = 0
+        self._ids: dict[Address, bytes] = {}
+
+    def invent(self, node_id: bytes) -> Contact:
+        n = len(self._ids)
+        contact = Contact(node_id, f"127.66.{n >> 8 & 255}.{n & 255}", 4000 + (n >> 16))
+        self._ids[contact.address] = node_id
+        return contact
 
     async def _request(
         self, address: Address, sender_id: bytes, sender_port: int | None, body: Request
@@ -345,3 +354,46 @@ async def test_disjoint_paths_store_at_the_k_closest_and_find_values(
             assert holders - {writer.node_id} == {d.node_id for d in closest} - {writer.node_id}
             await reader.delete(key)
             assert await reader.get(key) == n
+
+
+class _WrongValues(_Wrapper):
+    """A reader's transport on which the nodes at ``liars`` answer every FIND_VALUE alike.
+
+    They all return the same valid but wrong value (colluders agree, so they
+    could make up a quorum); FIND_NODE and everything else goes to ``inner``.
+    """
+
+    def __init__(self, inner: MemoryTransport, liars: dict[Address, bytes]) -> None:
+        super().__init__(inner)
+        self.liars = liars
+
+    async def _request(
+        self, address: Address, sender_id: bytes, sender_port: int | None, body: Request
+    ) -> ReplyFrame:
+        liar = self.liars.get(address)
+        if liar is None or not isinstance(body, FindValue):
+            return await self.inner.request(address, sender_id, sender_port, body)
+        await trio.sleep(0.01)
+        return ReplyFrame(0, liar, FoundValue(cbor2.dumps("forged"), 3600))
+
+
+@pytest.mark.parametrize("paths", [1, 2])
+async def test_colluders_farther_than_the_holders_cannot_make_up_a_quorum(
+    autojump_clock: trio.testing.MockClock, paths: int
+) -> None:
+    # The first holders a lookup meets are the far ones: the three nodes just
+    # beyond the k closest answer any key with one forged value. A quorum of 3
+    # is theirs unless the votes that count are those of the holders nearest the key.
+    config = Config(k=5, disjoint_paths=paths)
+    async with open_simulation(30, seed=41, config=config) as sim:
+        assert sim.network is not None
+        assert await sim.nodes[0].set("contested", "honest") >= config.k - 1
+        ident = key_id("contested")
+        ranked = sorted(sim.nodes, key=lambda d: distance(d.node_id, ident))
+        liars = {d.address: d.node_id for d in ranked[config.k : config.k + 3]}
+        transport = _WrongValues(sim.network.transport(), liars)
+        async with open_dht(transport=transport, config=config, client_only=True) as reader:
+            # All the reader knows at first is the liars: they are asked first.
+            for address, node_id in liars.items():
+                node_of(reader).saw_alive(Contact(node_id, *address))
+            assert await reader.get("contested", quorum=3) == "honest"

@@ -100,7 +100,10 @@ class Lookup:
 
     ``claims`` lets several lookups of one target share who owns which id
     (``DisjointLookup``): an id claimed by one is neither asked nor returned
-    by another. ``path`` is this lookup's key in it.
+    by another. ``path`` is this lookup's key in it. ``failed`` (shared the
+    same way) holds the contacts that failed: never asked again, while the
+    same id at another address may be (a peer may have named it at a
+    forged address, and the honest node must stay within reach).
     """
 
     def __init__(
@@ -114,6 +117,7 @@ class Lookup:
         max_candidates: int | None = None,
         max_queries: int | None = None,
         claims: dict[bytes, int] | None = None,
+        failed: set[Contact] | None = None,
         path: int = 0,
     ) -> None:
         if k < 1:
@@ -137,6 +141,7 @@ class Lookup:
         # again), those of the lookups sharing ``claims``, and the excluded ones
         # (claimed by path -1), so one membership test decides whether a contact is new.
         self._claims: dict[bytes, int] = {} if claims is None else claims
+        self._failed: set[Contact] = set() if failed is None else failed
         self._path = path
         for node_id in exclude:
             self._claims.setdefault(node_id, -1)
@@ -224,8 +229,11 @@ class Lookup:
             return
         self._in_flight -= 1
         self._failures += 1
-        # Section 2.3: contacts that fail to respond are removed from consideration
-        # (their claim stays, so they are not taken up again).
+        # Section 2.3: contacts that fail to respond are removed from consideration.
+        # The id is released: only this address is never asked again.
+        self._failed.add(candidate.contact)
+        if self._claims.get(node_id) == self._path:
+            del self._claims[node_id]
         del self._by_id[node_id]
         index = bisect.bisect_left(self._order, candidate.distance, key=_distance_of)
         del self._order[index]
@@ -308,12 +316,12 @@ class Lookup:
 
     def _add(self, contacts: Iterable[Contact], *, depth: int) -> None:
         id_length = len(self._target)
-        by_id, claims, path = self._by_id, self._claims, self._path
+        by_id, claims, path, failed = self._by_id, self._claims, self._path, self._failed
         target_int = self._target_int
         added = []
         for contact in contacts:
             node_id = contact.node_id
-            if node_id in claims or len(node_id) != id_length:
+            if node_id in claims or len(node_id) != id_length or contact in failed:
                 continue
             candidate = _Candidate(contact, int.from_bytes(node_id, "big") ^ target_int, depth)
             by_id[node_id] = candidate
@@ -375,6 +383,7 @@ class DisjointLookup:
         self._target = target
         self._k = k
         self._claims: dict[bytes, int] = {}
+        failed: set[Contact] = set()
         target_int = int.from_bytes(target, "big")
         ordered = sorted(seeds, key=lambda c: int.from_bytes(c.node_id, "big") ^ target_int)
         excluded = set(exclude)
@@ -389,6 +398,7 @@ class DisjointLookup:
                 max_candidates=max_candidates,
                 max_queries=max_queries,
                 claims=self._claims,
+                failed=failed,
                 path=path,
             )
             for path in range(paths)

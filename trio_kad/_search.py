@@ -8,15 +8,18 @@ a moment, not ``rpc_timeout``.
 
 from __future__ import annotations
 
+import heapq
 import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from operator import attrgetter
+from typing import TYPE_CHECKING, NamedTuple
 
 import trio
 
-from ._ids import Contact
+from ._ids import Contact, distance
 from ._lookup import DisjointLookup, Done, Lookup, Query
 from ._messages import FindNode, FindValue, FoundValue, Nodes, Reply, Request
 from ._values import acceptable_value
@@ -55,8 +58,19 @@ class LookupOutcome:
     ttl: int | None = None
     """The seconds the value had left at the node that returned it."""
     agreed: int = 0
-    """For a value lookup: the distinct holders that returned ``value`` byte for byte, or,
-    when none reached the quorum (``value`` is ``None``), the most that agreed on any value."""
+    """For a value lookup: the distinct holders that returned ``value`` byte for byte (with a
+    quorum above 1, those among the k nearest heard from), or, when none reached the quorum
+    (``value`` is ``None``), the most that agreed on any value."""
+
+
+class _Vote(NamedTuple):
+    """What one holder returned to a quorum read, and how near the key it is."""
+
+    distance: int
+    value: bytes
+    contact: Contact | None
+    """``None`` for this node's own copy."""
+    ttl: int | None
 
 
 class Search:
@@ -70,9 +84,15 @@ class Search:
     alpha. Outstanding RPCs are cancelled the moment a value arrives.
 
     With ``Config.disjoint_paths`` above 1 the lookup runs that many disjoint
-    paths (``DisjointLookup``), each alpha-parallel from the start. A value
-    lookup ends once ``quorum`` distinct holders returned the same bytes;
-    ``held``, the local copy, counts as one.
+    paths (``DisjointLookup``), each alpha-parallel from the start.
+
+    With ``quorum`` above 1 a value lookup runs to its end, and only holders
+    among the k nodes nearest the key that it heard from have a vote
+    (``held``, the local copy, is this node's): the value most of them
+    returned, if at least ``quorum`` did. The first holders a lookup meets
+    are far from the key, where colluders answering any key with one value
+    would otherwise make up the quorum before the holders the value was
+    stored at are reached.
     """
 
     def __init__(
@@ -111,11 +131,12 @@ class Search:
         self._found_at: Contact | None = None
         self._ttl: int | None = None
         self._quorum = quorum
-        # Distinct holders heard from, and how many returned each value.
-        self._holders: set[bytes] = set()
+        self._k = config.k
+        # Distinct holders heard from: their vote and where it came from.
+        self._holders: dict[bytes, _Vote] = {}
         self._votes: dict[bytes, int] = {}
         if held is not None and acceptable_value(held, config.max_value_size):
-            self._holders.add(node.node_id)
+            self._holders[node.node_id] = _Vote(distance(node.node_id, target), held, None, None)
             self._votes[held] = 1
 
     async def run(self) -> LookupOutcome:
@@ -125,6 +146,12 @@ class Search:
             await self._ask_one_at_a_time()
         if not state.done:
             await self._ask_in_parallel()
+        if self._quorum > 1:
+            vote, agreed = self._count_nearest()
+            if vote is not None and agreed >= self._quorum:
+                self._value, self._found_at, self._ttl = vote.value, vote.contact, vote.ttl
+        else:
+            agreed = max(self._votes.values(), default=0)
         stats = state.statistics()
         report = LookupReport(
             target=state.target,
@@ -140,8 +167,24 @@ class Search:
         counters.lookup_rounds += stats.rounds
         counters.recent_lookups.append(report)
         del counters.recent_lookups[:-RECENT_LOOKUPS]
-        agreed = max(self._votes.values(), default=0)
         return LookupOutcome(state.closest(), self._value, report, self._ttl, agreed)
+
+    def _count_nearest(self) -> tuple[_Vote | None, int]:
+        """The value most holders among the k nearest nodes heard from returned, and how many.
+
+        Nodes that answered without the value count among the k nearest, so a
+        colluder farther out than they are has no vote. Ties go to the nearest.
+        """
+        target = self._state.target
+        heard = {c.node_id: distance(c.node_id, target) for c in self._state.closest()}
+        heard.update((holder, vote.distance) for holder, vote in self._holders.items())
+        nearest = heapq.nsmallest(self._k, heard, key=heard.__getitem__)
+        votes = sorted(
+            (self._holders[n] for n in nearest if n in self._holders), key=attrgetter("distance")
+        )
+        counts = Counter(vote.value for vote in votes)
+        best = max(votes, key=lambda vote: counts[vote.value], default=None)
+        return best, 0 if best is None else counts[best.value]
 
     def _absorb(self, contact: Contact, reply: Reply | None) -> bool:
         """Apply one RPC's outcome to the lookup; True once a value (with its quorum) ends it."""
@@ -161,19 +204,24 @@ class Search:
                 # Its vote is counted: a second value from it (to a FIND_NODE) adds nothing.
                 state.on_reply(holder, ())
                 return False
-            self._holders.add(holder)
+            self._holders[holder] = _Vote(
+                distance(holder, state.target), reply.value, contact, reply.ttl
+            )
             votes = self._votes[reply.value] = self._votes.get(reply.value, 0) + 1
+            if self._quorum == 1:
+                self._value, self._found_at, self._ttl = reply.value, contact, reply.ttl
+                state.on_reply(holder, ())
+                state.finish()
+                return True
+            # More holders to hear, in parallel. A holder names no contacts, so the
+            # holders only it knows would stay unknown: until its value has the
+            # quorum, ask it again, for its contacts this time (FIND_NODE).
+            state.parallelism = self._alpha
             if votes < self._quorum:
-                # More holders to hear, in parallel. A holder names no contacts, so the
-                # holders only it knows would stay unknown: ask it again, for its
-                # contacts this time (FIND_NODE).
                 state.retry(holder)
-                state.parallelism = self._alpha
-                return False
-            self._value, self._found_at, self._ttl = reply.value, contact, reply.ttl
-            state.on_reply(holder, ())
-            state.finish()
-            return True
+            else:
+                state.on_reply(holder, ())
+            return False
         if not isinstance(reply, FoundValue):
             # A failure: the network may be unhealthy here, so widen too.
             state.parallelism = self._alpha
