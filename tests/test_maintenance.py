@@ -13,7 +13,7 @@ import trio.testing
 
 from trio_kad import Config, MemoryNetwork, open_dht
 from trio_kad._duties import far_buckets
-from trio_kad._ids import Address, Contact, distance, id_to_int, int_to_id, key_id
+from trio_kad._ids import Address, Contact, distance, id_to_int, int_to_id, key_id, random_id
 from trio_kad._maintenance import _every, replicate, run_join_refresh
 from trio_kad._messages import (
     ErrorCode,
@@ -233,11 +233,13 @@ async def test_joining_returns_after_the_own_lookup_and_far_buckets_follow(
     network = MemoryNetwork(rng=random.Random(40), latency=0.01)
     async with open_simulation(40, seed=40, config=Config(k=4), network=network) as sim:
         await trio.sleep(sim.config.bootstrap_timeout)  # the earlier joins' refreshes end
+        rng = random.Random(41)
         async with open_dht(
             bootstrap=[sim.nodes[0].address],
             transport=network.transport(),
             config=sim.config,
-            rng=random.Random(41),
+            rng=rng,
+            node_id=random_id(rng),  # else a fresh random id: a table of one bucket, now and then
         ) as newcomer:
             joined = trio.current_time()
             node = node_of(newcomer)

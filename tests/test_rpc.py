@@ -187,6 +187,31 @@ def test_stores_are_answered_apart_within_the_per_connection_limit() -> None:
     assert b.apart == 0
 
 
+def test_stores_in_flight_are_bounded_over_every_connection_of_a_transport() -> None:
+    config = CONFIG.replace(max_stores_in_flight=3)
+    shared = Admission(config)  # one transport: its connections share one admission
+    ends = [
+        Endpoint(
+            B_ID, ("127.0.0.1", 4000 + n), config, shared, TransportStatistics(), 0.0, dialed=False
+        )
+        for n in range(2)
+    ]
+    dialer = endpoint(A_ID, dialed=True)
+    store = b"".join(dialer.send_request(A_ID, 5000, Store(KEY, b"v"), str(i))[1] for i in range(2))
+    apart = [e for end in ends for e in events(end, store) if isinstance(e, RequestReceived)]
+    # Two each came, three of the four are handled; the last connection's second is refused.
+    assert len(apart) == 3 and shared.apart == 3
+    (busy,) = frames(ends[1].data_to_send())
+    assert isinstance(busy, ReplyFrame) and isinstance(busy.body, ErrorReply)
+    assert busy.body.code is ErrorCode.OVERLOADED
+    ends[0].send_reply(apart[0], Stored())
+    ends[0].abandon(apart[1])
+    assert shared.apart == 1
+    again = dialer.send_request(A_ID, 5000, Store(KEY, b"v"), "again")[1]
+    assert [e for e in events(ends[0], again) if isinstance(e, RequestReceived)]
+    assert shared.apart == 2
+
+
 def test_a_failed_handler_is_answered_internal_error() -> None:
     a, b = pair()
     _, request = events(b, a.send_request(A_ID, 5000, Ping(), "c")[1])

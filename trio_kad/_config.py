@@ -44,6 +44,9 @@ class Config:
     """Outbound connections kept open at once; the least recently used idle one is closed."""
     max_requests_per_connection: int = 64
     """Requests being handled at once for one inbound connection."""
+    max_stores_in_flight: int = 256
+    """STOREs being handled at once over all connections (each may carry up to
+    ``max_frame_size``); more are answered OVERLOADED until some finish."""
     max_records: int = 100_000
     """Records one node stores for the network."""
     max_store_bytes: int = 256 * 1024 * 1024

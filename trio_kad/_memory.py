@@ -343,9 +343,7 @@ class MemoryTransport(Transport):
                 body = await handler(request.frame, (endpoint.remote[0], 0))
             except Exception:
                 # Never a traceback on the wire; the details stay in our log.
-                logger.debug(
-                    "handler failed on a request from %s", endpoint.remote[0], exc_info=True
-                )
+                logger.exception("the handler failed on a request from %s", endpoint.remote[0])
                 endpoint.send_internal_error(request)
             else:
                 endpoint.send_reply(request, body)

@@ -146,14 +146,17 @@ def error_reply_for(exc: ProtocolError) -> ErrorReply:
 
 
 class Admission:
-    """The per-IP request-rate decision, shared by every connection of one transport.
+    """The decisions shared by every connection of one transport: per-IP rate, STOREs in flight.
 
     One token bucket per remote IP (``Config.request_rate_per_ip`` and
     ``request_burst_per_ip``), for at most ``Config.rate_tracked_ips`` IPs;
-    hosts in ``Config.per_ip_exempt`` are never limited.
+    hosts in ``Config.per_ip_exempt`` are never limited. At most
+    ``Config.max_stores_in_flight`` requests are handled apart at once, over
+    all connections: with 512 connections of 64 STOREs each, up to 1 MiB a
+    frame, the per-connection limit alone would bound nothing useful.
     """
 
-    __slots__ = ("_exempt", "_limiter", "burst")
+    __slots__ = ("_exempt", "_limiter", "_max_apart", "apart", "burst")
 
     def __init__(self, config: Config) -> None:
         self._limiter = RateLimiter(
@@ -161,6 +164,20 @@ class Admission:
         )
         self._exempt = NetworkSet(config.per_ip_exempt)
         self.burst = config.request_burst_per_ip
+        self._max_apart = config.max_stores_in_flight
+        self.apart = 0
+        """Requests being handled apart now, over every connection."""
+
+    def begin_apart(self) -> bool:
+        """Take a slot for one request handled apart; False when all are taken."""
+        if self.apart >= self._max_apart:
+            return False
+        self.apart += 1
+        return True
+
+    def end_apart(self) -> None:
+        """A request handled apart got its reply, or never will."""
+        self.apart -= 1
 
     def exempt(self, ip: str) -> bool:
         """Whether ``ip`` is outside every per-IP limit."""
@@ -314,7 +331,7 @@ class Endpoint(Generic[W]):
                 return self.closed
             if type(frame.body) in ANSWERED_INLINE:
                 event = RequestReceived(frame, True)
-            elif self.apart < self._max_apart:
+            elif self.apart < self._max_apart and self._admission.begin_apart():
                 self.apart += 1
                 event = RequestReceived(frame, False)
             else:
@@ -388,6 +405,7 @@ class Endpoint(Generic[W]):
         """Queue the reply to ``request`` (``data_to_send`` returns it)."""
         if not request.inline:
             self.apart -= 1
+            self._admission.end_apart()
         self._queue(request.frame.request_id, body)
 
     def send_internal_error(self, request: RequestReceived) -> None:
@@ -402,6 +420,7 @@ class Endpoint(Generic[W]):
         """A request handled apart will get no reply (its handler was cancelled)."""
         if not request.inline:
             self.apart -= 1
+            self._admission.end_apart()
 
     def _queue(self, request_id: int, body: Reply) -> None:
         try:

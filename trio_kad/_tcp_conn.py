@@ -266,7 +266,7 @@ class Connection:
                     try:
                         reply = await handler(event.frame, self.remote)
                     except Exception:
-                        logger.debug("handler failed for a request from %r", self, exc_info=True)
+                        logger.exception("the handler failed on a request from %r", self)
                         endpoint.send_internal_error(event)
                     else:
                         endpoint.send_reply(event, reply)
@@ -305,7 +305,7 @@ class Connection:
                 try:
                     reply = await handler(request.frame, self.remote)
                 except Exception:
-                    logger.debug("handler failed for a request from %r", self, exc_info=True)
+                    logger.exception("the handler failed on a request from %r", self)
                     self.endpoint.send_internal_error(request)
                 else:
                     self.endpoint.send_reply(request, reply)
