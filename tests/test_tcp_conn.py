@@ -115,3 +115,36 @@ async def test_idle_connections_cost_no_task_at_either_end() -> None:
 
 async def _pong() -> Pong:
     return Pong()
+
+
+async def test_past_twice_the_outbound_limit_a_caller_waits_for_a_busy_connection() -> None:
+    config = CONFIG.replace(max_outbound_connections=1)
+    release = trio.Event()
+
+    async def held(stream: trio.SocketStream, requests: Requests) -> None:
+        while (request := await requests.next()) is not None:
+            await release.wait()
+            await stream.send_all(pong(request))
+
+    answered = 0
+
+    async def ask(transport: TcpTransport, address: Address) -> None:
+        nonlocal answered
+        reply = await transport.request(address, CLIENT_ID, None, Ping())
+        answered += isinstance(reply.body, Pong)
+
+    with trio.fail_after(5):
+        async with (
+            scripted_peer(held) as (a, _),
+            scripted_peer(held) as (b, _),
+            scripted_peer(held) as (c, _),
+            client(config) as transport,
+        ):
+            async with trio.open_nursery() as nursery:
+                for address in (a, b, c):
+                    nursery.start_soon(ask, transport, address)
+                await trio.sleep(0.2)
+                # Both busy: one more than the limit was opened, the third caller waits.
+                assert transport.statistics().connections_opened == 2
+                release.set()
+            assert answered == 3

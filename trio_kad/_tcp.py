@@ -185,6 +185,10 @@ class TcpTransport(Transport):
     def touched(self, conn: Connection) -> None:
         self._dialer.touched(conn)
 
+    def released(self, conn: Connection) -> None:
+        if conn.dialed:
+            self._dialer.freed()
+
     def gone(self, conn: Connection) -> None:
         self._stats.connections_open -= 1
         self._watcher.forget(conn)

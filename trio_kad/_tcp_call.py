@@ -97,6 +97,8 @@ async def call(
         conn.endpoint.forget(request_id)
         if conn.reading is waiter:
             _pass_turn(conn)
+        if not conn.endpoint.pending:
+            conn.owner.released(conn)
     if waiter.reply is None:
         error = waiter.error or f"connection to {format_address(conn.remote)} closed"
         raise PeerMisbehaved(error) if waiter.misbehaved else TransportError(error)

@@ -78,6 +78,9 @@ class Owner(Protocol):
     def touched(self, conn: Connection) -> None:
         """We sent a request on ``conn``: it is the most recently used."""
 
+    def released(self, conn: Connection) -> None:
+        """``conn`` has no request of ours waiting any more."""
+
     def gone(self, conn: Connection) -> None:
         """``conn`` is closed, parked or not: forget it."""
 

@@ -9,7 +9,9 @@ that talk in both directions holds one connection, not two.
 
 Dialed connections count against ``Config.max_outbound_connections`` and
 the process-wide descriptor budget; the least recently used idle one is
-closed to make room.
+closed to make room. When every one is busy, a few more may be opened, up
+to twice ``max_outbound_connections``; past that a caller waits (within its
+own deadline) for one to finish.
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ class Dialer:
         # The connections we dialed, least recently used first.
         self.dialed: dict[Connection, None] = {}
         self._connecting: dict[Address, _Connect] = {}
+        # Set when a dialed connection finishes its requests or closes, for the
+        # callers waiting at the hard cap (made only while one waits).
+        self._freed: trio.Event | None = None
         _sockets.PROCESS_BUDGET.configure(config.descriptor_share)
 
     async def connection(self, address: Address) -> Connection:
@@ -80,7 +85,7 @@ class Dialer:
         attempt = _Connect()
         self._connecting[address] = attempt
         try:
-            self._make_room()
+            await self._make_room()
             try:
                 sock = await _sockets.connect(address[0], address[1])
             except OSError as exc:
@@ -123,22 +128,37 @@ class Dialer:
         if conn.dialed:
             self.dialed.pop(conn, None)
             _sockets.PROCESS_BUDGET.discard(conn)
+            self.freed()
+
+    def freed(self) -> None:
+        """A dialed connection finished its requests or closed: wake who waits for one."""
+        if self._freed is not None:
+            self._freed.set()
+            self._freed = None
 
     def close_all(self, reason: str) -> None:
         for conn in list(self.dialed):
             conn.abort(reason)
 
-    def _make_room(self) -> None:
-        """Close the least recently used idle connection when at max_outbound_connections."""
-        _sockets.PROCESS_BUDGET.make_room()
-        if len(self.dialed) < self._config.max_outbound_connections:
-            return
-        for conn in self.dialed:
-            if conn.idle():
-                conn.abort("over max_outbound_connections")
-                return
-        logger.debug("all %d outbound connections are busy; opening one more", len(self.dialed))
+    async def _make_room(self) -> None:
+        """Close the least recently used idle connection when at max_outbound_connections.
 
+        With every one busy, open one more, up to twice the limit; past that,
+        wait for one to finish (the caller's deadline bounds the wait).
+        """
+        _sockets.PROCESS_BUDGET.make_room()
+        limit = self._config.max_outbound_connections
+        while len(self.dialed) >= limit:
+            for conn in self.dialed:
+                if conn.idle():
+                    conn.abort("over max_outbound_connections")
+                    return
+            if len(self.dialed) < 2 * limit:
+                logger.debug("all %d outbound connections are busy; opening one more", limit)
+                return
+            if self._freed is None:
+                self._freed = trio.Event()
+            await self._freed.wait()
 
 def _named_address(conn: Connection) -> Address | None:
     """The listening address the peer named on ``conn`` (None: not named, or client-only)."""
