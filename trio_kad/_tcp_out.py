@@ -160,6 +160,7 @@ class Dialer:
                 self._freed = trio.Event()
             await self._freed.wait()
 
+
 def _named_address(conn: Connection) -> Address | None:
     """The listening address the peer named on ``conn`` (None: not named, or client-only)."""
     peer = conn.endpoint.peer
