@@ -2,122 +2,17 @@
 
 from __future__ import annotations
 
-import heapq
 import math
 import random
-from collections.abc import Callable, Iterable
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from lookups import World, check_result, contact, drive, inventor, k_closest, replier
 
+from trio_kad._disjoint import DisjointLookup
 from trio_kad._ids import Contact, int_to_id
-from trio_kad._lookup import DisjointLookup, Done, Lookup, Query, Step, Wait
-
-ReplyFn = Callable[[bytes], list[Contact]]
-
-
-def contact(node_id: bytes) -> Contact:
-    return Contact(node_id, "10.0.0.1", 1 + int.from_bytes(node_id[:2], "big"))
-
-
-def dist(a: bytes, b: bytes) -> int:
-    return int.from_bytes(a, "big") ^ int.from_bytes(b, "big")
-
-
-def k_closest(target: bytes, ids: Iterable[bytes], k: int) -> list[bytes]:
-    return heapq.nsmallest(k, ids, key=lambda i: dist(i, target))
-
-
-class World:
-    """N random nodes; each answers FIND_NODE with the k closest it knows."""
-
-    def __init__(self, rng: random.Random, n: int, k: int, known: int | None) -> None:
-        self.k = k
-        self.ids = [rng.getrandbits(256).to_bytes(32, "big") for _ in range(n)]
-        # known=None: every node knows the whole world (full view).
-        self.knows: dict[bytes, list[bytes]] = {
-            i: self.ids if known is None else rng.sample(self.ids, min(known, n)) for i in self.ids
-        }
-
-    def reply_fn(self, target: bytes, requester: bytes | None = None) -> ReplyFn:
-        return replier(self.knows, target, self.k, requester)
-
-
-def replier(
-    knows: dict[bytes, list[bytes]], target: bytes, k: int, requester: bytes | None
-) -> ReplyFn:
-    """Replies of the k closest each node knows; like real nodes, leave out the requester."""
-
-    def reply(node_id: bytes) -> list[Contact]:
-        known = (i for i in knows[node_id] if i != requester)
-        return [contact(i) for i in k_closest(target, known, k)]
-
-    return reply
-
-
-class Trace:
-    def __init__(self) -> None:
-        self.queried: list[bytes] = []
-        self.answered: set[bytes] = set()
-        self.failed: set[bytes] = set()
-        self.learned: set[bytes] = set()
-        self.steps = 0
-
-
-def drive(
-    lookup: Lookup | DisjointLookup,
-    alpha: int,
-    reply: ReplyFn,
-    rng: random.Random,
-    failing: frozenset[bytes] = frozenset(),
-    max_steps: int = 100_000,
-) -> Trace:
-    """Keep up to alpha queries outstanding; answer them in random order."""
-    trace = Trace()
-    outstanding: list[bytes] = []
-    while True:
-        trace.steps += 1
-        assert trace.steps <= max_steps, "lookup did not terminate"
-        step = lookup.next()
-        assert lookup.in_flight <= alpha
-        assert lookup.in_flight == len(outstanding) + isinstance(step, Query)
-        if isinstance(step, Query):
-            node_id = step.contact.node_id
-            assert node_id not in trace.queried, "a contact was queried twice"
-            trace.queried.append(node_id)
-            outstanding.append(node_id)
-            continue
-        if isinstance(step, Done):
-            assert lookup.done
-            return trace
-        assert isinstance(step, Wait)
-        assert not lookup.done
-        assert outstanding, "Wait with nothing in flight would hang the driver"
-        node_id = outstanding.pop(rng.randrange(len(outstanding)))
-        if node_id in failing:
-            trace.failed.add(node_id)
-            lookup.on_failure(node_id)
-        else:
-            contacts = reply(node_id)
-            trace.answered.add(node_id)
-            trace.learned.update(c.node_id for c in contacts)
-            lookup.on_reply(node_id, contacts)
-
-
-def check_result(lookup: Lookup, target: bytes, k: int, trace: Trace, exclude: set[bytes]) -> None:
-    result = [c.node_id for c in lookup.closest()]
-    assert len(result) <= k
-    assert len(set(result)) == len(result)
-    assert result == sorted(result, key=lambda i: dist(i, target))
-    assert set(result) <= trace.answered
-    assert not set(result) & trace.failed
-    assert not set(result) & exclude
-    assert not set(trace.queried) & exclude
-    stats = lookup.statistics()
-    assert stats.queries == len(trace.queried)
-    assert stats.replies == len(trace.answered)
-    assert stats.failures == len(trace.failed)
+from trio_kad._lookup import Done, Lookup, Query, Wait
 
 
 @settings(max_examples=300, deadline=None)
@@ -457,17 +352,6 @@ def test_rounds_stay_logarithmic(k: int) -> None:
     assert max(rounds) <= math.log2(n)
 
 
-def inventor(target: bytes, count: int = 20) -> ReplyFn:
-    """A hostile peer: ``count`` fresh invented ids, each nearer the target than the one asked."""
-    target_int = int.from_bytes(target, "big")
-
-    def reply(node_id: bytes) -> list[Contact]:
-        nearer = dist(node_id, target) - 1
-        return [contact(int_to_id(target_int ^ (nearer - j))) for j in range(count)]
-
-    return reply
-
-
 def test_ever_closer_invented_ids_cannot_keep_a_lookup_going() -> None:
     # Each answer names 20 fresh ids nearer than the one asked: the k closest are
     # never all answered, so only the bound on RPCs ends the lookup.
@@ -481,100 +365,3 @@ def test_ever_closer_invented_ids_cannot_keep_a_lookup_going() -> None:
     # Contacts remembered: the shortlist (those asked stay on it) and the failed ids.
     assert stats.candidates <= 80 + stats.queries
     assert len(lookup.closest()) == 20
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    seed=st.integers(0, 2**32),
-    n=st.integers(1, 150),
-    k=st.integers(1, 8),
-    alpha=st.integers(1, 4),
-    paths=st.integers(1, 5),
-    known=st.one_of(st.none(), st.integers(1, 40)),
-    fail_rate=st.sampled_from([0.0, 0.1, 0.5]),
-    n_seeds=st.integers(0, 12),
-)
-def test_disjoint_paths_never_share_a_node(
-    seed: int,
-    n: int,
-    k: int,
-    alpha: int,
-    paths: int,
-    known: int | None,
-    fail_rate: float,
-    n_seeds: int,
-) -> None:
-    rng = random.Random(seed)
-    world = World(rng, n, k, known)
-    target = rng.getrandbits(256).to_bytes(32, "big")
-    own = rng.choice(world.ids)
-    failing = frozenset(i for i in world.ids if rng.random() < fail_rate)
-    seeds = [contact(i) for i in rng.sample(world.ids, min(n_seeds, n))]
-    lookup = DisjointLookup(target, seeds, paths=paths, k=k, alpha=alpha, exclude=[own])
-    # The seeds, nearest first and without the own id, are dealt out in turn.
-    dealt = sorted((c.node_id for c in seeds if c.node_id != own), key=lambda i: dist(i, target))
-    for index, node_id in enumerate(dealt):
-        # None: beyond a path's shortlist bound, pruned (free for any path to take up).
-        assert lookup.path_of(node_id) in (index % paths, None)
-    assert lookup.path_of(own) is None
-    # Each path asks only its seeds and the nodes named in answers to its own queries.
-    learned: dict[int, set[bytes]] = {path: set() for path in range(paths)}
-    base = world.reply_fn(target, own if known is None else None)
-
-    def reply(node_id: bytes) -> list[Contact]:
-        path = lookup.path_of(node_id)
-        assert path is not None
-        contacts = base(node_id)
-        learned[path].update(c.node_id for c in contacts)
-        return contacts
-
-    asked: dict[bytes, int] = {}
-    original_next = lookup.next
-
-    def next_step() -> Step:
-        step = original_next()
-        if isinstance(step, Query):
-            path = lookup.path_of(step.contact.node_id)
-            assert path is not None
-            asked[step.contact.node_id] = path
-        return step
-
-    lookup.next = next_step  # type: ignore[method-assign]
-    trace = drive(lookup, paths * alpha, reply, rng, failing, max_steps=2 * n + 2)
-    for node_id, path in asked.items():
-        assert node_id in dealt[path::paths] or node_id in learned[path]
-    assert own not in asked
-    result = [c.node_id for c in lookup.closest()]
-    assert result == k_closest(target, trace.answered, k)
-    stats = lookup.statistics()
-    assert (stats.queries, stats.replies, stats.failures) == (
-        len(trace.queried),
-        len(trace.answered),
-        len(trace.failed),
-    )
-
-
-@settings(max_examples=100, deadline=None)
-@given(seed=st.integers(0, 2**32), n=st.integers(1, 120), k=st.integers(1, 8))
-def test_one_disjoint_path_is_the_plain_lookup(seed: int, n: int, k: int) -> None:
-    world = World(random.Random(seed), n, k, 30)
-    target = random.Random(seed + 1).getrandbits(256).to_bytes(32, "big")
-    seeds = [contact(i) for i in world.ids[:k]]
-    traces = []
-    for lookup in (
-        Lookup(target, seeds, k=k, alpha=3, max_queries=40),
-        DisjointLookup(target, seeds, paths=1, k=k, alpha=3, max_queries=40),
-    ):
-        trace = drive(lookup, 3, world.reply_fn(target), random.Random(seed))
-        traces.append((trace.queried, lookup.closest(), lookup.statistics()))
-    assert traces[0] == traces[1]
-
-
-def test_each_disjoint_path_has_its_own_bound() -> None:
-    target = bytes(32)
-    # Far apart, so that the ids invented for one path are never those of another.
-    seeds = [contact(int_to_id(1 << 200 | d << 100)) for d in range(6)]
-    lookup = DisjointLookup(target, seeds, paths=3, k=20, alpha=3, max_queries=30)
-    drive(lookup, 9, inventor(target), random.Random(4), max_steps=10_000)
-    assert lookup.statistics().queries == 3 * 30
-    assert lookup.done and lookup.in_flight == 0

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import trio
 
+from ._disjoint import DisjointLookup
 from ._ids import Contact, distance
-from ._lookup import DisjointLookup, Done, Lookup, Query
+from ._lookup import Done, Lookup, Query
 from ._messages import FindNode, FindValue, FoundValue, Nodes, Reply, Request
 from ._values import acceptable_value
 
