@@ -150,18 +150,22 @@ class Watcher:
         self._wake_at = math.inf
 
     def park(self, conn: Connection) -> None:
-        """Read ``conn`` from now on."""
+        """Read ``conn`` from now on; it holds no frames read but not dispatched (``unread``)."""
         conn.parked = True
         parked = self.parked
         parked[conn] = None
         self._poller.arm(conn)
-        if conn.more:
-            self._more[conn] = None
+        self._track_stall(conn)
+        if len(parked) == 1:
+            self._wake_by(conn.last_activity + self._config.idle_timeout)
+
+    def _track_stall(self, conn: Connection) -> None:
+        """Half a frame held: the sweeper must wake by its ``io_timeout``."""
         if conn.endpoint.buffered:
             self._stalled[conn] = None
             self._wake_by(conn.endpoint.frame_started + self._config.io_timeout)
-        elif len(parked) == 1:
-            self._wake_by(conn.last_activity + self._config.idle_timeout)
+        elif self._stalled:
+            self._stalled.pop(conn, None)
 
     def _wake_by(self, deadline: float) -> None:
         """Have the sweeper wake by ``deadline`` (it may wake earlier, for nothing)."""
@@ -254,12 +258,7 @@ class Watcher:
         parked = self.parked
         del parked[conn]
         parked[conn] = None
-        if conn.endpoint.buffered:
-            # Half a frame: the sweeper must wake by its io_timeout.
-            self._stalled[conn] = None
-            self._wake_by(conn.endpoint.frame_started + self._config.io_timeout)
-        elif self._stalled:
-            self._stalled.pop(conn, None)
+        self._track_stall(conn)
         if conn.more:
             self._more[conn] = None
             return  # read more from it only once what it sent is answered
@@ -269,7 +268,6 @@ class Watcher:
             # Replies wait to be written (the peer reads slowly or not at all):
             # read no more from it until they are out (``resume``).
             self._poller.disarm(conn)
-            self._hot.pop(conn, None)
             return
         if conn.batch > 1:
             self._hot[conn] = None
