@@ -334,8 +334,9 @@ def test_ip_group_examples() -> None:
 def test_the_request_rate_counts_an_ipv6_64_as_one_ip() -> None:
     admission = Admission(Config(request_rate_per_ip=1.0, request_burst_per_ip=2, per_ip_exempt=()))
     hosts = [f"2001:db8:1:2::{i:x}" for i in range(1, 4)]
-    assert [admission.allow(h, 0.0) for h in hosts] == [True, True, False]
-    assert admission.allow("2001:db8:1:3::1", 0.0)  # the next /64 is someone else
+    assert [admission.allow(admission.rate_key(h), 0.0) for h in hosts] == [True, True, False]
+    # The next /64 is someone else.
+    assert admission.allow(admission.rate_key("2001:db8:1:3::1"), 0.0)
 
 
 async def test_the_records_quota_counts_an_ipv6_64_as_one_ip(

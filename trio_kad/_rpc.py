@@ -183,9 +183,13 @@ class Admission:
         """Whether ``ip`` is outside every per-IP limit."""
         return ip in self._exempt
 
-    def allow(self, ip: str, now: float) -> bool:
-        """Charge one request from ``ip`` at ``now``: True when it is within the rate."""
-        return ip in self._exempt or self._limiter.allow(ip_group(ip), now)
+    def rate_key(self, ip: str) -> str | None:
+        """What requests from ``ip`` are charged to (its subnet group); None: exempt."""
+        return None if ip in self._exempt else ip_group(ip)
+
+    def allow(self, key: str | None, now: float) -> bool:
+        """Charge one request to ``key`` (``rate_key``) at ``now``: True when within the rate."""
+        return key is None or self._limiter.allow(key, now)
 
 
 class Endpoint(Generic[W]):
@@ -209,6 +213,7 @@ class Endpoint(Generic[W]):
         "_max_apart",
         "_max_frame_size",
         "_outbox",
+        "_rate_key",
         "_reader",
         "_refused_in_row",
         "_stats",
@@ -238,6 +243,7 @@ class Endpoint(Generic[W]):
         self._announce = dialed
         self.remote = remote
         self._admission = admission
+        self._rate_key = admission.rate_key(remote[0])  # one remote a connection
         self._stats = stats
         self._max_frame_size = config.max_frame_size
         self._max_apart = config.max_requests_per_connection
@@ -347,7 +353,7 @@ class Endpoint(Generic[W]):
 
     def _within_rate(self) -> bool:
         # Charged at arrival: every frame of one read arrived at self.received.
-        if self._admission.allow(self.remote[0], self.received):
+        if self._admission.allow(self._rate_key, self.received):
             self._refused_in_row = 0
             return True
         self._refused_in_row += 1
