@@ -167,6 +167,15 @@ class Config:
     poison, forge; 20 % hostile) a second path does help: 100 % of gets
     right instead of 90 %. Set 2 where that matters more than twice the RPCs.
     """
+    rtt_tracked_contacts: int = 512
+    """Contacts whose round-trip times are tracked one by one; the least recently used is forgotten.
+
+    Each gets its own RPC timeout and hedge delay; a contact not tracked gets
+    the node-wide estimate. A routing table holds about 20 contacts per
+    bucket over log2(N / 20) buckets: some 180 at 10,000 nodes, 340 at a
+    million, so 512 covers the table and recent lookups' contacts, at about
+    200 bytes each.
+    """
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
