@@ -10,7 +10,7 @@ import trio
 import trio.testing
 
 from trio_kad import Config, MemoryNetwork, PeerMisbehaved, TransportError
-from trio_kad._ids import Address, Contact
+from trio_kad._ids import Address, Contact, random_id_at_distance
 from trio_kad._memory import MemoryTransport
 from trio_kad._messages import (
     FindNode,
@@ -190,6 +190,8 @@ class _Scripted(MemoryTransport):
         super().__init__(MemoryNetwork())
         self.speakers: dict[Address, bytes | str] = {}
         self.replies: dict[Address, Reply] = {}
+        self.delays: dict[Address, float] = {}
+        """Seconds a reply from an address takes (none by default)."""
         self.dialed: list[Address] = []
 
     async def _request(
@@ -203,6 +205,7 @@ class _Scripted(MemoryTransport):
             raise PeerMisbehaved("undecodable reply")
         if not isinstance(speaker, bytes):
             raise TransportError("connection refused")
+        await trio.sleep(self.delays.get(address, 0.0))
         reply = Pong() if isinstance(body, Ping) else self.replies.get(address, Nodes(()))
         return ReplyFrame(1, speaker, reply)
 
@@ -304,3 +307,77 @@ async def test_a_lookup_through_a_liar_bans_and_evicts_nobody(
     for contact in honest:
         assert not node.table.banned(contact.node_id, now)
         assert node.table.get(contact.node_id) == contact
+
+
+# --- round trips (issue 15): per contact, backing off, from the first ping --------------
+
+
+async def test_near_and_far_contacts_get_timeouts_of_their_own(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    peers = _peers(2, seed=44)
+    node, transport = _scripted_node(Config(), peers)
+    near, far = peers
+    transport.delays[near.address] = 0.01
+    transport.delays[far.address] = 0.6
+    for _ in range(10):
+        assert await node.rpc(near, Ping(), node.rtt.timeout(near)) == Pong()
+    # Never heard, the far contact gets the node-wide estimate (the near one's) and
+    # misses it; each timeout doubles its next one until its reply comes in time.
+    replies = []
+    for _ in range(6):
+        replies.append(await node.rpc(far, Ping(), node.rtt.timeout(far)))
+    assert replies == [None, None, Pong(), Pong(), Pong(), Pong()]
+    assert node.rtt.timeout(near) < 0.3 < 0.6 < node.rtt.timeout(far) <= Config().rpc_timeout
+    assert node.rtt.hedge_delay(near) < node.rtt.hedge_delay(far)
+    # Two timeouts with nothing waiting to replace it: the far contact stays.
+    assert node.table.get(far.node_id) == far
+
+
+async def test_the_bootstrap_ping_is_the_joins_first_round_trip_sample(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    peers = _peers(1, seed=45)
+    node, transport = _scripted_node(Config(), [])
+    transport.speakers[peers[0].address] = peers[0].node_id
+    transport.delays[peers[0].address] = 0.1
+    assert node.rtt.timeout(peers[0]) == Config().rpc_timeout  # nothing known yet
+    assert await node.ping_address(peers[0].address) == peers[0]
+    estimator = node.rtt.get(peers[0])
+    assert estimator is not None and estimator.srtt == pytest.approx(0.1)
+    # Any other contact of the join's lookup now waits a fraction of rpc_timeout.
+    assert node.rtt.timeout(_peers(2, seed=46)[1]) < Config().rpc_timeout / 2
+
+
+async def test_the_oldest_contact_keeps_its_place_through_one_lost_ping(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = Config(k=2, alpha=1)
+    network = MemoryNetwork(rng=random.Random(15))
+    async with open_simulation(30, seed=15, config=config, network=network) as sim:
+        node = node_of(sim.nodes[0])
+        bucket = next(b for b in node.table.buckets if b.low != 0 and len(b.contacts) == 2)
+        oldest = bucket.contacts[0]
+        pings: list[bool] = []  # answered or lost, in order
+        original = node.transport.request
+
+        async def lose_the_first_ping(
+            address: Address, sender_id: bytes, sender_port: int | None, body: Request
+        ) -> ReplyFrame:
+            if address == oldest.address and isinstance(body, Ping):
+                pings.append(bool(pings))
+                if len(pings) == 1:
+                    await trio.sleep_forever()
+            return await original(address, sender_id, sender_port, body)
+
+        node.transport.request = lose_the_first_ping  # type: ignore[method-assign]
+        # Past the liveness window, a newcomer for the same bucket gets the oldest pinged.
+        await trio.sleep(config.liveness_window + 1)
+        newcomer = Contact(
+            random_id_at_distance(node.node_id, bucket.low, bucket.high, sim.rng), "127.0.0.9", 9
+        )
+        node.saw_alive(newcomer)
+        await trio.sleep(config.rpc_timeout * 4)
+        assert pings == [False, True]
+        assert node.table.get(oldest.node_id) == oldest
+        assert newcomer in node.table.bucket_for(newcomer.node_id).replacements

@@ -432,8 +432,11 @@ class Node:
 
         Returns once the own-id lookup is over (or ``Config.bootstrap_timeout``
         has passed); the far buckets are refreshed afterwards by a maintenance
-        task (``_maintenance.run_join_refresh``). Raises ``BootstrapError`` when
-        none answers.
+        task (``_maintenance.run_join_refresh``). A client-only node returns
+        once a peer answered: nobody routes to it, so its own neighbourhood is
+        nobody's business, and its first lookup starts from the peers that
+        answered (a command-line ``get`` is one lookup, not two). Raises
+        ``BootstrapError`` when none answers.
         """
         if self.client_only and addresses:
             # Listening nowhere, it belongs to the network it joins: the widest policy
@@ -454,8 +457,9 @@ class Node:
         if not answered:
             tried = ", ".join(format_address(a) for a in addresses) or "(none)"
             raise BootstrapError(f"no bootstrap peer answered; tried {tried}")
-        with trio.move_on_after(self.config.bootstrap_timeout):
-            await self.lookup(self.node_id)
+        if not self.client_only:
+            with trio.move_on_after(self.config.bootstrap_timeout):
+                await self.lookup(self.node_id)
         with contextlib.suppress(trio.WouldBlock):
             self.joined_in.send_nowait(None)  # one refresh is already due otherwise
         return answered
