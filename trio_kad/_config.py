@@ -26,8 +26,9 @@ class Config:
     min_rpc_timeout: float = 0.25
     """Shortest wait for a lookup RPC; the wait adapts to the round-trip times seen.
 
-    A lookup gives up on a contact after the smoothed RTT plus four deviations
-    (RFC 6298), at least this and at most ``rpc_timeout``, so a dead contact
+    A lookup gives up on a contact after its smoothed RTT plus the larger of
+    four deviations and this (RFC 6298, with Linux's floor on the margin),
+    doubled after each timeout and at most ``rpc_timeout``, so a dead contact
     costs a lookup a fraction of a second rather than a full ``rpc_timeout``.
     """
     io_timeout: float = 10.0
