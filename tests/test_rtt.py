@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trio_kad._rtt import HEDGE_FLOOR, RttEstimator, RttTable
+from trio_kad._rtt import HEDGE_FLOOR, MAX_BACKOFF, RttEstimator, RttTable
 
 FLOOR, CEILING = 0.25, 2.0
 
@@ -41,18 +41,23 @@ def test_a_steady_far_path_keeps_a_margin_over_its_round_trip() -> None:
     assert rtt.hedge_delay() == pytest.approx(0.375, abs=0.005)
 
 
-def test_timeouts_back_off_up_to_the_ceiling_and_a_reply_ends_the_backoff() -> None:
+def test_timeouts_back_off_within_bounds_and_a_reply_ends_the_backoff() -> None:
     rtt = RttEstimator(FLOOR, CEILING)
     rtt.observe(0.1)
     first = rtt.timeout()
     rtt.timed_out()
     assert rtt.timeout() == pytest.approx(2 * first)
     rtt.timed_out()
-    assert rtt.timeout() == pytest.approx(4 * first)
+    assert rtt.timeout() == pytest.approx(MAX_BACKOFF * first)
     for _ in range(20):
         rtt.timed_out()
-    assert rtt.timeout() == CEILING
-    assert rtt.hedge_delay() <= CEILING
+    assert rtt.timeout() == pytest.approx(MAX_BACKOFF * first)  # a dead peer costs no more
+    assert rtt.hedge_delay() <= rtt.timeout()
+    far = RttEstimator(FLOOR, CEILING)
+    far.observe(0.5)
+    for _ in range(3):
+        far.timed_out()
+    assert far.timeout() == CEILING
     rtt.observe(0.1)
     assert rtt.backoff == 1
     assert rtt.timeout() < first + 0.1

@@ -31,8 +31,17 @@ and ``srtt + 4 * rttvar`` towards ``srtt``: half the replies would then come
 than its path's smoothed round trip is late on any path.
 """
 
-MAX_BACKOFF = 64
-"""Largest factor a run of timeouts multiplies a contact's timeout by (the ceiling binds first)."""
+MAX_BACKOFF = 4
+"""Largest factor a run of timeouts multiplies a contact's timeout by (``ceiling`` bounds it too).
+
+Two doublings: a live contact slower than its estimate (which already keeps
+``floor`` over its smoothed round trip) answers within four times it, a peer
+300 ms away reached over a new connection included. Past that the contact is
+most likely gone, and a lookup asking it again (other peers still name it)
+would otherwise hold one of its alpha slots for the whole ``ceiling`` each
+time. In the WAN model (500 nodes, 30 % silent) gets of stored keys had a
+p95 of 2.3 s with this bound against 2.6 s with 64.
+"""
 
 K = TypeVar("K")
 
