@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trio_kad._bucket import Bucket, ContactInfo, Entry, PingOldest
+from trio_kad._bucket import FAILURES_BEFORE_REPLACEMENT, Bucket, ContactInfo, Entry, PingOldest
 from trio_kad._ids import ID_BITS, ID_SPACE, Contact, distance, id_to_int, int_to_id
 
 OWN = int_to_id(0x5A5A << (ID_BITS - 16))
@@ -191,3 +191,38 @@ def test_nearest_matches_brute_force(
     assert bucket.nearest(target, list(excluded), count) == expected
     for c in bucket.nearest(target, frozenset(), count):
         assert bucket.covers(distance(c.node_id, OWN))
+
+
+def test_a_contact_gives_its_place_to_a_replacement_after_two_failures_in_a_row() -> None:
+    bucket = far_bucket(capacity=2, cache_size=2)
+    old, other = entry(bucket, FAR + 1), entry(bucket, FAR + 2)
+    bucket.add(old)
+    bucket.add(other)
+    # Nobody waits: it stays until max_failures.
+    other.failures = 2
+    assert not bucket.evicts(other, max_failures=3)
+    other.failures = 3
+    assert bucket.evicts(other, max_failures=3)
+    other.failures = 0
+    bucket.add_replacement(entry(bucket, FAR + 10, now=5.0))
+    # One lost reply keeps a long-lived contact even with a candidate waiting
+    # (paper section 2.2); a second in a row gives the candidate its place.
+    old.failures = 1
+    assert not bucket.evicts(old, max_failures=3)
+    old.failures = FAILURES_BEFORE_REPLACEMENT
+    assert bucket.evicts(old, max_failures=3)
+    # A max_failures below that still rules.
+    old.failures = 1
+    assert bucket.evicts(old, max_failures=1)
+
+
+def test_a_candidate_that_could_not_take_the_place_evicts_nobody() -> None:
+    bucket = far_bucket(capacity=2, cache_size=2, share=1)
+    honest, neighbour = entry(bucket, FAR + 1, group=1), entry(bucket, FAR + 2, group=2)
+    bucket.add(honest)
+    bucket.add(neighbour)
+    bucket.add_replacement(entry(bucket, FAR + 10, group=2))  # group 2 is at its share
+    honest.failures = FAILURES_BEFORE_REPLACEMENT
+    assert not bucket.evicts(honest, max_failures=3)
+    neighbour.failures = FAILURES_BEFORE_REPLACEMENT
+    assert bucket.evicts(neighbour, max_failures=3)

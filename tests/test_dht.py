@@ -317,18 +317,29 @@ async def test_value_held_by_the_first_contact_costs_one_rpc(
         assert queries and max(queries) == 1
 
 
-@pytest.mark.parametrize("oldest_answers", [True, False])
+@pytest.mark.parametrize("lost", [0, 1, None])
 async def test_full_bucket_pings_its_oldest_before_evicting(
-    autojump_clock: trio.testing.MockClock, oldest_answers: bool
+    autojump_clock: trio.testing.MockClock, lost: int | None
 ) -> None:
+    # ``lost``: pings to the oldest that get no answer (None: all of them).
     config = Config(k=2, alpha=1)
     network = MemoryNetwork(rng=random.Random(15))
     async with open_simulation(30, seed=15, config=config, network=network) as sim:
         node = node_of(sim.nodes[0])
         bucket = next(b for b in node.table.buckets if b.low != 0 and len(b.contacts) == 2)
         oldest = bucket.contacts[0]
-        if not oldest_answers:
-            network.set_mode(oldest.address, "drop")
+        pings = 0
+        original = node.transport.request
+
+        async def losing(*args, **kwargs):  # type: ignore[no-untyped-def]
+            nonlocal pings
+            if args[0] == oldest.address and isinstance(args[3], Ping):
+                pings += 1
+                if lost is None or pings <= lost:
+                    await trio.sleep_forever()
+            return await original(*args, **kwargs)
+
+        node.transport.request = losing  # type: ignore[method-assign]
         # Past the liveness window, a newcomer for the same bucket must trigger a ping.
         await trio.sleep(config.liveness_window + 1)
         newcomer_id = random_id_at_distance(node.node_id, bucket.low, bucket.high, sim.rng)
@@ -338,8 +349,10 @@ async def test_full_bucket_pings_its_oldest_before_evicting(
             transport=network.transport(),
             config=config,
         ):
-            await trio.sleep(config.rpc_timeout + 1)
-            if oldest_answers:
+            await trio.sleep(2 * config.rpc_timeout + 1)
+            # One lost ping is asked again: a long-lived contact keeps its place.
+            assert pings == (1 if lost == 0 else 2)
+            if lost is not None:
                 assert oldest.node_id in node.table
                 assert newcomer_id not in node.table
                 assert any(

@@ -1,4 +1,4 @@
-"""The pure state of ``_limits``: token buckets, the bounded per-key table, the RTT estimator."""
+"""The pure state of ``_limits``: token buckets and the bounded per-key table."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trio_kad._limits import RateLimiter, RttEstimator, TokenBucket
+from trio_kad._limits import RateLimiter, TokenBucket
 
 
 def test_bucket_starts_full_then_refuses() -> None:
@@ -107,31 +107,3 @@ def test_limiter_table_stays_bounded(max_keys: int, events: list[tuple[int, floa
         limiter.allow(str(key), now)
         assert len(limiter) <= max_keys
         assert str(key) in limiter
-
-
-def test_rtt_estimator_waits_the_ceiling_until_it_knows_better() -> None:
-    rtt = RttEstimator(0.25, 2.0)
-    assert rtt.timeout() == 2.0
-    assert rtt.hedge_delay() == 0.25
-    rtt.observe(0.001)
-    # 1 ms +- 0.5 ms: the floor applies to the timeout, not to the hedge delay.
-    assert rtt.timeout() == 0.25
-    assert rtt.hedge_delay() == pytest.approx(0.003)
-    for _ in range(50):
-        rtt.observe(1.0)
-    assert 1.0 <= rtt.timeout() <= 2.0
-    rtt.observe(-1.0)  # a clock oddity is not a sample
-    assert rtt.samples == 51
-    with pytest.raises(ValueError):
-        RttEstimator(0.0, 1.0)
-    with pytest.raises(ValueError):
-        RttEstimator(2.0, 1.0)
-
-
-@given(st.lists(st.floats(min_value=0.0, max_value=100.0), min_size=1, max_size=50))
-def test_rtt_timeout_stays_within_bounds(samples: list[float]) -> None:
-    rtt = RttEstimator(0.25, 2.0)
-    for sample in samples:
-        rtt.observe(sample)
-        assert 0.25 <= rtt.timeout() <= 2.0
-        assert 0.0 <= rtt.hedge_delay() <= rtt.timeout()

@@ -190,6 +190,8 @@ class _Scripted(MemoryTransport):
         super().__init__(MemoryNetwork())
         self.speakers: dict[Address, bytes | str] = {}
         self.replies: dict[Address, Reply] = {}
+        self.delays: dict[Address, float] = {}
+        """Seconds a reply from an address takes (none by default)."""
         self.dialed: list[Address] = []
 
     async def _request(
@@ -203,6 +205,7 @@ class _Scripted(MemoryTransport):
             raise PeerMisbehaved("undecodable reply")
         if not isinstance(speaker, bytes):
             raise TransportError("connection refused")
+        await trio.sleep(self.delays.get(address, 0.0))
         reply = Pong() if isinstance(body, Ping) else self.replies.get(address, Nodes(()))
         return ReplyFrame(1, speaker, reply)
 
@@ -251,8 +254,11 @@ async def test_a_dead_named_address_does_not_evict_even_when_a_replacement_waits
     honest = bucket.contacts[0]
     assert await node.rpc(_forged(honest, ("10.9.9.9", 4000)), Ping()) is None
     assert node.table.get(honest.node_id) == honest
-    # The same failure at the address the table holds evicts it for the replacement.
+    # Failures at the address the table holds evict it for the replacement: two in a
+    # row, so that one lost reply does not (paper section 2.2 keeps old contacts).
     del transport.speakers[honest.address]
+    assert await node.rpc(honest, Ping()) is None
+    assert node.table.get(honest.node_id) == honest
     assert await node.rpc(honest, Ping()) is None
     assert honest.node_id not in node.table
 
@@ -301,3 +307,43 @@ async def test_a_lookup_through_a_liar_bans_and_evicts_nobody(
     for contact in honest:
         assert not node.table.banned(contact.node_id, now)
         assert node.table.get(contact.node_id) == contact
+
+
+# --- round trips (issue 15): per contact, backing off, from the first ping --------------
+
+
+async def test_near_and_far_contacts_get_timeouts_of_their_own(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    peers = _peers(2, seed=44)
+    node, transport = _scripted_node(Config(), peers)
+    near, far = peers
+    transport.delays[near.address] = 0.01
+    transport.delays[far.address] = 0.6
+    for _ in range(10):
+        assert await node.rpc(near, Ping(), node.rtt.timeout(near)) == Pong()
+    # Never heard, the far contact gets the node-wide estimate (the near one's) and
+    # misses it; each timeout doubles its next one until its reply comes in time.
+    replies = []
+    for _ in range(6):
+        replies.append(await node.rpc(far, Ping(), node.rtt.timeout(far)))
+    assert replies == [None, None, Pong(), Pong(), Pong(), Pong()]
+    assert node.rtt.timeout(near) < 0.3 < 0.6 < node.rtt.timeout(far) <= Config().rpc_timeout
+    assert node.rtt.hedge_delay(near) < node.rtt.hedge_delay(far)
+    # Two timeouts with nothing waiting to replace it: the far contact stays.
+    assert node.table.get(far.node_id) == far
+
+
+async def test_the_bootstrap_ping_is_the_joins_first_round_trip_sample(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    peers = _peers(1, seed=45)
+    node, transport = _scripted_node(Config(), [])
+    transport.speakers[peers[0].address] = peers[0].node_id
+    transport.delays[peers[0].address] = 0.1
+    assert node.rtt.timeout(peers[0]) == Config().rpc_timeout  # nothing known yet
+    assert await node.ping_address(peers[0].address) == peers[0]
+    estimator = node.rtt.get(peers[0])
+    assert estimator is not None and estimator.srtt == pytest.approx(0.1)
+    # Any other contact of the join's lookup now waits a fraction of rpc_timeout.
+    assert node.rtt.timeout(_peers(2, seed=46)[1]) < Config().rpc_timeout / 2

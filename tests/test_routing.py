@@ -216,7 +216,8 @@ class RoutingMachine(RuleBasedStateMachine):
                 assert len(self.table.bucket_for(node_id).replacements) == len(replacements) - 1
             return
         self.failures[node_id] += 1
-        if replacements or self.failures[node_id] >= self.max_failures:
+        failures = self.failures[node_id]
+        if failures >= self.max_failures or (replacements and failures >= 2):
             assert removed == self.model[node_id]
             self._removed(node_id, replacements)
         else:
@@ -370,7 +371,9 @@ def test_full_far_bucket_keeps_oldest_until_it_fails() -> None:
     assert table.update(oldest, 11.0) == Updated()
     assert table.bucket_for(oldest.node_id).contacts == [newest, oldest]
     assert table.update(contact(at_distance(2**255 + 101)), 12.0) == PingOldest(newest)
-    # newest did not answer: with a replacement waiting, one failure is enough.
+    # newest did not answer: with a replacement waiting, a second failure in a row
+    # evicts it (one lost packet must not).
+    assert table.mark_failed(newest.node_id) is None
     assert table.mark_failed(newest.node_id) == newest
     bucket = table.bucket_for(oldest.node_id)
     # The most recently seen replacement (seen at 12) is promoted.
@@ -773,7 +776,8 @@ def test_reseen_stranger_takes_the_short_path_and_moves_last() -> None:
     assert table.update(moved, 13.0) == PingOldest(oldest)  # already last
     assert table.hits == 2
     assert table.bucket_for(first.node_id).replacements == [second, moved]
-    # Promoted when the oldest fails, it keeps the time it was last seen.
+    # Promoted when the oldest fails (twice), it keeps the time it was last seen.
+    assert table.mark_failed(oldest.node_id) is None
     assert table.mark_failed(oldest.node_id) == oldest
     info = table.info(first.node_id)
     assert info is not None and info.contact == moved and info.last_seen == 13.0
@@ -974,6 +978,7 @@ def test_full_bucket_caches_only_a_share_and_promotions_respect_the_cap() -> Non
     newcomer = Contact(at_distance(2**255 + 200), honest_host(200), 1)
     assert table.update(newcomer, 15.0) == Added()
     # When an attacker entry fails, the cached attacker candidate may take its place.
+    assert table.mark_failed(attackers[1].node_id) is None
     assert table.mark_failed(attackers[1].node_id) == attackers[1]
     assert attackers[0] in far.contacts
     assert far.replacements == []

@@ -397,3 +397,84 @@ async def test_colluders_farther_than_the_holders_cannot_make_up_a_quorum(
             for address, node_id in liars.items():
                 node_of(reader).saw_alive(Contact(node_id, *address))
             assert await reader.get("contested", quorum=3) == "honest"
+
+
+# --- timing at internet round trips (issue 15) ------------------------------------
+
+
+async def test_joining_past_silent_nodes_takes_round_trips_not_rpc_timeouts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # 100 ms round trips, a third of the network silent: the join's lookup gives up on
+    # a silent contact after the round trips seen so far (from the bootstrap ping on),
+    # not after rpc_timeout. A client needs no own-id lookup: its get is quicker still.
+    network = MemoryNetwork(rng=random.Random(38), latency=0.05)
+    config = Config()
+    async with open_simulation(60, seed=38, config=config, network=network) as sim:
+        await sim.nodes[1].set("joined", 1)
+        for victim in random.Random(38).sample(sim.nodes[2:], 20):
+            network.set_mode(victim.address, "drop")
+        peers = [sim.nodes[0].address]
+        rng = random.Random(38)
+        joins, gets = [], []
+        for client_only in (False, True) * 3:
+            start = trio.current_time()
+            async with open_dht(
+                bootstrap=peers,
+                transport=network.transport(),
+                config=config,
+                node_id=rng.randbytes(32),
+                client_only=client_only,
+            ) as dht:
+                joined = trio.current_time() - start
+                assert await dht.get("joined") == 1
+                (joins, gets)[client_only].append(trio.current_time() - start)
+                del joined
+    # Before, each silent contact held a slot for rpc_timeout: 7 s to join.
+    assert max(joins) < 1.5 * config.rpc_timeout, joins
+    assert max(gets) < config.rpc_timeout / 2, gets
+
+
+class _FarAway(_Wrapper):
+    """A node's transport on which some addresses answer ``extra`` seconds later."""
+
+    def __init__(self, inner: MemoryTransport, far: set[Address], extra: float) -> None:
+        super().__init__(inner)
+        self.far, self.extra = far, extra
+
+    async def _request(
+        self, address: Address, sender_id: bytes, sender_port: int | None, body: Request
+    ) -> ReplyFrame:
+        if address in self.far:
+            await trio.sleep(self.extra)
+        return await self.inner.request(address, sender_id, sender_port, body)
+
+
+async def test_hedges_stay_rare_with_near_and_far_peers(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Peers 10 ms and 410 ms away: each peer's own estimate (and the hedge's floor of
+    # 1.25 smoothed round trips) keeps requests to far peers from being hedged.
+    network = MemoryNetwork(rng=random.Random(39), latency=0.005, jitter=0.002)
+    config = Config(k=8)
+    async with open_simulation(40, seed=39, config=config, network=network) as sim:
+        keys = [f"far-{i}" for i in range(30)]
+        for key in keys:
+            await sim.nodes[0].set(key, 1)
+        far = {n.address for n in sim.nodes[::2]}
+        transport = _FarAway(network.transport(), far, extra=0.4)
+        peers = [sim.nodes[1].address]
+        async with open_dht(bootstrap=peers, transport=transport, config=config) as reader:
+            await trio.sleep(config.bootstrap_timeout)  # the join's refresh is over
+            counts = _count_rpcs(node_of(reader), (FindValue,))
+            gets = hedged = 0
+            for _ in range(3):
+                for key in keys:
+                    if reader.get_local(key) is not None:
+                        continue
+                    counts.update(sent=0, failed=0, peak=0)
+                    assert await reader.get(key) == 1
+                    gets += 1
+                    hedged += counts["peak"] > 1
+    assert gets >= 30
+    assert hedged <= gets // 10, (hedged, gets)

@@ -15,7 +15,19 @@ from typing import cast
 
 from ._ids import Contact
 
-__all__ = ["Bucket", "ContactInfo", "Entry", "PingOldest"]
+__all__ = ["FAILURES_BEFORE_REPLACEMENT", "Bucket", "ContactInfo", "Entry", "PingOldest"]
+
+FAILURES_BEFORE_REPLACEMENT = 2
+"""Consecutive failed RPCs after which a contact gives its place to a waiting replacement.
+
+Paper section 2.2 prefers old contacts: the longer a node has been up, the
+likelier it stays up, and one lost packet says little about that (a 1 %
+loss each way fails 2 % of RPCs; 0.04 % fail twice in a row). Two in a row
+keep a long-lived contact through a lost reply while a dead one is replaced
+after one more timeout (its timeout backed off); section 4.1's five would
+keep dead contacts in lookups' way three RPCs longer. Without a replacement
+a contact stays for ``Config.max_failures``.
+"""
 
 # nearest() sorts a bucket by keys this wide: CPython compares ints of one 30-bit
 # digit without the general int comparison, and hashes and XORs them cheaply.
@@ -29,7 +41,8 @@ class PingOldest:
     The caller should ping ``oldest`` and then call ``update(oldest, now)`` if it
     answered or ``mark_failed(oldest.node_id)`` if not: paper section 2.2 evicts
     the least-recently-seen contact only once it fails to answer, because
-    long-lived nodes are the likeliest to stay online.
+    long-lived nodes are the likeliest to stay online (here, once it failed
+    ``FAILURES_BEFORE_REPLACEMENT`` times in a row: ping it again).
     """
 
     oldest: Contact
@@ -225,6 +238,17 @@ class Bucket:
     def has_replacement_for(self, leaving: Entry) -> bool:
         """Whether a candidate could take the place of ``leaving`` (one of the contacts)."""
         return self._pick_replacement(leaving) is not None
+
+    def evicts(self, entry: Entry, max_failures: int) -> bool:
+        """Whether ``entry`` (one of the contacts), having just failed again, must leave.
+
+        After ``max_failures`` consecutive failures, or after
+        ``FAILURES_BEFORE_REPLACEMENT`` when a candidate could take its place.
+        """
+        failures = entry.failures
+        if failures >= max_failures:
+            return True
+        return failures >= FAILURES_BEFORE_REPLACEMENT and self.has_replacement_for(entry)
 
     def ping_oldest(self) -> PingOldest:
         """``PingOldest`` for the least recently seen contact (the bucket is not empty)."""

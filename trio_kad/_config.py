@@ -26,8 +26,9 @@ class Config:
     min_rpc_timeout: float = 0.25
     """Shortest wait for a lookup RPC; the wait adapts to the round-trip times seen.
 
-    A lookup gives up on a contact after the smoothed RTT plus four deviations
-    (RFC 6298), at least this and at most ``rpc_timeout``, so a dead contact
+    A lookup gives up on a contact after its smoothed RTT plus the larger of
+    four deviations and this (RFC 6298, with Linux's floor on the margin),
+    doubled after each timeout and at most ``rpc_timeout``, so a dead contact
     costs a lookup a fraction of a second rather than a full ``rpc_timeout``.
     """
     io_timeout: float = 10.0
@@ -166,6 +167,15 @@ class Config:
     d = 1, 45 % at 4, 10.5 % at 8). Against routing attacks alone (drop,
     poison, forge; 20 % hostile) a second path does help: 100 % of gets
     right instead of 90 %. Set 2 where that matters more than twice the RPCs.
+    """
+    rtt_tracked_contacts: int = 512
+    """Contacts whose round-trip times are tracked one by one; the least recently used is forgotten.
+
+    Each gets its own RPC timeout and hedge delay; a contact not tracked gets
+    the node-wide estimate. A routing table holds about 20 contacts per
+    bucket over log2(N / 20) buckets: some 180 at 10,000 nodes, 340 at a
+    million, so 512 covers the table and recent lookups' contacts, at about
+    200 bytes each.
     """
 
     def __post_init__(self) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-__all__ = ["RateLimiter", "RttEstimator", "TokenBucket"]
+__all__ = ["RateLimiter", "TokenBucket"]
 
 _EPSILON = 1e-9
 
@@ -90,52 +90,3 @@ class RateLimiter:
 
     def __contains__(self, key: object) -> bool:
         return key in self._buckets
-
-
-class RttEstimator:
-    """Smoothed round-trip time and its variation, as TCP keeps them (RFC 6298).
-
-    ``timeout()`` is how long a reply may reasonably take: the smoothed RTT
-    plus four times its mean deviation, kept within ``[floor, ceiling]``.
-    Until the first sample it is the ``ceiling``, since nothing is known yet.
-    """
-
-    __slots__ = ("ceiling", "floor", "rttvar", "samples", "srtt")
-
-    def __init__(self, floor: float, ceiling: float) -> None:
-        if not 0 < floor <= ceiling:
-            raise ValueError(f"RttEstimator needs 0 < floor <= ceiling, got {floor}, {ceiling}")
-        self.floor = floor
-        self.ceiling = ceiling
-        self.srtt = 0.0
-        self.rttvar = 0.0
-        self.samples = 0
-
-    def observe(self, rtt: float) -> None:
-        """Add one measured round trip (seconds); negative samples are ignored."""
-        if rtt < 0:
-            return
-        if self.samples == 0:
-            self.srtt = rtt
-            self.rttvar = rtt / 2
-        else:
-            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
-            self.srtt = 0.875 * self.srtt + 0.125 * rtt
-        self.samples += 1
-
-    def timeout(self) -> float:
-        """How long to wait for a reply before giving up on it."""
-        if self.samples == 0:
-            return self.ceiling
-        return min(self.ceiling, max(self.floor, self.srtt + 4 * self.rttvar))
-
-    def hedge_delay(self) -> float:
-        """How long to wait for one reply before asking a second contact as well.
-
-        The smoothed RTT plus four deviations, without the floor: late enough
-        that most replies beat it (a hedge is extra work for the network),
-        early enough that a dead contact does not hold up a lookup.
-        """
-        if self.samples == 0:
-            return self.floor
-        return min(self.ceiling, self.srtt + 4 * self.rttvar)

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 import trio
 
 from ._address import AddressPolicy, format_address, listening_scope, valid_host
+from ._bucket import FAILURES_BEFORE_REPLACEMENT
 from ._config import Config
 from ._duties import among_closest, batches
 from ._errors import BootstrapError, PeerMisbehaved, QuorumError, StoreError, TransportError
 from ._ids import Address, Contact
-from ._limits import RttEstimator
 from ._messages import (
     ErrorCode,
     ErrorReply,
@@ -36,6 +36,7 @@ from ._messages import (
 )
 from ._records import MemoryStore, Record, RecordStore
 from ._routing import Added, PingOldest, RoutingTable
+from ._rtt import RttTable
 from ._search import LookupOutcome, LookupReport, Search
 from ._serve import Server
 from ._transport import Transport
@@ -99,8 +100,10 @@ class Node:
             )
         )
         self.counters = NodeCounters()
-        self.rtt = RttEstimator(config.min_rpc_timeout, config.rpc_timeout)
-        """Round trips of answered RPCs: how long a lookup waits for a contact."""
+        self.rtt = RttTable[Contact](
+            config.min_rpc_timeout, config.rpc_timeout, config.rtt_tracked_contacts
+        )
+        """Round trips of answered RPCs, per contact and node-wide: how long a lookup waits."""
         self.port: int | None = None
         self.addresses = AddressPolicy("127.0.0.1")
         """Which hosts peers may name to us, set by ``run`` from the address it listens on.
@@ -193,8 +196,14 @@ class Node:
         self._nursery.start_soon(self._ping_oldest, oldest)
 
     async def _ping_oldest(self, oldest: Contact) -> None:
+        # A second ping (its timeout backed off) before the newcomer takes the place:
+        # one lost packet must not evict a long-lived contact (paper section 2.2).
         try:
-            await self.rpc(oldest, Ping())
+            for _ in range(FAILURES_BEFORE_REPLACEMENT):
+                if await self.rpc(oldest, Ping(), self.rtt.timeout(oldest)) is not None:
+                    return
+                if not self._holds(oldest):
+                    return
         finally:
             self._checking.discard(oldest.node_id)
 
@@ -205,6 +214,9 @@ class Node:
     ) -> Reply | None:
         """Send one request to a contact under ``timeout`` (``Config.rpc_timeout``).
 
+        A reply is a round-trip sample for the contact's and the node-wide
+        estimate (``rtt``); a timeout backs the contact's timeout off.
+
         Returns the reply, or ``None`` when the contact failed: a timeout, a
         transport error, garbage, or a reply from another id than the one asked.
         The contact may be one another peer merely named, so a failure is held
@@ -214,7 +226,7 @@ class Node:
         """
         reply = None
         started = trio.current_time()
-        with trio.move_on_after(self.config.rpc_timeout if timeout is None else timeout):
+        with trio.move_on_after(self.config.rpc_timeout if timeout is None else timeout) as scope:
             try:
                 reply = await self.transport.request(contact.address, self.node_id, self.port, body)
             except PeerMisbehaved as exc:
@@ -228,6 +240,8 @@ class Node:
             except TransportError as exc:
                 log.debug("rpc to %r failed: %s", contact, exc)
         if reply is None:
+            if scope.cancelled_caught:
+                self.rtt.timed_out(contact)
             if self._holds(contact):
                 self.table.mark_failed(contact.node_id)
                 # Its next request must count again: it may have left the table.
@@ -243,7 +257,7 @@ class Node:
             return None
         if not isinstance(body, Store):
             # STOREs may wait on a disk; the others measure the network and the peer.
-            self.rtt.observe(trio.current_time() - started)
+            self.rtt.observe(contact, trio.current_time() - started)
         self.saw_alive(contact)
         return reply.body
 
@@ -266,6 +280,7 @@ class Node:
 
     async def ping_address(self, address: Address) -> Contact | None:
         """Ping an address whose node id is not known yet (bootstrap peers)."""
+        started = trio.current_time()
         with trio.move_on_after(self.config.rpc_timeout):
             try:
                 reply = await self.transport.request(address, self.node_id, self.port, Ping())
@@ -275,6 +290,8 @@ class Node:
             if not isinstance(reply.body, Pong) or reply.sender_id == self.node_id:
                 return None
             contact = Contact(reply.sender_id, address[0], address[1])
+            # The first sample of a join: its lookup's timeouts adapt from here, not 2 s.
+            self.rtt.observe(contact, trio.current_time() - started)
             self.saw_alive(contact)
             return contact
         return None
@@ -415,8 +432,11 @@ class Node:
 
         Returns once the own-id lookup is over (or ``Config.bootstrap_timeout``
         has passed); the far buckets are refreshed afterwards by a maintenance
-        task (``_maintenance.run_join_refresh``). Raises ``BootstrapError`` when
-        none answers.
+        task (``_maintenance.run_join_refresh``). A client-only node returns
+        once a peer answered: nobody routes to it, so its own neighbourhood is
+        nobody's business, and its first lookup starts from the peers that
+        answered (a command-line ``get`` is one lookup, not two). Raises
+        ``BootstrapError`` when none answers.
         """
         if self.client_only and addresses:
             # Listening nowhere, it belongs to the network it joins: the widest policy
@@ -437,8 +457,9 @@ class Node:
         if not answered:
             tried = ", ".join(format_address(a) for a in addresses) or "(none)"
             raise BootstrapError(f"no bootstrap peer answered; tried {tried}")
-        with trio.move_on_after(self.config.bootstrap_timeout):
-            await self.lookup(self.node_id)
+        if not self.client_only:
+            with trio.move_on_after(self.config.bootstrap_timeout):
+                await self.lookup(self.node_id)
         with contextlib.suppress(trio.WouldBlock):
             self.joined_in.send_nowait(None)  # one refresh is already due otherwise
         return answered

@@ -293,17 +293,18 @@ class RoutingTable:
     def mark_failed(self, node_id: bytes) -> Contact | None:
         """Record that an RPC to ``node_id`` failed; return the contact if it was dropped.
 
-        One lost packet must not evict a contact: it is dropped only when its
-        bucket has a replacement to take its place, or after ``max_failures``
-        consecutive failures. A replacement-cache candidate that fails is
-        forgotten (returns ``None``, it was never in a bucket).
+        One lost packet must not evict a contact: it is dropped after
+        ``FAILURES_BEFORE_REPLACEMENT`` consecutive failures when its bucket has
+        a replacement to take its place, or after ``max_failures``. A
+        replacement-cache candidate that fails is forgotten (returns ``None``,
+        it was never in a bucket).
         """
         entry = self._index.get(node_id)
         if entry is None:
             self._forget_replacement(node_id)
             return None
         entry.failures += 1
-        if entry.failures >= self._max_failures or entry.bucket.has_replacement_for(entry):
+        if entry.bucket.evicts(entry, self._max_failures):
             self._drop(entry)
             return entry.contact
         return None

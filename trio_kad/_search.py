@@ -2,8 +2,9 @@
 
 ``Search`` asks the pure ``_lookup.Lookup`` state machine whom to query, sends
 the RPCs through the node, and reports each outcome back. Each RPC waits at
-most the adaptive timeout of ``node.rtt``, so a dead contact holds a slot for
-a moment, not ``rpc_timeout``.
+most the adaptive timeout ``node.rtt`` gives its contact when it is sent, so
+a dead contact holds a slot for a moment, not ``rpc_timeout``, and a lookup
+that began before any reply came (a join) adapts as soon as replies come.
 """
 
 from __future__ import annotations
@@ -30,6 +31,14 @@ if TYPE_CHECKING:
 
 RECENT_LOOKUPS = 100
 """Lookup reports a node keeps for ``Dht.last_lookup`` and diagnostics."""
+
+NARROW_QUERIES = 2
+"""Contacts a value lookup asks one at a time before it widens to ``alpha``.
+
+The value is usually held by the first or second contact asked. A key held
+by neither (or by nobody) is then looked up ``alpha`` at a time, rather than
+one round trip per contact: at 100 ms round trips, some 20 of them in a row.
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +88,11 @@ class Search:
 
     A value lookup asks one contact at a time, each the closest known, and
     widens to ``alpha`` once a contact fails or is slower than the hedge delay
-    (a hedged request: the value is usually held by the first or second
-    contact asked, and then costs one or two RPCs rather than alpha per
-    round). The slow contact's RPC is dropped and it is asked again among the
-    alpha. Outstanding RPCs are cancelled the moment a value arrives.
+    (a hedged request), or after ``NARROW_QUERIES`` answers without the value:
+    the value is usually held by the first or second contact asked, and then
+    costs one or two RPCs rather than alpha per round. The slow contact's RPC
+    is dropped and it is asked again among the alpha. Outstanding RPCs are
+    cancelled the moment a value arrives.
 
     With ``Config.disjoint_paths`` above 1 the lookup runs that many disjoint
     paths (``DisjointLookup``), each alpha-parallel from the start.
@@ -111,7 +121,6 @@ class Search:
         self._alpha = config.alpha
         self._find_node = FindNode(target)
         self._request: Request = FindValue(target) if want_value else self._find_node
-        self._timeout = node.rtt.timeout()
         self._started = trio.current_time()
         node.table.touch(target, self._started)
         self._paths = paths = config.disjoint_paths
@@ -244,30 +253,39 @@ class Search:
         state.parallelism = 1
         # With alpha 1 there is nobody to hedge with: wait out the RPC.
         hedged = self._alpha > 1
+        answered = 0
         while state.parallelism == 1:
+            if hedged and answered == NARROW_QUERIES:
+                state.parallelism = self._alpha
+                return
             step = state.next()
             if not isinstance(step, Query):
                 return  # Done: nothing in flight, so never Wait
             reply: Reply | None = None
-            with trio.move_on_after(node.rtt.hedge_delay() if hedged else math.inf) as hedge:
-                reply = await node.rpc(step.contact, self._request_for(step.contact), self._timeout)
+            contact = step.contact
+            request, rtt = self._request_for(contact), node.rtt
+            with trio.move_on_after(rtt.hedge_delay(contact) if hedged else math.inf) as hedge:
+                reply = await node.rpc(contact, request, rtt.timeout(contact))
             if hedge.cancelled_caught:
-                state.retry(step.contact.node_id)
+                state.retry(contact.node_id)
                 state.parallelism = self._alpha
-            elif self._absorb(step.contact, reply):
+            elif self._absorb(contact, reply):
                 return
+            else:
+                answered += 1
 
     async def _ask_in_parallel(self) -> None:
         """Drive the lookup with up to ``parallelism`` RPCs at once, each its own task."""
         state = self._state
         node = self._node
-        request_for, timeout = self._request_for, self._timeout
+        request_for, timeout = self._request_for, node.rtt.timeout
         send, receive = trio.open_memory_channel[tuple[Contact, Reply | None]](
             self._alpha * self._paths
         )
 
         async def ask(contact: Contact) -> None:
-            await send.send((contact, await node.rpc(contact, request_for(contact), timeout)))
+            reply = await node.rpc(contact, request_for(contact), timeout(contact))
+            await send.send((contact, reply))
 
         # Closed synchronously at the end: `async with` on the channels would cost
         # two checkpoints per lookup for nothing.
