@@ -347,6 +347,26 @@ def _all_found(gets: dict[str, Any]) -> bool:
     return all(side["found_pct"] == 100.0 for side in gets.values())
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Interrupted(Exception):
+    """A stop signal arrived: the run ends and cleans up."""
+
+
+async def _until_signal(run: Run) -> None:
+    with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                async for signum in signals:
+                    raise Interrupted(signum)
+
+            nursery.start_soon(watch)
+            await run.scenario()
+            nursery.cancel_scope.cancel()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--namespaces", type=int, default=3)
@@ -410,20 +430,27 @@ def main() -> int:
             "trio_kad": trio_kad.__version__,
         },
     }
-    # SIGTERM and SIGHUP clean up as Ctrl-C does (Trio turns SIGINT into KeyboardInterrupt).
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, lambda *_: signal.raise_signal(signal.SIGINT))
+    # Outside Trio, any of these interrupts as Ctrl-C does (even when started
+    # in the background, where SIGINT comes ignored); inside, _until_signal.
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.default_int_handler)
     run = Run(args, bed, workdir)
     code = 0
     try:
         bed.create()
         log(f"{layout.namespaces} namespaces in {NETWORK}; logs in {workdir}")
-        trio.run(run.scenario)
-    except Exception as exc:
-        log(f"failed: {exc!r}")
-        out["error"] = repr(exc)
+        trio.run(_until_signal, run)
+    except* (KeyboardInterrupt, Interrupted):
+        log("interrupted: cleaning up")
+        out["error"] = "interrupted"
+        code = 130
+    except* Exception as group:
+        log(f"failed: {group.exceptions!r}")
+        out["error"] = repr(group.exceptions)
         code = 1
     finally:
+        # No signal may cut the cleanup short.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         bed.cleanup()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
