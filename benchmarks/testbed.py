@@ -389,15 +389,15 @@ def main() -> int:
         "--config",
         action="append",
         metavar="NAME=VALUE",
-        help="passed to every serve (default: refresh_interval=60)",
+        help='passed to every serve (default: refresh_interval=60; "" for none)',
     )
     parser.add_argument("--code", type=Path, default=ROOT, help="the checkout the nodes run")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the logs and data_dirs")
     parser.add_argument("--check", action="store_true", help="only say whether it can run here")
     args = parser.parse_args()
-    if args.config is None:
-        args.config = ["refresh_interval=60"]
+    # Default: a refresh period short enough to watch a heal; --config "" for none.
+    args.config = [c for c in args.config or ["refresh_interval=60"] if c]
     if args.namespace_per_node:
         args.namespaces, args.addresses = args.nodes, 1
     missing = missing_requirements()
