@@ -91,7 +91,8 @@ class Run:
             ns = i % layout.namespaces
             host = layout.address(ns, (i // layout.namespaces) % layout.addresses)
             data_dir = self.workdir / f"node{i}"
-            node = Node(i, self.bed.namespace(ns), layout.side(ns), host, BASE_PORT + i, data_dir)
+            port = BASE_PORT if self.args.same_port else BASE_PORT + i
+            node = Node(i, self.bed.namespace(ns), layout.side(ns), host, port, data_dir)
             serve = f"-m trio_kad serve --host {host} --port {node.port} --data-dir {data_dir}"
             node.argv = self._exec(node.namespace, *serve.split(), *self.config_args)
             if i:
@@ -314,16 +315,22 @@ class Run:
         while time.monotonic() < deadline and any(_alive(n.pid) for n in self.live()):
             await trio.sleep(0.1)
         where = {n.node_id: (n.host, n.port) for n in self.nodes}
+        taken = set(where.values())
+        elsewhere = 0
         counts: list[float] = []
         wrong = total = 0
         for node in self.nodes:
             _, contacts = node.saved()
             counts.append(len(contacts))
             total += len(contacts)
-            wrong += sum(where.get(i) != (h, p) for i, h, p in contacts)
+            misplaced = [(h, p) for i, h, p in contacts if where.get(i) != (h, p)]
+            wrong += len(misplaced)
+            elsewhere += sum(address in taken for address in misplaced)
         self.out["contacts_per_node"] = percentiles(counts)
         self.out["contacts_min"] = min(counts)
         self.out["contacts_at_wrong_address_pct"] = 100.0 * wrong / max(1, total)
+        # ... of which at an address where another node listens.
+        self.out["contacts_at_another_nodes_address_pct"] = 100.0 * elsewhere / max(1, total)
 
 
 def _alive(pid: int | None) -> bool:
@@ -374,6 +381,11 @@ def main() -> int:
     parser.add_argument("--addresses", type=int, default=1, help="addresses per namespace")
     parser.add_argument("--namespace-per-node", action="store_true")
     parser.add_argument("--one-subnet", action="store_true", help="every address in one /24")
+    parser.add_argument(
+        "--same-port",
+        action="store_true",
+        help=f"every node on port {BASE_PORT}, each on its own address (as on distinct hosts)",
+    )
     parser.add_argument("--keys", type=int, default=40, help="keys set through the API")
     parser.add_argument("--cli-keys", type=int, default=5, help="keys set through the CLI")
     parser.add_argument("--partition-keys", type=int, default=10, help="per side")
@@ -408,6 +420,8 @@ def main() -> int:
         return 0
     try:
         layout = Layout(args.namespaces, args.addresses, args.one_subnet)
+        if args.same_port and layout.namespaces * layout.addresses < args.nodes:
+            raise ValueError("--same-port needs an address per node (--addresses)")
         bed = Testbed(layout)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -422,6 +436,7 @@ def main() -> int:
             "one_subnet": layout.one_subnet,
             "network": NETWORK,
         },
+        "same_port": args.same_port,
         "config_overrides": args.config,
         "seed": args.seed,
         "versions": {
