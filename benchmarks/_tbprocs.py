@@ -16,6 +16,7 @@ handle on one ``serve`` process.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sqlite3
@@ -86,8 +87,9 @@ class Node:
         self.node_id = line.rsplit(" ", 1)[1]
 
     def saved(self) -> tuple[set[bytes], list[tuple[str, str, int]]]:
-        """The pair keys and contacts (id hex, host, port) in the data_dir (node stopped)."""
-        with sqlite3.connect(f"file:{self.data_dir / DB_FILENAME}?mode=ro", uri=True) as db:
+        """The pair keys and contacts (id hex, host, port) in the data_dir, read-only."""
+        uri = f"file:{self.data_dir / DB_FILENAME}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as db:
             keys = {bytes(row[0]) for row in db.execute("SELECT key FROM records")}
             rows = db.execute("SELECT node_id, host, port FROM contacts")
             contacts = [(bytes(i).hex(), h, p) for i, h, p in rows]

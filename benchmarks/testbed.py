@@ -215,6 +215,7 @@ class Run:
         out["set_api"] = await self.sets(0, self.new_keys("api", args.keys))
         out["cli"] = await self.cli_workload(args.cli_keys)
         out["before"] = await self.gets(self.keys)
+        out["contacts_after_workload"] = self.contacts()
         log(f"before: {_brief(out['before'])}")
 
         killable = [n for n in self.nodes[1:] if n.peer not in self.homes]
@@ -314,23 +315,35 @@ class Run:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and any(_alive(n.pid) for n in self.live()):
             await trio.sleep(0.1)
+        self.out["contacts_at_end"] = self.contacts()
+
+    def contacts(self) -> dict[str, Any]:
+        """Contacts per node as the data_dirs hold them, and how many are at a wrong address.
+
+        Read while nodes run, this is their last checkpoint (each refresh
+        check saves the table); nodes that saved none yet are left out.
+        """
         where = {n.node_id: (n.host, n.port) for n in self.nodes}
         taken = set(where.values())
-        elsewhere = 0
         counts: list[float] = []
-        wrong = total = 0
+        wrong = elsewhere = 0
         for node in self.nodes:
             _, contacts = node.saved()
+            if not contacts:
+                continue
             counts.append(len(contacts))
-            total += len(contacts)
             misplaced = [(h, p) for i, h, p in contacts if where.get(i) != (h, p)]
             wrong += len(misplaced)
             elsewhere += sum(address in taken for address in misplaced)
-        self.out["contacts_per_node"] = percentiles(counts)
-        self.out["contacts_min"] = min(counts)
-        self.out["contacts_at_wrong_address_pct"] = 100.0 * wrong / max(1, total)
-        # ... of which at an address where another node listens.
-        self.out["contacts_at_another_nodes_address_pct"] = 100.0 * elsewhere / max(1, total)
+        total = max(1, int(sum(counts)))
+        return {
+            "nodes_read": len(counts),
+            "per_node": percentiles(counts),
+            "min": min(counts, default=0),
+            "at_wrong_address_pct": 100.0 * wrong / total,
+            # ... of which at an address where another node listens.
+            "at_another_nodes_address_pct": 100.0 * elsewhere / total,
+        }
 
 
 def _alive(pid: int | None) -> bool:

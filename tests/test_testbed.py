@@ -60,8 +60,10 @@ def test_testbed_small_network_survives_a_kill_a_partition_and_restarts() -> Non
     assert pairs["held_in_data_dir"] > 0 and pairs["served"] == pairs["held_in_data_dir"]
     assert data["silent"]["cli_get_via_live_bootstrap"]["found_pct"] == 100.0
     # Every node is recorded where it listens.
-    assert data["contacts_at_wrong_address_pct"] == 0.0
-    assert data["contacts_min"] > 0
+    for moment in ("contacts_after_workload", "contacts_at_end"):
+        assert data[moment]["at_wrong_address_pct"] == 0.0
+    assert data["contacts_at_end"]["nodes_read"] == 12
+    assert data["contacts_at_end"]["min"] > 0
 
 
 def test_testbed_says_what_it_needs_or_that_it_can_run() -> None:
