@@ -466,7 +466,7 @@ def main() -> int:
     code = 0
     try:
         bed.create()
-        log(f"{layout.namespaces} namespaces in {NETWORK}; logs in {workdir}")
+        log(f"{layout.namespaces} namespaces {bed.tag}-* in {NETWORK}; logs in {workdir}")
         trio.run(_until_signal, run)
     except* (KeyboardInterrupt, Interrupted):
         log("interrupted: cleaning up")
