@@ -27,6 +27,7 @@ from subprocess import PIPE
 from typing import Any
 
 import trio
+from _stats import percentiles
 
 from trio_kad import DhtError, TcpTransport, open_dht
 from trio_kad._ids import key_id
@@ -94,6 +95,46 @@ class Node:
             rows = db.execute("SELECT node_id, host, port FROM contacts")
             contacts = [(bytes(i).hex(), h, p) for i, h, p in rows]
         return keys, contacts
+
+
+def contact_stats(nodes: list[Node]) -> dict[str, Any]:
+    """Contacts per node as the data_dirs hold them, and how many are at a wrong address.
+
+    Read while nodes run, this is their last checkpoint (each refresh check
+    saves the table); nodes that saved none yet are left out.
+    """
+    where = {n.node_id: (n.host, n.port) for n in nodes}
+    taken = set(where.values())
+    counts: list[float] = []
+    wrong = elsewhere = 0
+    for node in nodes:
+        _, contacts = node.saved()
+        if not contacts:
+            continue
+        counts.append(len(contacts))
+        misplaced = [(h, p) for i, h, p in contacts if where.get(i) != (h, p)]
+        wrong += len(misplaced)
+        elsewhere += sum(address in taken for address in misplaced)
+    total = max(1, int(sum(counts)))
+    return {
+        "nodes_read": len(counts),
+        "per_node": percentiles(counts),
+        "min": min(counts, default=0),
+        "at_wrong_address_pct": 100.0 * wrong / total,
+        # ... of which at an address where another node listens.
+        "at_another_nodes_address_pct": 100.0 * elsewhere / total,
+    }
+
+
+def alive(pid: int | None) -> bool:
+    """Whether our child ``pid`` still runs (reaping it if it ended)."""
+    if pid is None:
+        return False
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return done == 0
 
 
 class Driver:

@@ -45,7 +45,7 @@ from typing import Any
 import trio
 from _netns import NETWORK, Layout, Testbed, missing_requirements
 from _stats import percentiles
-from _tbprocs import Driver, Node
+from _tbprocs import Driver, Node, alive, contact_stats
 
 import trio_kad
 from trio_kad._ids import key_id
@@ -215,7 +215,7 @@ class Run:
         out["set_api"] = await self.sets(0, self.new_keys("api", args.keys))
         out["cli"] = await self.cli_workload(args.cli_keys)
         out["before"] = await self.gets(self.keys)
-        out["contacts_after_workload"] = self.contacts()
+        out["contacts_after_workload"] = contact_stats(self.nodes)
         log(f"before: {_brief(out['before'])}")
 
         killable = [n for n in self.nodes[1:] if n.peer not in self.homes]
@@ -313,47 +313,9 @@ class Run:
             assert node.pid is not None
             self.bed.signal(node.pid, signal.SIGTERM)
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and any(_alive(n.pid) for n in self.live()):
+        while time.monotonic() < deadline and any(alive(n.pid) for n in self.live()):
             await trio.sleep(0.1)
-        self.out["contacts_at_end"] = self.contacts()
-
-    def contacts(self) -> dict[str, Any]:
-        """Contacts per node as the data_dirs hold them, and how many are at a wrong address.
-
-        Read while nodes run, this is their last checkpoint (each refresh
-        check saves the table); nodes that saved none yet are left out.
-        """
-        where = {n.node_id: (n.host, n.port) for n in self.nodes}
-        taken = set(where.values())
-        counts: list[float] = []
-        wrong = elsewhere = 0
-        for node in self.nodes:
-            _, contacts = node.saved()
-            if not contacts:
-                continue
-            counts.append(len(contacts))
-            misplaced = [(h, p) for i, h, p in contacts if where.get(i) != (h, p)]
-            wrong += len(misplaced)
-            elsewhere += sum(address in taken for address in misplaced)
-        total = max(1, int(sum(counts)))
-        return {
-            "nodes_read": len(counts),
-            "per_node": percentiles(counts),
-            "min": min(counts, default=0),
-            "at_wrong_address_pct": 100.0 * wrong / total,
-            # ... of which at an address where another node listens.
-            "at_another_nodes_address_pct": 100.0 * elsewhere / total,
-        }
-
-
-def _alive(pid: int | None) -> bool:
-    if pid is None:
-        return False
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return False
-    return done == 0
+        self.out["contacts_at_end"] = contact_stats(self.nodes)
 
 
 def _brief(gets: dict[str, Any]) -> str:
