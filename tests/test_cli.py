@@ -60,3 +60,12 @@ def test_demo_runs() -> None:
     assert result.returncode == 0, result.stderr
     assert "get 'greeting'" in result.stdout
     assert "hello, kademlia" in result.stdout
+
+
+def test_serve_takes_config_fields_and_refuses_bad_ones() -> None:
+    with serve("--config", "refresh_interval=60", "--config", "k=8") as server:
+        assert stop(server) == 0
+    for bad in ("nonsense=1", "k", "k=eight", "k=2.5", "k=0"):
+        result = run("serve", "--config", bad, timeout=20)
+        assert result.returncode == 2, bad
+        assert "Traceback" not in result.stderr

@@ -763,3 +763,49 @@ async def test_tcp_a_peer_that_reads_no_replies_is_not_read_until_they_are_out()
             await trio.sleep(config.io_timeout * 1.5)
             assert server.statistics().connections_open == 0
             raw.close()
+
+
+async def _remote_seen_by_server(client_host: str) -> str:
+    """The source IP a server on 127.0.0.1 sees a request from a node listening on client_host."""
+    seen: list[str] = []
+
+    async def record(frame: RequestFrame, remote: Address) -> Reply:
+        seen.append(remote[0])
+        return Pong()
+
+    server, client = TcpTransport(), TcpTransport()
+    with trio.fail_after(5):
+        async with running(server, handler=record) as address, trio.open_nursery() as nursery:
+            assert address is not None
+            await nursery.start(client.run, CONFIG, CLIENT_ID, client_host, 0, record)
+            await client.request(address, CLIENT_ID, 1234, Ping())
+            nursery.cancel_scope.cancel()
+    return seen[0]
+
+
+async def test_tcp_outbound_connections_leave_from_the_listen_host() -> None:
+    # Every 127/8 address is loopback on Linux: a node listening on 127.0.0.2
+    # must be seen (and so recorded by its peers) at 127.0.0.2, not 127.0.0.1.
+    assert await _remote_seen_by_server("127.0.0.2") == "127.0.0.2"
+
+
+async def test_tcp_an_unspecified_listen_host_binds_no_source() -> None:
+    assert await _remote_seen_by_server("0.0.0.0") == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("listen", "target", "source"),
+    [
+        ("10.1.2.3", "10.1.2.4", "10.1.2.3"),
+        ("0.0.0.0", "10.1.2.4", None),
+        ("::", "fd00::1", None),
+        ("fd00::2", "fd00::1", "fd00::2"),
+        ("10.1.2.3", "fd00::1", None),  # another family: nothing to bind
+        ("127.0.0.2", "10.1.2.4", None),  # loopback cannot reach out
+        ("127.0.0.2", "127.0.0.1", "127.0.0.2"),
+        ("localhost", "127.0.0.1", None),  # a name: left to the kernel
+        (None, "10.1.2.4", None),
+    ],
+)
+def test_sockets_outbound_source(listen: str | None, target: str, source: str | None) -> None:
+    assert _sockets.outbound_source(listen, target) == source

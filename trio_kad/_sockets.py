@@ -11,9 +11,12 @@ with ``trio.lowlevel.wait_readable`` / ``wait_writable``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import ipaddress
 import os
 import socket
+import sys
 from typing import Protocol
 
 import trio
@@ -46,6 +49,9 @@ ACCEPT_SKIP_ERRNOS = frozenset(
     )
     if hasattr(errno, name)
 )
+# Linux: a bound source takes its port at connect(), not bind(), so the
+# ephemeral ports are shared across destinations (Python 3.12 names it).
+_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 
 
 def close(sock: socket.socket) -> None:
@@ -80,12 +86,46 @@ def _established(sock: socket.socket) -> bool:
     return True
 
 
-async def connect(host: str, port: int) -> socket.socket:
+def outbound_source(listen_host: str | None, target: str) -> str | None:
+    """The address to bind a connection to ``target`` to, for a node listening on ``listen_host``.
+
+    Peers record a node at the source IP of its connections (plus the port it
+    says it listens on), so on a multi-homed host a connection must leave from
+    the listen address, or peers record the node where nothing listens. None
+    (let the kernel choose) for an unspecified or named listen host, another
+    address family, or a loopback listen host and a target that is not:
+    loopback cannot reach out, and such a node is never reachable from there.
+    """
+    if listen_host is None:
+        return None
+    try:
+        source = ipaddress.ip_address(listen_host)
+        destination = ipaddress.ip_address(target)
+    except ValueError:
+        return None
+    if source.is_unspecified or source.version != destination.version:
+        return None
+    if source.is_loopback and not destination.is_loopback:
+        return None
+    return listen_host
+
+
+def _bind_source(sock: socket.socket, source: str) -> None:
+    if sys.platform == "linux":
+        # An older kernel refuses it: a port per bind then, still correct.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_IP, _BIND_ADDRESS_NO_PORT, 1)
+    sock.bind((source, 0))
+
+
+async def connect(host: str, port: int, *, listen_host: str | None = None) -> socket.socket:
     """A connected, non-blocking TCP socket to ``host``:``port``.
 
     An IP literal (every contact's address) connects without a resolver call;
     a name (a bootstrap peer given by name) is resolved first and its
-    addresses tried in turn. Bounded by the caller's cancel scope.
+    addresses tried in turn. With ``listen_host``, the connection leaves
+    from it where ``outbound_source`` says so. Bounded by the caller's cancel
+    scope.
     """
     family = _numeric_family(host)
     targets: list[tuple[int, tuple[object, ...]]]
@@ -101,6 +141,9 @@ async def connect(host: str, port: int) -> socket.socket:
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             prepare(sock)
+            source = outbound_source(listen_host, str(sockaddr[0]))
+            if source is not None:
+                _bind_source(sock, source)
             try:
                 sock.connect(sockaddr)
             except BlockingIOError:

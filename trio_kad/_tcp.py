@@ -89,6 +89,8 @@ class TcpTransport(Transport):
         if self._nursery is not None:
             raise RuntimeError("TcpTransport.run() is already running")
         self._configure(config)
+        # Peers record us at our connections' source IP: dial from where we listen.
+        self._dialer.listen_host = host if handler is not None else None
         self._local_id = node_id
         self._handler = handler
         listeners: list[socket.socket] = []

@@ -59,6 +59,8 @@ class Dialer:
         # The connections we dialed, least recently used first.
         self.dialed: dict[Connection, None] = {}
         self._connecting: dict[Address, _Connect] = {}
+        # Where the node listens (None: client-only): connections leave from it.
+        self.listen_host: str | None = None
         # Set when a dialed connection finishes its requests or closes, for the
         # callers waiting at the hard cap (made only while one waits).
         self._freed: trio.Event | None = None
@@ -87,7 +89,7 @@ class Dialer:
         try:
             await self._make_room()
             try:
-                sock = await _sockets.connect(address[0], address[1])
+                sock = await _sockets.connect(address[0], address[1], listen_host=self.listen_host)
             except OSError as exc:
                 attempt.error = f"cannot connect to {format_address(address)}: {exc}"
                 raise TransportError(attempt.error) from exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import signal
@@ -14,6 +15,7 @@ import trio
 
 from ._address import format_address, parse_address
 from ._api import open_dht
+from ._config import Config
 from ._errors import DhtError
 
 EXIT_OK = 0
@@ -28,6 +30,17 @@ def _peer(text: str) -> str:
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def _override(text: str) -> tuple[str, object]:
+    name, sep, raw = text.partition("=")
+    if not sep or name not in {field.name for field in dataclasses.fields(Config)}:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE naming a Config field: {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        raise argparse.ArgumentTypeError(f"{name}: {raw!r} is not a JSON value") from None
+    return name, tuple(value) if isinstance(value, list) else value
 
 
 def _peers(groups: Sequence[str] | None) -> list[str]:
@@ -53,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="peers to join through",
     )
     serve.add_argument("--data-dir", help="directory for the node id and stored pairs")
+    serve.add_argument(
+        "--config",
+        action="append",
+        type=_override,
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a Config field, the value in JSON (repeatable), e.g. refresh_interval=60",
+    )
 
     for name, text in (("set", "store a UTF-8 string value"), ("get", "print the value of KEY")):
         cmd = sub.add_parser(name, help=text)
@@ -110,9 +131,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    try:
+        config = Config(**dict(args.config))
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_dht(
-            args.host, args.port, _peers(args.bootstrap), data_dir=args.data_dir
+            args.host, args.port, _peers(args.bootstrap), config=config, data_dir=args.data_dir
         ) as dht:
             host, port = dht.address
             print(
