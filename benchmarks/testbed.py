@@ -58,6 +58,29 @@ def log(message: str) -> None:
     print(f"[testbed {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def toml_lines(overrides: list[str]) -> list[str]:
+    """``NAME=VALUE`` overrides (JSON values) as lines of a TOML file; ValueError if bad."""
+    lines = []
+    for item in overrides:
+        name, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"--config takes NAME=VALUE, not {item!r}")
+        value = json.loads(raw)
+        if value is None:
+            raise ValueError(f"--config {name}: TOML has no null")
+        lines.append(f"{name} = {json.dumps(value)}")  # JSON scalars and arrays are TOML too
+    return lines
+
+
+def config_file(overrides: list[str], workdir: Path) -> list[str]:
+    """``serve``'s arguments for the overrides: ``--config`` and a TOML file of them."""
+    if not overrides:
+        return []
+    path = workdir / "config.toml"
+    path.write_text("\n".join(toml_lines(overrides)) + "\n")
+    return ["--config", str(path)]
+
+
 class Run:
     """One testbed run: the processes, the keys, and what was measured."""
 
@@ -67,7 +90,7 @@ class Run:
         self.workdir = workdir
         self.rng = random.Random(args.seed)
         self.env = dict(os.environ, PYTHONPATH=str(args.code), PYTHONUNBUFFERED="1")
-        self.config_args = [a for item in args.config for a in ("--config", item)]
+        self.config_args = config_file(args.config, workdir)
         self.nodes: list[Node] = []
         self.drivers: dict[int, Driver] = {}
         # The peers the drivers joined through: never killed or stopped.
@@ -376,7 +399,8 @@ def main() -> int:
         "--config",
         action="append",
         metavar="NAME=VALUE",
-        help='passed to every serve (default: refresh_interval=60; "" for none)',
+        help="a Config field (JSON value) for every serve, through a TOML file"
+        ' (default: refresh_interval=60; "" for none)',
     )
     parser.add_argument("--code", type=Path, default=ROOT, help="the checkout the nodes run")
     parser.add_argument("--seed", type=int, default=1)
@@ -394,6 +418,7 @@ def main() -> int:
     if args.check:
         return 0
     try:
+        toml_lines(args.config)  # refused here, before anything is made
         layout = Layout(args.namespaces, args.addresses, args.one_subnet)
         if args.same_port and layout.namespaces * layout.addresses < args.nodes:
             raise ValueError("--same-port needs an address per node (--addresses)")

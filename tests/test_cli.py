@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 from clihelp import closed_port, run, serve, stop
@@ -62,10 +63,26 @@ def test_demo_runs() -> None:
     assert "hello, kademlia" in result.stdout
 
 
-def test_serve_takes_config_fields_and_refuses_bad_ones() -> None:
-    with serve("--config", "refresh_interval=60", "--config", "k=8") as server:
+def test_serve_takes_a_toml_config_and_refuses_a_bad_one_before_listening(
+    tmp_path: Path,
+) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text('refresh_interval = 60\nk = 8\nper_ip_exempt = ["127.0.0.1/32"]\n')
+    with serve("--config", str(good)) as server:
         assert stop(server) == 0
-    for bad in ("nonsense=1", "k", "k=eight", "k=2.5", "k=0"):
-        result = run("serve", "--config", bad, timeout=20)
-        assert result.returncode == 2, bad
-        assert "Traceback" not in result.stderr
+    for name, text, named in (
+        ("unknown.toml", "nonsense = 1\n", "nonsense"),
+        ("type.toml", 'k = "eight"\n', "k"),
+        ("range.toml", "k = 0\n", "k"),
+        ("syntax.toml", "k = \n", "syntax.toml"),
+    ):
+        path = tmp_path / name
+        path.write_text(text)
+        result = run("serve", "--port", "0", "--config", str(path), timeout=20)
+        assert result.returncode == 2, name
+        assert result.stdout == ""  # never listened
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and named in lines[0], result.stderr
+    missing = run("serve", "--config", str(tmp_path / "absent.toml"), timeout=20)
+    assert missing.returncode == 2
+    assert "Traceback" not in missing.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import signal
@@ -15,7 +14,7 @@ import trio
 
 from ._address import format_address, parse_address
 from ._api import open_dht
-from ._config import Config
+from ._config_file import load_config
 from ._errors import DhtError
 
 EXIT_OK = 0
@@ -30,17 +29,6 @@ def _peer(text: str) -> str:
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
     return text
-
-
-def _override(text: str) -> tuple[str, object]:
-    name, sep, raw = text.partition("=")
-    if not sep or name not in {field.name for field in dataclasses.fields(Config)}:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE naming a Config field: {text!r}")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        raise argparse.ArgumentTypeError(f"{name}: {raw!r} is not a JSON value") from None
-    return name, tuple(value) if isinstance(value, list) else value
 
 
 def _peers(groups: Sequence[str] | None) -> list[str]:
@@ -68,11 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", help="directory for the node id and stored pairs")
     serve.add_argument(
         "--config",
-        action="append",
-        type=_override,
-        default=[],
-        metavar="NAME=VALUE",
-        help="set a Config field, the value in JSON (repeatable), e.g. refresh_interval=60",
+        metavar="FILE.toml",
+        help="set Config fields from a TOML file (keys are field names, e.g. k = 20)",
     )
 
     for name, text in (("set", "store a UTF-8 string value"), ("get", "print the value of KEY")):
@@ -131,10 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    try:
-        config = Config(**dict(args.config))
-    except TypeError as exc:
-        raise ValueError(str(exc)) from None
+    # Refused before listening: a bad key, type or range exits 2 naming it.
+    config = None if args.config is None else load_config(args.config)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_dht(
             args.host, args.port, _peers(args.bootstrap), config=config, data_dir=args.data_dir
