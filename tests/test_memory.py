@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import random
 
 import pytest
@@ -30,6 +31,8 @@ from trio_kad._messages import (
     Store,
     Stored,
 )
+from trio_kad._wan import WanModel
+from trio_kad.testing import open_simulation
 
 # --- memory network (virtual time) ----------------------------------------------
 
@@ -190,3 +193,118 @@ async def test_memory_handler_raising_and_oversize(
             assert reply.body == ErrorReply(ErrorCode.INTERNAL, "internal error")
             with pytest.raises(TransportError):
                 await client.request(address, CLIENT_ID, None, Store(KEY, b"x" * 4096))
+
+
+# --- the WAN model (virtual time) ------------------------------------------------
+
+STILL = WanModel(jitter=0.0, loss=0.0)
+"""No jitter, no loss: every delay is exact."""
+
+
+async def timed_ping(client: MemoryTransport, address: Address | None) -> float:
+    """Seconds one PING to ``address`` takes in virtual time."""
+    assert address is not None
+    start = trio.current_time()
+    assert (await client.request(address, CLIENT_ID, None, Ping())).body == Pong()
+    return trio.current_time() - start
+
+
+async def test_wan_handshake_then_half_rtt_each_way(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork(rng=random.Random(4), model=STILL)
+    server, client = network.transport(), network.transport()
+    assert server.site is not None and client.site is not None
+    rtt = STILL.rtt(client.site, server.site)
+    async with running(server) as address, running(client, handler=None):
+        assert network.sites() == [server.site]
+        # A new connection: the handshake's round trip, then the request's.
+        assert await timed_ping(client, address) == pytest.approx(2 * rtt)
+        assert await timed_ping(client, address) == pytest.approx(rtt)
+        # Unused for idle_timeout, the connection has closed: a handshake again.
+        await trio.sleep(CONFIG.idle_timeout)
+        assert await timed_ping(client, address) == pytest.approx(2 * rtt)
+    assert client.statistics().connections_opened == 2
+
+
+async def test_wan_pool_closes_the_least_recently_used(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork(rng=random.Random(5), model=STILL)
+    servers = [network.transport() for _ in range(3)]
+    client = network.transport()
+    two = CONFIG.replace(max_outbound_connections=2)
+    async with (
+        running(servers[0]) as a,
+        running(servers[1]) as b,
+        running(servers[2]) as c,
+        running(client, two, handler=None),
+    ):
+        rtts = [STILL.rtt(client.site, server.site) for server in servers]  # type: ignore[arg-type]
+        assert await timed_ping(client, a) == pytest.approx(2 * rtts[0])
+        assert await timed_ping(client, b) == pytest.approx(2 * rtts[1])
+        assert await timed_ping(client, a) == pytest.approx(rtts[0])  # a: most recently used
+        assert await timed_ping(client, c) == pytest.approx(2 * rtts[2])  # closes b
+        assert await timed_ping(client, a) == pytest.approx(rtts[0])
+        assert await timed_ping(client, b) == pytest.approx(2 * rtts[1])  # closes c
+        assert await timed_ping(client, c) == pytest.approx(2 * rtts[2])
+    assert client.statistics().connections_opened == 5
+
+
+async def test_wan_busy_connections_stay_open(autojump_clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork(rng=random.Random(6), model=STILL)
+    servers = [network.transport() for _ in range(3)]
+    client = network.transport()
+    one = CONFIG.replace(max_outbound_connections=1)
+    async with (
+        running(servers[0]) as a,
+        running(servers[1]) as b,
+        running(client, one, handler=None),
+        trio.open_nursery() as nursery,
+    ):
+        assert a is not None and b is not None
+        network.set_mode(a, "drop")  # a request to a never ends: its connection stays busy
+        nursery.start_soon(client.request, a, CLIENT_ID, None, Ping())
+        await trio.testing.wait_all_tasks_blocked()
+        await timed_ping(client, b)
+        await timed_ping(client, b)
+        assert client.statistics().connections_opened == 2  # over the limit, none closed
+        nursery.cancel_scope.cancel()
+
+
+async def test_wan_loss_and_silence(autojump_clock: trio.testing.MockClock) -> None:
+    lossy = WanModel(loss=0.3)
+    network = MemoryNetwork(rng=random.Random(8), model=lossy)
+    client = network.transport()
+    answered = 0
+    async with running(network.transport()) as address, running(client, handler=None):
+        assert address is not None
+        for _ in range(100):
+            with trio.move_on_after(5.0):
+                await client.request(address, CLIENT_ID, None, Ping())
+                answered += 1
+        # Both ways can be lost: about 0.7 * 0.7 answered.
+        assert 35 < answered < 65
+        network.set_mode(address, "drop")
+        with trio.move_on_after(60.0) as scope:
+            await client.request(address, CLIENT_ID, None, Ping())
+        assert scope.cancelled_caught
+
+
+def test_wan_model_sets_the_delays() -> None:
+    with pytest.raises(ValueError):
+        MemoryNetwork(model=STILL, latency=0.1)
+    assert MemoryNetwork().transport().site is None
+
+
+async def test_simulation_over_the_wan(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_simulation(12, seed=2, wan=WanModel()) as sim:
+        assert sim.network is not None and sim.network.model is not None
+        hosts = [node.address[0] for node in sim.nodes]
+        assert len(set(hosts)) == 12
+        assert all(ipaddress.ip_address(host).is_global for host in hosts)
+        assert await sim.nodes[0].set("key", "value") > 0
+        assert await sim.nodes[-1].get("key") == "value"
+    with pytest.raises(ValueError):
+        async with open_simulation(1, wan=WanModel(), tcp=True):
+            pass  # pragma: no cover
