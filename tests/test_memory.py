@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import random
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import pytest
 import trio
@@ -13,6 +15,7 @@ from transports import (
     CONFIG,
     KEY,
     SERVER_ID,
+    echo_handler,
     running,
 )
 
@@ -31,6 +34,7 @@ from trio_kad._messages import (
     Store,
     Stored,
 )
+from trio_kad._transport import RequestHandler
 from trio_kad._wan import WanModel
 from trio_kad.testing import open_simulation
 
@@ -104,17 +108,22 @@ async def test_memory_drop_waits_for_the_callers_scope(
     assert client.statistics().requests_failed == 1
 
 
-async def test_memory_random_loss(autojump_clock: trio.testing.MockClock) -> None:
-    network = MemoryNetwork(rng=random.Random(3), drop_rate=0.5)
+async def answered_pings(network: MemoryNetwork, count: int, wait: float) -> int:
+    """Of ``count`` PINGs from a new client to a new server, how many came back within ``wait``."""
     client = network.transport()
     answered = 0
     async with running(network.transport()) as address, running(client, handler=None):
         assert address is not None
-        for _ in range(40):
-            with trio.move_on_after(1.0):
+        for _ in range(count):
+            with trio.move_on_after(wait):
                 await client.request(address, CLIENT_ID, None, Ping())
                 answered += 1
-    assert 5 < answered < 35
+    return answered
+
+
+async def test_memory_random_loss(autojump_clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork(rng=random.Random(3), drop_rate=0.5)
+    assert 5 < await answered_pings(network, 40, 1.0) < 35
 
 
 async def test_memory_partition_and_heal(autojump_clock: trio.testing.MockClock) -> None:
@@ -227,20 +236,29 @@ async def test_wan_handshake_then_half_rtt_each_way(
     assert client.statistics().connections_opened == 2
 
 
+@asynccontextmanager
+async def wan_pool(
+    seed: int, servers: int, limit: int, handler: RequestHandler = echo_handler
+) -> AsyncIterator[tuple[MemoryNetwork, MemoryTransport, list[Address], list[float]]]:
+    """``servers`` running servers and a client allowed ``limit`` connections; their RTTs."""
+    network = MemoryNetwork(rng=random.Random(seed), model=STILL)
+    transports = [network.transport() for _ in range(servers)]
+    client = network.transport()
+    config = CONFIG.replace(max_outbound_connections=limit)
+    async with AsyncExitStack() as stack:
+        addresses = [
+            await stack.enter_async_context(running(t, handler=handler)) for t in transports
+        ]
+        await stack.enter_async_context(running(client, config, handler=None))
+        assert client.site is not None
+        rtts = [STILL.rtt(client.site, t.site) for t in transports if t.site is not None]
+        yield network, client, [a for a in addresses if a is not None], rtts
+
+
 async def test_wan_pool_closes_the_least_recently_used(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork(rng=random.Random(5), model=STILL)
-    servers = [network.transport() for _ in range(3)]
-    client = network.transport()
-    two = CONFIG.replace(max_outbound_connections=2)
-    async with (
-        running(servers[0]) as a,
-        running(servers[1]) as b,
-        running(servers[2]) as c,
-        running(client, two, handler=None),
-    ):
-        rtts = [STILL.rtt(client.site, server.site) for server in servers]  # type: ignore[arg-type]
+    async with wan_pool(5, 3, 2) as (_, client, (a, b, c), rtts):
         assert await timed_ping(client, a) == pytest.approx(2 * rtts[0])
         assert await timed_ping(client, b) == pytest.approx(2 * rtts[1])
         assert await timed_ping(client, a) == pytest.approx(rtts[0])  # a: most recently used
@@ -252,39 +270,29 @@ async def test_wan_pool_closes_the_least_recently_used(
 
 
 async def test_wan_busy_connections_stay_open(autojump_clock: trio.testing.MockClock) -> None:
-    network = MemoryNetwork(rng=random.Random(6), model=STILL)
-    servers = [network.transport() for _ in range(3)]
-    client = network.transport()
-    one = CONFIG.replace(max_outbound_connections=1)
-    async with (
-        running(servers[0]) as a,
-        running(servers[1]) as b,
-        running(client, one, handler=None),
-        trio.open_nursery() as nursery,
-    ):
-        assert a is not None and b is not None
-        network.set_mode(a, "drop")  # a request to a never ends: its connection stays busy
-        nursery.start_soon(client.request, a, CLIENT_ID, None, Ping())
-        await trio.testing.wait_all_tasks_blocked()
-        await timed_ping(client, b)
-        await timed_ping(client, b)
-        assert client.statistics().connections_opened == 2  # over the limit, none closed
-        nursery.cancel_scope.cancel()
+    async def slow_store(frame: RequestFrame, remote: Address) -> Reply:
+        if isinstance(frame.body, Store):
+            await trio.sleep(10.0)
+        return await echo_handler(frame, remote)
+
+    async with wan_pool(6, 2, 1, slow_store) as (_, client, (a, b), rtts):
+        async with trio.open_nursery() as nursery:
+            # The STORE keeps the connection to a busy while b is dialed past the limit.
+            nursery.start_soon(client.request, a, CLIENT_ID, None, Store(KEY, b"v"))
+            await trio.testing.wait_all_tasks_blocked()
+            assert await timed_ping(client, b) == pytest.approx(2 * rtts[1])
+        assert await timed_ping(client, a) == pytest.approx(rtts[0])  # still open
+        assert await timed_ping(client, b) == pytest.approx(2 * rtts[1])  # idle for 5 s: closed
+    assert client.statistics().connections_opened == 3
 
 
 async def test_wan_loss_and_silence(autojump_clock: trio.testing.MockClock) -> None:
-    lossy = WanModel(loss=0.3)
-    network = MemoryNetwork(rng=random.Random(8), model=lossy)
+    network = MemoryNetwork(rng=random.Random(8), model=WanModel(loss=0.3))
+    # Both ways can be lost: about 0.7 * 0.7 answered.
+    assert 35 < await answered_pings(network, 100, 5.0) < 65
     client = network.transport()
-    answered = 0
     async with running(network.transport()) as address, running(client, handler=None):
         assert address is not None
-        for _ in range(100):
-            with trio.move_on_after(5.0):
-                await client.request(address, CLIENT_ID, None, Ping())
-                answered += 1
-        # Both ways can be lost: about 0.7 * 0.7 answered.
-        assert 35 < answered < 65
         network.set_mode(address, "drop")
         with trio.move_on_after(60.0) as scope:
             await client.request(address, CLIENT_ID, None, Ping())
