@@ -53,6 +53,9 @@ from trio_kad.testing import Simulation, WanModel, open_simulation
 RTT_PAIRS = 100_000
 """Random node pairs the median RTT is taken over."""
 
+PROGRESS = 1000
+"""A line on stderr each time this many more nodes have joined."""
+
 JOIN_ATTEMPTS = 3
 """Bootstrap peers a joining node tries, one after another, before the run fails."""
 
@@ -79,6 +82,8 @@ async def grow(sim: Simulation, count: int, batch: int) -> int:
         async with trio.open_nursery() as nursery:
             for _ in range(size):
                 nursery.start_soon(join, sim, running, retries)
+        if len(sim.nodes) // PROGRESS > len(running) // PROGRESS:
+            print(f"{len(sim.nodes)} nodes joined", file=sys.stderr, flush=True)
     return len(retries)
 
 
