@@ -215,7 +215,8 @@ class _Link:
         self.remote = remote
         self.endpoint = endpoint
         self.other: _Link | None = None
-        # Kept by the WAN model only: requests in flight either way, and when the last began.
+        # Kept with a WAN model only: requests in flight either way, and when one last
+        # started or ended (the connection's idle time counts from then).
         self.busy = 0
         self.last_used = now
 
@@ -349,7 +350,8 @@ class MemoryTransport(Transport):
             # With a model, as over TCP: a connection unused for idle_timeout has
             # closed, and one that carries a request becomes the most recently used.
             if link.busy or trio.current_time() - link.last_used < self._config.idle_timeout:
-                if self._dialed.pop(link, 0) is None:
+                if link in self._dialed:
+                    del self._dialed[link]
                     self._dialed[link] = None
                 return link, False
             link.close()
