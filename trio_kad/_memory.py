@@ -206,7 +206,7 @@ class MemoryNetwork:
 class _Link:
     """One simulated connection as seen from one end: our endpoint and the other end."""
 
-    __slots__ = ("busy", "endpoint", "last_used", "other", "owner", "remote")
+    __slots__ = ("busy", "endpoint", "last_used", "named", "other", "owner", "remote")
 
     def __init__(
         self, owner: MemoryTransport, remote: Address, endpoint: Endpoint[None], now: float
@@ -215,6 +215,8 @@ class _Link:
         self.remote = remote
         self.endpoint = endpoint
         self.other: _Link | None = None
+        # The listening address the peer named, when the owner reaches it over this link.
+        self.named: Address | None = None
         # Kept with a WAN model only: requests in flight either way, and when one last
         # started or ended (the connection's idle time counts from then).
         self.busy = 0
@@ -392,9 +394,11 @@ class MemoryTransport(Transport):
         )
 
     def _forget(self, link: _Link) -> None:
-        for address, held in list(self._links.items()):
-            if held is link:
-                del self._links[address]
+        # A link is held under the address it was dialed at or the one its peer named.
+        links = self._links
+        for address in (link.remote, link.named):
+            if address is not None and links.get(address) is link:
+                del links[address]
         self._dialed.pop(link, None)
 
     async def deliver(self, data: bytes, host: str) -> bytes | None:
@@ -419,7 +423,9 @@ class MemoryTransport(Transport):
                 await self._answer(endpoint, event)
             elif type(event) is PeerNamed:
                 if event.duplex and event.port is not None:
-                    self._links.setdefault((link.remote[0], event.port), link)
+                    named = (link.remote[0], event.port)
+                    if self._links.setdefault(named, link) is link:
+                        link.named = named
             elif type(event) is MustClose:
                 logger.debug("closing a connection from %s: %s", link.remote[0], event.reason)
                 link.close()
