@@ -24,6 +24,13 @@ chain of referrals from the requester's routing table to a node that
 answered (``LookupReport.rounds``); each is at least one network RTT on the
 critical path.
 
+Operations run one after another, so a run's virtual time grows with
+``--ops``; past an hour of it the nodes' hourly maintenance starts. Measured
+with the defaults at 10,000 nodes (on a loaded 2-core machine): joining took
+19 min wall (668 s virtual), 495 KiB per node, 6.7 GB peak RSS, 52 min in
+all, of which 24 min went to the last 200 gets (the 30% silent phase, when
+every node's first hourly refresh fell due); 1,000 nodes take about 5 min.
+
 Prints one JSON object on stdout and a short summary on stderr.
 """
 
