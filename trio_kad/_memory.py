@@ -168,21 +168,16 @@ class MemoryNetwork:
 
     async def _travel(
         self,
+        model: WanModel,
         source: MemoryTransport,
         target: MemoryTransport,
         *,
         fresh: bool = False,
         reply: bool = False,
     ) -> None:
-        """One message from ``source`` to ``target`` (a ``fresh`` connection's first request,
-        or a ``reply``): wait while it travels, or forever when it is lost."""
-        model = self.model
-        if model is None:
-            # Only requests are lost here, as before the WAN model came.
-            if not reply and self._lost():
-                await trio.sleep_forever()
-            await self._delay()
-            return
+        """One message from ``source`` to ``target`` through ``model`` (a ``fresh``
+        connection's first request, or a ``reply``): wait while it travels, or forever
+        when it is lost."""
         assert source.site is not None and target.site is not None
         # drop_rate still applies to requests; the model loses requests and replies alike.
         delay = model.trip(source.site, target.site, self.rng, fresh=fresh)
@@ -313,22 +308,34 @@ class MemoryTransport(Transport):
         if target is None or mode == "refuse":
             raise TransportError(f"connection to {where} refused")
         silent = mode == "drop" or not network._reachable(self.address, address)
-        link, fresh = self._connection(target, address)
+        if model is None:
+            # The plain network's path, kept as lean as before the WAN model came.
+            link = self._links.get(address)
+            if link is None or link.other is None or link.other.owner is not target:
+                link = self._dial(target, address)
+        else:
+            link, fresh = self._connection(target, address)
         endpoint = link.endpoint
         request_id, data = endpoint.send_request(sender_id, sender_port, body, None)
         if model is not None:
             link.use(trio.current_time(), 1)
         try:
-            if silent:
+            if silent or (model is None and network._lost()):
                 # A silent peer (the connect's segments too): only the caller's scope ends the wait.
                 await trio.sleep_forever()
-            await network._travel(self, target, fresh=fresh)
+            if model is None:
+                await network._delay()
+            else:
+                await network._travel(model, self, target, fresh=fresh)
             other = link.other
             # The target may have left while the request travelled (a reset connection).
             if network._nodes.get(address) is not target or other is None:
                 raise TransportError(f"connection to {where} closed")
             reply_data = await target._serve(other, data)
-            await network._travel(target, self, reply=True)
+            if model is None:
+                await network._delay()
+            else:
+                await network._travel(model, target, self, reply=True)
             endpoint.receive_data(reply_data, trio.current_time())
             event = endpoint.next_event()
         finally:
@@ -344,13 +351,13 @@ class MemoryTransport(Transport):
         raise TransportError(f"connection to {where} closed by the peer")
 
     def _connection(self, target: MemoryTransport, address: Address) -> tuple[_Link, bool]:
-        """The connection to ``address``, pooled or newly dialed; whether it is new."""
+        """With a model: the connection to ``address``, pooled or newly dialed; whether it is new.
+
+        As over TCP, a connection unused for ``idle_timeout`` has closed, and one
+        that carries a request becomes the most recently used.
+        """
         link = self._links.get(address)
         if link is not None and link.other is not None and link.other.owner is target:
-            if self.network.model is None:
-                return link, False
-            # With a model, as over TCP: a connection unused for idle_timeout has
-            # closed, and one that carries a request becomes the most recently used.
             if link.busy or trio.current_time() - link.last_used < self._config.idle_timeout:
                 if link in self._dialed:
                     del self._dialed[link]
