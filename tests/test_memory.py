@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import random
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import pytest
 import trio
@@ -12,6 +15,7 @@ from transports import (
     CONFIG,
     KEY,
     SERVER_ID,
+    echo_handler,
     running,
 )
 
@@ -30,6 +34,9 @@ from trio_kad._messages import (
     Store,
     Stored,
 )
+from trio_kad._transport import RequestHandler
+from trio_kad._wan import WanModel
+from trio_kad.testing import open_simulation
 
 # --- memory network (virtual time) ----------------------------------------------
 
@@ -101,17 +108,22 @@ async def test_memory_drop_waits_for_the_callers_scope(
     assert client.statistics().requests_failed == 1
 
 
-async def test_memory_random_loss(autojump_clock: trio.testing.MockClock) -> None:
-    network = MemoryNetwork(rng=random.Random(3), drop_rate=0.5)
+async def answered_pings(network: MemoryNetwork, count: int, wait: float) -> int:
+    """Of ``count`` PINGs from a new client to a new server, how many came back within ``wait``."""
     client = network.transport()
     answered = 0
     async with running(network.transport()) as address, running(client, handler=None):
         assert address is not None
-        for _ in range(40):
-            with trio.move_on_after(1.0):
+        for _ in range(count):
+            with trio.move_on_after(wait):
                 await client.request(address, CLIENT_ID, None, Ping())
                 answered += 1
-    assert 5 < answered < 35
+    return answered
+
+
+async def test_memory_random_loss(autojump_clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork(rng=random.Random(3), drop_rate=0.5)
+    assert 5 < await answered_pings(network, 40, 1.0) < 35
 
 
 async def test_memory_partition_and_heal(autojump_clock: trio.testing.MockClock) -> None:
@@ -190,3 +202,117 @@ async def test_memory_handler_raising_and_oversize(
             assert reply.body == ErrorReply(ErrorCode.INTERNAL, "internal error")
             with pytest.raises(TransportError):
                 await client.request(address, CLIENT_ID, None, Store(KEY, b"x" * 4096))
+
+
+# --- the WAN model (virtual time) ------------------------------------------------
+
+STILL = WanModel(jitter=0.0, loss=0.0)
+"""No jitter, no loss: every delay is exact."""
+
+
+async def timed_ping(client: MemoryTransport, address: Address | None) -> float:
+    """Seconds one PING to ``address`` takes in virtual time."""
+    assert address is not None
+    start = trio.current_time()
+    assert (await client.request(address, CLIENT_ID, None, Ping())).body == Pong()
+    return trio.current_time() - start
+
+
+async def test_wan_handshake_then_half_rtt_each_way(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork(rng=random.Random(4), model=STILL)
+    server, client = network.transport(), network.transport()
+    assert server.site is not None and client.site is not None
+    rtt = STILL.rtt(client.site, server.site)
+    async with running(server) as address, running(client, handler=None):
+        assert network.sites() == [server.site]
+        # A new connection: the handshake's round trip, then the request's.
+        assert await timed_ping(client, address) == pytest.approx(2 * rtt)
+        assert await timed_ping(client, address) == pytest.approx(rtt)
+        # Unused for idle_timeout, the connection has closed: a handshake again.
+        await trio.sleep(CONFIG.idle_timeout)
+        assert await timed_ping(client, address) == pytest.approx(2 * rtt)
+    assert client.statistics().connections_opened == 2
+
+
+@asynccontextmanager
+async def wan_pool(
+    seed: int, servers: int, limit: int, handler: RequestHandler = echo_handler
+) -> AsyncIterator[tuple[MemoryNetwork, MemoryTransport, list[Address], list[float]]]:
+    """``servers`` running servers and a client allowed ``limit`` connections; their RTTs."""
+    network = MemoryNetwork(rng=random.Random(seed), model=STILL)
+    transports = [network.transport() for _ in range(servers)]
+    client = network.transport()
+    config = CONFIG.replace(max_outbound_connections=limit)
+    async with AsyncExitStack() as stack:
+        addresses = [
+            await stack.enter_async_context(running(t, handler=handler)) for t in transports
+        ]
+        await stack.enter_async_context(running(client, config, handler=None))
+        assert client.site is not None
+        rtts = [STILL.rtt(client.site, t.site) for t in transports if t.site is not None]
+        yield network, client, [a for a in addresses if a is not None], rtts
+
+
+async def test_wan_pool_closes_the_least_recently_used(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with wan_pool(5, 3, 2) as (_, client, (a, b, c), rtts):
+        assert await timed_ping(client, a) == pytest.approx(2 * rtts[0])
+        assert await timed_ping(client, b) == pytest.approx(2 * rtts[1])
+        assert await timed_ping(client, a) == pytest.approx(rtts[0])  # a: most recently used
+        assert await timed_ping(client, c) == pytest.approx(2 * rtts[2])  # closes b
+        assert await timed_ping(client, a) == pytest.approx(rtts[0])
+        assert await timed_ping(client, b) == pytest.approx(2 * rtts[1])  # closes c
+        assert await timed_ping(client, c) == pytest.approx(2 * rtts[2])
+    assert client.statistics().connections_opened == 5
+
+
+async def test_wan_busy_connections_stay_open(autojump_clock: trio.testing.MockClock) -> None:
+    async def slow_store(frame: RequestFrame, remote: Address) -> Reply:
+        if isinstance(frame.body, Store):
+            await trio.sleep(10.0)
+        return await echo_handler(frame, remote)
+
+    async with wan_pool(6, 2, 1, slow_store) as (_, client, (a, b), rtts):
+        async with trio.open_nursery() as nursery:
+            # The STORE keeps the connection to a busy while b is dialed past the limit.
+            nursery.start_soon(client.request, a, CLIENT_ID, None, Store(KEY, b"v"))
+            await trio.testing.wait_all_tasks_blocked()
+            assert await timed_ping(client, b) == pytest.approx(2 * rtts[1])
+        assert await timed_ping(client, a) == pytest.approx(rtts[0])  # still open
+        assert await timed_ping(client, b) == pytest.approx(2 * rtts[1])  # idle for 5 s: closed
+    assert client.statistics().connections_opened == 3
+
+
+async def test_wan_loss_and_silence(autojump_clock: trio.testing.MockClock) -> None:
+    network = MemoryNetwork(rng=random.Random(8), model=WanModel(loss=0.3))
+    # Both ways can be lost: about 0.7 * 0.7 answered.
+    assert 35 < await answered_pings(network, 100, 5.0) < 65
+    client = network.transport()
+    async with running(network.transport()) as address, running(client, handler=None):
+        assert address is not None
+        network.set_mode(address, "drop")
+        with trio.move_on_after(60.0) as scope:
+            await client.request(address, CLIENT_ID, None, Ping())
+        assert scope.cancelled_caught
+
+
+def test_wan_model_sets_the_delays() -> None:
+    with pytest.raises(ValueError):
+        MemoryNetwork(model=STILL, latency=0.1)
+    assert MemoryNetwork().transport().site is None
+
+
+async def test_simulation_over_the_wan(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_simulation(12, seed=2, wan=WanModel()) as sim:
+        assert sim.network is not None and sim.network.model is not None
+        hosts = [node.address[0] for node in sim.nodes]
+        assert len(set(hosts)) == 12
+        assert all(ipaddress.ip_address(host).is_global for host in hosts)
+        assert await sim.nodes[0].set("key", "value") > 0
+        assert await sim.nodes[-1].get("key") == "value"
+    with pytest.raises(ValueError):
+        async with open_simulation(1, wan=WanModel(), tcp=True):
+            pass  # pragma: no cover

@@ -7,6 +7,14 @@ through the real codec and the same ``_rpc.Endpoint`` as over TCP (request
 ids, refusals, rate limits, connections used both ways), so a simulation
 exercises the protocol exactly as TCP does. Cheap enough for thousands of nodes under
 ``trio.testing.MockClock(autojump_threshold=0)``.
+
+With a ``WanModel`` (``_wan``) the network behaves like the internet
+instead: each node sits at a site, every message takes half its pair's RTT
+plus jitter and may be lost, a new connection costs a handshake round trip
+before its first request, connections idle for ``Config.idle_timeout`` close,
+and each node keeps at most ``Config.max_outbound_connections`` connections it
+dialed, closing the least recently used idle one first, as the TCP transport
+does. Without a model none of that runs and nothing changes.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from ._ids import ID_BYTES, Address
 from ._messages import ReplyFrame, Request
 from ._rpc import Admission, Endpoint, MustClose, PeerNamed, ReplyReceived, RequestReceived
 from ._transport import RequestHandler, Transport, TransportStatistics
+from ._wan import Site, WanModel
 
 logger = logging.getLogger("trio_kad.transport")
 
@@ -45,7 +54,9 @@ class MemoryNetwork:
 
     Each direction of an RPC takes ``latency + rng.uniform(0, jitter)`` seconds;
     a request is lost with probability ``drop_rate`` (the caller then waits
-    until its own cancel scope gives up, as with a silent peer).
+    until its own cancel scope gives up, as with a silent peer). With a
+    ``model``, delays, loss, handshakes and the connection pool follow it
+    instead of ``latency`` and ``jitter`` (``drop_rate`` still applies on top).
     """
 
     def __init__(
@@ -55,15 +66,20 @@ class MemoryNetwork:
         latency: float = 0.0,
         jitter: float = 0.0,
         drop_rate: float = 0.0,
+        model: WanModel | None = None,
     ) -> None:
         if latency < 0 or jitter < 0:
             raise ValueError("latency and jitter must be >= 0")
+        if model is not None and (latency or jitter):
+            raise ValueError("a WAN model sets the delays: leave latency and jitter at 0")
         if not 0.0 <= drop_rate <= 1.0:
             raise ValueError("drop_rate must be in [0, 1]")
         self.rng = rng if rng is not None else random.Random()
         self.latency = latency
         self.jitter = jitter
         self.drop_rate = drop_rate
+        self.model = model
+        """The WAN model, or ``None`` for the plain fixed-latency network."""
         self._nodes: dict[Address, MemoryTransport] = {}
         self._modes: dict[Address, Mode] = {}
         self._groups: dict[Address, int] | None = None
@@ -73,12 +89,18 @@ class MemoryNetwork:
     def transport(self) -> MemoryTransport:
         """A new transport attached to this network (pass it to ``open_dht``)."""
         transport = MemoryTransport(self)
+        if self.model is not None:
+            transport.site = self.model.place(self.rng)
         self._transports.append(transport)
         return transport
 
     def addresses(self) -> list[Address]:
         """The addresses of the transports currently listening."""
         return list(self._nodes)
+
+    def sites(self) -> list[Site]:
+        """Where the WAN model placed the transports currently listening (none without one)."""
+        return [node.site for node in self._nodes.values() if node.site is not None]
 
     def set_mode(self, address: Address, mode: Mode) -> None:
         """Make ``address`` answer ("up"), refuse connections ("refuse") or go silent ("drop")."""
@@ -144,6 +166,25 @@ class MemoryNetwork:
         # No rng draw when there is no loss, so a seeded run's other draws do not shift.
         return bool(self.drop_rate) and self.rng.random() < self.drop_rate
 
+    async def _travel(
+        self,
+        model: WanModel,
+        source: MemoryTransport,
+        target: MemoryTransport,
+        *,
+        fresh: bool = False,
+        reply: bool = False,
+    ) -> None:
+        """One message from ``source`` to ``target`` through ``model`` (a ``fresh``
+        connection's first request, or a ``reply``): wait while it travels, or forever
+        when it is lost."""
+        assert source.site is not None and target.site is not None
+        # drop_rate still applies to requests; the model loses requests and replies alike.
+        delay = model.trip(source.site, target.site, self.rng, fresh=fresh)
+        if delay is None or (not reply and self._lost()):
+            await trio.sleep_forever()
+        await trio.sleep(delay)
+
     async def _delay(self) -> None:
         # No rng draw without jitter, so seeded runs without it draw nothing here.
         delay = self.latency
@@ -160,13 +201,28 @@ class MemoryNetwork:
 class _Link:
     """One simulated connection as seen from one end: our endpoint and the other end."""
 
-    __slots__ = ("endpoint", "other", "owner", "remote")
+    __slots__ = ("busy", "endpoint", "last_used", "named", "other", "owner", "remote")
 
-    def __init__(self, owner: MemoryTransport, remote: Address, endpoint: Endpoint[None]) -> None:
+    def __init__(
+        self, owner: MemoryTransport, remote: Address, endpoint: Endpoint[None], now: float
+    ) -> None:
         self.owner = owner
         self.remote = remote
         self.endpoint = endpoint
         self.other: _Link | None = None
+        # The listening address the peer named, when the owner reaches it over this link.
+        self.named: Address | None = None
+        # Kept with a WAN model only: requests in flight either way, and when one last
+        # started or ended (the connection's idle time counts from then).
+        self.busy = 0
+        self.last_used = now
+
+    def use(self, now: float, change: int) -> None:
+        """A request starts (``change`` 1) or ends (-1) on this connection; both ends see it."""
+        for end in (self, self.other):
+            if end is not None:
+                end.busy += change
+                end.last_used = now
 
     def close(self) -> None:
         """Both ends forget the connection."""
@@ -189,6 +245,10 @@ class MemoryTransport(Transport):
         self._running = False
         # Connections by the peer's listening address: dialed, or named by the peer.
         self._links: dict[Address, _Link] = {}
+        self.site: Site | None = None
+        """Where the WAN model placed this node (``None`` without a model)."""
+        # With a model: the connections we dialed, least recently used first.
+        self._dialed: dict[_Link, None] = {}
 
     def _configure(self, config: Config) -> None:
         """The state that follows from ``config``: limits and the contact cache."""
@@ -240,32 +300,48 @@ class MemoryTransport(Transport):
         if not self._running:
             raise TransportError("transport is not running")
         network = self.network
+        model = network.model
         where = format_address(address)
         # Like a TCP connect: an unknown or refusing address fails at once.
         target = network._nodes.get(address)
         mode = network._modes.get(address, "up")
         if target is None or mode == "refuse":
             raise TransportError(f"connection to {where} refused")
-        link = self._links.get(address)
-        if link is None or link.other is None or link.other.owner is not target:
-            link = self._dial(target, address)
+        silent = mode == "drop" or not network._reachable(self.address, address)
+        if model is None:
+            # The plain network's path, kept as lean as before the WAN model came.
+            link = self._links.get(address)
+            if link is None or link.other is None or link.other.owner is not target:
+                link = self._dial(target, address)
+        else:
+            link, fresh = self._connection(target, address)
         endpoint = link.endpoint
         request_id, data = endpoint.send_request(sender_id, sender_port, body, None)
+        if model is not None:
+            link.use(trio.current_time(), 1)
         try:
-            if mode == "drop" or not network._reachable(self.address, address) or network._lost():
-                # A silent peer: only the caller's cancel scope ends the wait.
+            if silent or (model is None and network._lost()):
+                # A silent peer (the connect's segments too): only the caller's scope ends the wait.
                 await trio.sleep_forever()
-            await network._delay()
+            if model is None:
+                await network._delay()
+            else:
+                await network._travel(model, self, target, fresh=fresh)
             other = link.other
             # The target may have left while the request travelled (a reset connection).
             if network._nodes.get(address) is not target or other is None:
                 raise TransportError(f"connection to {where} closed")
             reply_data = await target._serve(other, data)
-            await network._delay()
+            if model is None:
+                await network._delay()
+            else:
+                await network._travel(model, target, self, reply=True)
             endpoint.receive_data(reply_data, trio.current_time())
             event = endpoint.next_event()
         finally:
             endpoint.forget(request_id)
+            if model is not None:
+                link.use(trio.current_time(), -1)
         if type(event) is ReplyReceived:
             return event.frame
         link.close()
@@ -274,14 +350,39 @@ class MemoryTransport(Transport):
             raise PeerMisbehaved(error) if event.misbehaved else TransportError(error)
         raise TransportError(f"connection to {where} closed by the peer")
 
+    def _connection(self, target: MemoryTransport, address: Address) -> tuple[_Link, bool]:
+        """With a model: the connection to ``address``, pooled or newly dialed; whether it is new.
+
+        As over TCP, a connection unused for ``idle_timeout`` has closed, and one
+        that carries a request becomes the most recently used.
+        """
+        link = self._links.get(address)
+        if link is not None and link.other is not None and link.other.owner is target:
+            if link.busy or trio.current_time() - link.last_used < self._config.idle_timeout:
+                if link in self._dialed:
+                    del self._dialed[link]
+                    self._dialed[link] = None
+                return link, False
+            link.close()
+        return self._dial(target, address), True
+
     def _dial(self, target: MemoryTransport, address: Address) -> _Link:
         now = trio.current_time()
-        ours = _Link(self, address, self._endpoint(address, now, dialed=True))
+        model = self.network.model
+        if model is not None and len(self._dialed) >= self._config.max_outbound_connections:
+            # Close the least recently used idle one. With every one busy the new
+            # one opens anyway (TCP opens up to twice the limit before callers wait).
+            idle = next((link for link in self._dialed if not link.busy), None)
+            if idle is not None:
+                idle.close()
+        ours = _Link(self, address, self._endpoint(address, now, dialed=True), now)
         # The target sees the connection come from our host (and no port of ours yet).
         remote = (self._host, 0)
-        theirs = _Link(target, remote, target._endpoint(remote, now, dialed=False))
+        theirs = _Link(target, remote, target._endpoint(remote, now, dialed=False), now)
         ours.other, theirs.other = theirs, ours
         self._links[address] = ours
+        if model is not None:
+            self._dialed[ours] = None
         self._stats.connections_opened += 1
         target._stats.connections_opened += 1
         return ours
@@ -300,9 +401,12 @@ class MemoryTransport(Transport):
         )
 
     def _forget(self, link: _Link) -> None:
-        for address, held in list(self._links.items()):
-            if held is link:
-                del self._links[address]
+        # A link is held under the address it was dialed at or the one its peer named.
+        links = self._links
+        for address in (link.remote, link.named):
+            if address is not None and links.get(address) is link:
+                del links[address]
+        self._dialed.pop(link, None)
 
     async def deliver(self, data: bytes, host: str) -> bytes | None:
         """Bytes a peer at ``host`` sent on a new connection; the bytes it gets back.
@@ -312,7 +416,8 @@ class MemoryTransport(Transport):
         exactly as a request from the network would.
         """
         remote = (host, 0)
-        link = _Link(self, remote, self._endpoint(remote, trio.current_time(), dialed=False))
+        now = trio.current_time()
+        link = _Link(self, remote, self._endpoint(remote, now, dialed=False), now)
         reply = await self._serve(link, data)
         return None if not reply and link.endpoint.closed is not None else reply
 
@@ -325,7 +430,9 @@ class MemoryTransport(Transport):
                 await self._answer(endpoint, event)
             elif type(event) is PeerNamed:
                 if event.duplex and event.port is not None:
-                    self._links.setdefault((link.remote[0], event.port), link)
+                    named = (link.remote[0], event.port)
+                    if self._links.setdefault(named, link) is link:
+                        link.named = named
             elif type(event) is MustClose:
                 logger.debug("closing a connection from %s: %s", link.remote[0], event.reason)
                 link.close()

@@ -6,7 +6,10 @@
 
 Nodes talk over an in-memory ``MemoryNetwork`` (which still runs the real
 codec); pair it with ``trio.testing.MockClock(autojump_threshold=0)`` to run
-hours of network life in seconds.
+hours of network life in seconds. Pass ``wan=WanModel()`` for internet
+round-trip times, jitter, loss, handshakes and bounded connection pools
+instead of an instant network (see ``trio_kad._wan`` for where its figures
+come from); each node then also gets a host of its own in a subnet of its own.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from ._memory import MemoryNetwork
 from ._node import Node
 from ._tcp import TcpTransport
 from ._transport import Transport
+from ._wan import WanModel
 
-__all__ = ["Simulation", "banned", "node_of", "open_simulation"]
+__all__ = ["Simulation", "WanModel", "banned", "node_of", "open_simulation"]
 
 
 def node_of(dht: Dht) -> Node:
@@ -77,12 +81,15 @@ class Simulation:
         transport: Transport = (
             self.network.transport() if self.network is not None else TcpTransport()
         )
+        host = self._host
+        if self.network is not None and self.network.model is not None:
+            host = self.network.model.host(node_rng)
         scope = trio.CancelScope()
 
         async def run(task_status: trio.TaskStatus[Dht]) -> None:
             with scope:
                 async with open_dht(
-                    self._host,
+                    host,
                     0,
                     peers,
                     node_id=node_id,
@@ -119,16 +126,20 @@ async def open_simulation(
     network: MemoryNetwork | None = None,
     tcp: bool = False,
     host: str = "127.0.0.1",
+    wan: WanModel | None = None,
 ) -> AsyncIterator[Simulation]:
     """Start ``node_count`` nodes, each joining through a random earlier one.
 
     Uses an in-memory network seeded with ``seed`` unless ``tcp`` is true, in
-    which case the nodes listen on ``host`` over real TCP. Leaving the block
-    stops every node.
+    which case the nodes listen on ``host`` over real TCP. With ``wan`` the
+    in-memory network follows that WAN model, and each node listens on a
+    host the model draws instead of ``host``. Leaving the block stops every node.
     """
+    if wan is not None and (tcp or network is not None):
+        raise ValueError("wan builds its own in-memory network: no tcp and no network with it")
     rng = random.Random(seed)
     if not tcp and network is None:
-        network = MemoryNetwork(rng=random.Random(rng.getrandbits(64)))
+        network = MemoryNetwork(rng=random.Random(rng.getrandbits(64)), model=wan)
     try:
         async with trio.open_nursery() as nursery:
             sim = Simulation(nursery, None if tcp else network, config or Config(), rng, host)
