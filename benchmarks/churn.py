@@ -21,14 +21,16 @@ import random
 import resource
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict
 from typing import Any
 
 import trio
 import trio.testing
+from _counting import CountingNetwork, breakdown
 
 import trio_kad
-from trio_kad import Config, MemoryNetwork, open_dht
+from trio_kad import Config, open_dht
 from trio_kad.testing import open_simulation
 
 HOUR = 3600.0
@@ -37,7 +39,7 @@ HOUR = 3600.0
 async def simulate(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.seed)
     config = Config()
-    network = MemoryNetwork(rng=random.Random(args.seed), latency=args.latency)
+    network = CountingNetwork(rng=random.Random(args.seed), latency=args.latency)
     started = time.perf_counter()
     result: dict[str, Any] = {
         "benchmark": "churn",
@@ -68,6 +70,7 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
                 await publisher.set(key, key)
             day_start = trio.current_time()
             before = network.statistics().requests_sent
+            network.counts.clear()
             node_hours = 0.0
             left = joined = join_rpcs = 0
             for hour in range(args.hours):
@@ -94,6 +97,8 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
             node_hours += len(sim.nodes) * (end - trio.current_time()) / HOUR
             await trio.sleep_until(end)
             maintenance_rpcs = network.statistics().requests_sent - before - join_rpcs
+            counts = Counter(network.counts)
+            virtual_hours = (trio.current_time() - day_start) / HOUR
             found = 0
             for key in keys:
                 found += await rng.choice(sim.nodes).get(key) == key
@@ -105,7 +110,12 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
                     "maintenance_rpcs": maintenance_rpcs,
                     "join_rpcs": join_rpcs,
                     "maintenance_rpcs_per_node_hour": maintenance_rpcs / node_hours,
-                    "virtual_hours": (trio.current_time() - day_start) / HOUR,
+                    "maintenance_rpcs_per_key_hour": maintenance_rpcs / len(keys) / virtual_hours,
+                    "virtual_hours": virtual_hours,
+                    # Every RPC of the day (joins and the final gets excluded), by the
+                    # upkeep task that sent it ("other": pings of a full bucket's
+                    # oldest contact on a request, joins' own lookups): per key-hour.
+                    "rpcs_per_key_hour_by_cause": breakdown(counts, len(keys) * virtual_hours),
                 }
             )
     result["wall_seconds"] = time.perf_counter() - started

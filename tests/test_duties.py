@@ -15,6 +15,7 @@ from trio_kad._duties import (
     handoff_stores,
     refresh_targets,
     replication_plan,
+    split_stale,
     ttl_left,
 )
 from trio_kad._ids import Contact, distance, id_to_int, int_to_id
@@ -111,7 +112,7 @@ def test_far_buckets_are_all_but_the_own() -> None:
 # --- replication (paper 2.5) -----------------------------------------------------------
 
 
-def test_replication_groups_near_pairs_per_peer_and_looks_up_far_ones() -> None:
+def test_replication_groups_near_pairs_per_peer_and_leaves_far_ones() -> None:
     k = 3
     own = b"\x00" * 32
     near_key = near(own, 1)
@@ -122,21 +123,56 @@ def test_replication_groups_near_pairs_per_peer_and_looks_up_far_ones() -> None:
     records = [
         record(near_key),
         record(far_key),
+        # Its own pair too: the k closest hold it, its publisher republishes it daily.
+        Record(near(far_key, 9), b"p", stored_at=0.0, expires_at=10 * HOUR, publisher=True),
         Record(near(own, 2), b"c", stored_at=0.0, expires_at=10 * HOUR, cached=True),
         record(near(own, 3), expires_at=HOUR),  # expired at 2 h
         record(near(own, 4), stored_at=1.5 * HOUR),  # stored within the interval
     ]
     plan = replication_plan(table, records, 2 * HOUR, HOUR)
-    assert [s.key for s in plan.far] == [far_key]
-    assert plan.far[0].ttl == int(8 * HOUR)
-    assert len(plan.per_peer) == k - 1
-    assert all([s.key for s in stores] == [near_key] for stores in plan.per_peer.values())
-    assert plan.pair_count == 2
+    assert len(plan) == k - 1
+    assert all([s.key for s in stores] == [near_key] for stores in plan.values())
+    assert all(s.ttl == int(8 * HOUR) for stores in plan.values() for s in stores)
 
 
 def test_nothing_to_replicate_from_an_empty_store() -> None:
-    plan = replication_plan(table_with(b"\x00" * 32, [], 3), [], 0.0, HOUR)
-    assert plan.per_peer == {} and plan.far == [] and plan.pair_count == 0
+    assert replication_plan(table_with(b"\x00" * 32, [], 3), [], 0.0, HOUR) == {}
+
+
+# --- refresh: the own neighbourhood in one lookup (paper 2.3, 4.2) ---------------------
+
+
+def test_stale_ranges_in_the_own_neighbourhood_share_one_lookup() -> None:
+    own = b"\x00" * 32
+    # The 2 closest at distances 1 and 2; 3 splits the own bucket into [0, 2) and [2, 4).
+    others = [near(own, 1), near(own, 2), near(own, 3), near(own, 1 << 255), near(own, 1 << 100)]
+    table = table_with(own, others, 2)
+    assert table.neighbourhood_radius() == 3
+    stale = [(b.low, b.high) for b in table.buckets]
+    assert (0, 2) in stale and (2, 4) in stale
+    near_any, far = split_stale(table, stale)
+    assert near_any
+    assert far == [(low, high) for low, high in stale if low >= 2]
+    assert split_stale(table, far) == (False, far)
+
+
+@given(st.lists(st.integers(1, 2**256 - 1), max_size=40), st.integers(1, 5))
+def test_only_ranges_beyond_the_neighbourhood_need_their_own_lookup(
+    distances: list[int], k: int
+) -> None:
+    own = b"\x00" * 32
+    table = table_with(own, [int_to_id(d) for d in distances], k)
+    radius = table.neighbourhood_radius()
+    stale = [(b.low, b.high) for b in table.buckets]
+    near_any, far = split_stale(table, stale)
+    assert near_any  # the own bucket is always stale here
+    assert far == [(low, high) for low, high in stale if low != 0 and high > radius]
+
+
+def test_a_table_with_fewer_than_k_contacts_is_all_neighbourhood() -> None:
+    own = b"\x00" * 32
+    table = table_with(own, [near(own, 1 << 255)], 3)
+    assert split_stale(table, [(b.low, b.high) for b in table.buckets]) == (True, [])
 
 
 # --- handing pairs to a newcomer (paper 2.5) -------------------------------------------

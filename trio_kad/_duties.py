@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from ._ids import Contact, count_nearer, distance, random_id_at_distance
 from ._messages import MAX_BATCH_PAIRS, Store
@@ -61,6 +60,29 @@ def refresh_targets(
     return [random_id_at_distance(node_id, low, high, rng) for low, high in ranges]
 
 
+def split_stale(
+    table: RoutingTable, stale: Iterable[tuple[int, int]]
+) -> tuple[bool, list[tuple[int, int]]]:
+    """Which stale ranges one lookup of the own id refreshes, and which need a lookup each.
+
+    Returns whether any stale range is the own bucket's or lies in the own
+    neighbourhood (below the distance of the k-th closest contact,
+    ``RoutingTable.neighbourhood_radius``), and the other ranges. The own-id lookup asks every node in that ball, so it
+    refreshes all of its buckets at once, however many relaxed splits (paper
+    4.2) cut it into: they are the buckets that hold few nodes or none, and so
+    the ones no traffic refreshes.
+    """
+    radius = table.neighbourhood_radius()
+    near = False
+    far: list[tuple[int, int]] = []
+    for low, high in stale:
+        if low == 0 or high <= radius:
+            near = True
+        else:
+            far.append((low, high))
+    return near, far
+
+
 def far_buckets(table: RoutingTable) -> list[tuple[int, int]]:
     """Distance ranges of every bucket but the own one: a joining node refreshes these (2.3)."""
     return [(b.low, b.high) for b in table.buckets if b.low != 0]
@@ -77,36 +99,27 @@ def _replica(record: Record, now: float) -> Store | None:
     return Store(record.key, record.value, ttl=ttl) if ttl > 0 else None
 
 
-@dataclass(frozen=True, slots=True)
-class ReplicationPlan:
-    """One replication round's work (paper 2.5)."""
-
-    per_peer: dict[Contact, list[Store]]
-    """Pairs this node is among the k closest to, for the other holders its table knows."""
-    far: list[Store]
-    """Pairs this node is no longer among the k closest to: each needs a lookup first."""
-
-    @property
-    def pair_count(self) -> int:
-        """How many distinct pairs the plan re-sends."""
-        return len({s.key for stores in self.per_peer.values() for s in stores}) + len(self.far)
-
-
 def replication_plan(
     table: RoutingTable, records: Iterable[Record], now: float, interval: float
-) -> ReplicationPlan:
-    """Which held pairs to re-send this round, and to whom.
+) -> dict[Contact, list[Store]]:
+    """Which held pairs to re-send this round, grouped by the peer to send them to.
 
     A pair stored within the last ``interval`` is skipped: another holder has
     just replicated it (paper 2.5), and doing it again would only double the
     traffic. A node among the k closest knows the others from its own table
-    (relaxed splitting keeps its neighbourhood complete, paper 4.2), so those
-    pairs are grouped per peer; the rest go to ``far``.
+    (relaxed splitting keeps its neighbourhood complete, paper 4.2), so its
+    pairs go to them grouped per peer, no lookup needed.
+
+    A pair this node is no longer among the k closest to is not re-sent, not
+    even its own: the nodes that took its place were handed it when they
+    appeared (``handoff_stores``), the k closest replicate it among themselves
+    every hour, and its publisher republishes it every tRepublish. Re-sending
+    it would cost a lookup and k STOREs per pair per hour for pairs the k
+    closest already hold.
     """
     k = table.k
     recently = now - interval
     per_peer: dict[Contact, list[Store]] = {}
-    far: list[Store] = []
     for record in records:
         if record.stored_at > recently:
             continue
@@ -114,12 +127,43 @@ def replication_plan(
         if store is None:
             continue
         closest = table.closest(record.key, k)
-        if not among_closest(table.own_id, record.key, closest, k):
-            far.append(store)
+        if among_closest(table.own_id, record.key, closest, k):
+            for contact in closest[: k - 1]:
+                per_peer.setdefault(contact, []).append(store)
+    return per_peer
+
+
+def stand_ins(
+    table: RoutingTable, plan: dict[Contact, list[Store]], failed: Iterable[bytes]
+) -> dict[Contact, list[Store]]:
+    """Where the pairs of a replication ``plan`` go in place of the peers that ``failed``.
+
+    Each pair a failed peer did not take goes to the closest contact of the
+    table that was not sent it, so the pair still reaches k live holders
+    (what the paper's lookup before each replication would find) without a
+    lookup. Failed peers may still be in the table (one failure does not
+    evict); they are skipped.
+    """
+    failed_ids = set(failed)
+    if not failed_ids:
+        return {}
+    sent: dict[bytes, set[bytes]] = {}
+    for contact, stores in plan.items():
+        for store in stores:
+            sent.setdefault(store.key, {table.own_id}).add(contact.node_id)
+    extra: dict[Contact, list[Store]] = {}
+    for contact, stores in plan.items():
+        if contact.node_id not in failed_ids:
             continue
-        for contact in closest[: k - 1]:
-            per_peer.setdefault(contact, []).append(store)
-    return ReplicationPlan(per_peer, far)
+        for store in stores:
+            had = sent[store.key]
+            wanted = table.k + len(had)
+            for candidate in table.closest(store.key, wanted, exclude=failed_ids):
+                if candidate.node_id not in had:
+                    had.add(candidate.node_id)
+                    extra.setdefault(candidate, []).append(store)
+                    break
+    return extra
 
 
 def handoff_stores(

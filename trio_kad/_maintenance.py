@@ -12,10 +12,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from contextvars import ContextVar
 
 import trio
 
-from ._duties import far_buckets, handoff_stores, refresh_targets, replication_plan
+from ._duties import (
+    far_buckets,
+    handoff_stores,
+    refresh_targets,
+    replication_plan,
+    split_stale,
+    stand_ins,
+)
 from ._ids import Contact
 from ._messages import Store
 from ._node import Node
@@ -34,6 +42,13 @@ REPLICATION_PARALLELISM = 8
 EXPIRY_CHECK = 60.0
 """Longest wait between two sweeps of expired pairs (shorter if tExpire is short)."""
 
+UPKEEP_CAUSE: ContextVar[str] = ContextVar("trio_kad_upkeep_cause", default="")
+"""The upkeep duty the current task does ("" outside upkeep): the task name of its timer.
+
+Each background task sets it once; tasks it starts inherit it, so a counting
+transport can tell what every RPC was sent for (``benchmarks/churn.py``).
+"""
+
 
 def jittered(node: Node, interval: float) -> float:
     """``interval`` shortened by a random 1% to 10%."""
@@ -47,6 +62,7 @@ async def _every(
     name: str,
     task_status: trio.TaskStatus[None],
 ) -> None:
+    UPKEEP_CAUSE.set(name)
     task_status.started()
     while True:
         await trio.sleep(interval())
@@ -66,9 +82,19 @@ async def run_refresh(node: Node, *, task_status: trio.TaskStatus[None]) -> None
 
 
 async def refresh(node: Node) -> int:
-    """One refresh round; returns how many buckets were refreshed."""
-    stale = node.table.stale_buckets(trio.current_time(), node.config.refresh_interval)
-    await refresh_buckets(node, stale)
+    """One refresh round; returns how many buckets were refreshed.
+
+    Stale buckets in the own neighbourhood share one lookup of the own id
+    (``_duties.split_stale``); each other one gets a lookup of a random id in it.
+    """
+    table = node.table
+    stale = table.stale_buckets(trio.current_time(), node.config.refresh_interval)
+    near, far = split_stale(table, stale)
+    if near:
+        started = trio.current_time()
+        await node.lookup(node.node_id)
+        table.touch_within(table.neighbourhood_radius(), started)
+    await refresh_buckets(node, far)
     if node.on_checkpoint is not None:
         await node.on_checkpoint()
     return len(stale)
@@ -87,6 +113,7 @@ async def run_join_refresh(node: Node, *, task_status: trio.TaskStatus[None]) ->
     does the rest of the join in the background, each time within
     ``Config.bootstrap_timeout``.
     """
+    UPKEEP_CAUSE.set("join refresh")
     task_status.started()
     async for _ in node.joined_out:
         with trio.move_on_after(node.config.bootstrap_timeout) as scope:
@@ -111,23 +138,31 @@ async def replicate(node: Node) -> int:
 
     Pairs this node is among the k closest to go in ``store_many`` batches, one
     message per peer instead of one lookup and k STOREs per pair; pairs it is
-    no longer close to go through a lookup each (``_duties.replication_plan``).
+    no longer close to are left to the k closest (``_duties.replication_plan``).
     """
     plan = replication_plan(
         node.table, node.records, trio.current_time(), node.config.replicate_interval
     )
+    failed = await _send_batches(node, plan)
+    # A holder that left is noticed here: its pairs go to the next closest instead.
+    await _send_batches(node, stand_ins(node.table, plan, failed))
+    return len({store.key for stores in plan.values() for store in stores})
+
+
+async def _send_batches(node: Node, plan: dict[Contact, list[Store]]) -> list[bytes]:
+    """Send each peer its pairs, a few peers at once; return the ids of those that failed."""
     limiter = trio.CapacityLimiter(REPLICATION_PARALLELISM)
+    failed: list[bytes] = []
 
     async def send(contact: Contact, stores: list[Store]) -> None:
         async with limiter:
-            await node.store_batch(contact, stores)
+            if await node.store_batch(contact, stores) < len(stores):
+                failed.append(contact.node_id)
 
     async with trio.open_nursery() as nursery:
-        for contact, stores in plan.per_peer.items():
+        for contact, stores in plan.items():
             nursery.start_soon(send, contact, stores)
-    for store in plan.far:
-        await node.store_at_closest(store)
-    return plan.pair_count
+    return failed
 
 
 async def run_republish(node: Node, *, task_status: trio.TaskStatus[None]) -> None:
@@ -158,6 +193,7 @@ async def run_expire(node: Node, *, task_status: trio.TaskStatus[None]) -> None:
 
 async def run_handoff(node: Node, *, task_status: trio.TaskStatus[None]) -> None:
     """Give each newly seen node the pairs it is now among the k closest to (paper 2.5)."""
+    UPKEEP_CAUSE.set("handoff")
     task_status.started()
     async for newcomer in node.newcomers_out:
         try:

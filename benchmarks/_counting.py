@@ -1,0 +1,55 @@
+"""Counting RPCs by what sent them, for the upkeep benchmarks (churn.py, idle.py).
+
+Each maintenance task labels itself (``trio_kad._maintenance.UPKEEP_CAUSE``);
+RPCs sent outside upkeep count as "other": joins' own lookups, sets and gets,
+and the pings of a full bucket's oldest contact that a request sets off.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import trio_kad
+from trio_kad import MemoryNetwork, MemoryTransport
+from trio_kad._maintenance import UPKEEP_CAUSE
+from trio_kad._messages import Request
+
+
+class CountingTransport(trio_kad.Transport):
+    """A ``MemoryTransport`` that counts each request by upkeep cause and kind of RPC."""
+
+    def __init__(self, inner: MemoryTransport, counts: Counter[tuple[str, str]]) -> None:
+        super().__init__()
+        self.inner = inner
+        self.counts = counts
+
+    async def run(self, *args: Any, **kwargs: Any) -> None:
+        await self.inner.run(*args, **kwargs)
+
+    async def _request(
+        self, address: Any, sender_id: bytes, sender_port: int | None, body: Request
+    ) -> Any:
+        self.counts[UPKEEP_CAUSE.get() or "other", type(body).__name__] += 1
+        return await self.inner.request(address, sender_id, sender_port, body)
+
+
+class CountingNetwork(MemoryNetwork):
+    """A ``MemoryNetwork`` whose transports count what they send (``counts``)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.counts: Counter[tuple[str, str]] = Counter()
+
+    def transport(self) -> Any:
+        return CountingTransport(super().transport(), self.counts)
+
+
+def breakdown(counts: Counter[tuple[str, str]], per: float) -> dict[str, dict[str, float]]:
+    """``counts`` divided by ``per``, as {cause: {kind of RPC: n, "total": n}}."""
+    table: dict[str, dict[str, float]] = {}
+    for (cause, kind), n in sorted(counts.items()):
+        row = table.setdefault(cause, {"total": 0.0})
+        row[kind] = n / per
+        row["total"] += n / per
+    return table
