@@ -128,7 +128,8 @@ async def test_stale_buckets_are_refreshed(autojump_clock: trio.testing.MockCloc
             assert node.table.stale_buckets(now, config.refresh_interval) == []
         # The listening nodes' buckets were kept fresh by traffic or by a lookup.
         now = trio.current_time()
-        assert all(not node_of(n).table.stale_buckets(now, config.refresh_interval) for n in sim.nodes)
+        interval = config.refresh_interval
+        assert all(not node_of(n).table.stale_buckets(now, interval) for n in sim.nodes)
 
 
 async def test_cached_copies_expire_before_originals(

@@ -67,10 +67,10 @@ def split_stale(
 
     Returns whether any stale range is the own bucket's or lies in the own
     neighbourhood (below the distance of the k-th closest contact,
-    ``RoutingTable.neighbourhood_radius``), and the other ranges. The own-id lookup asks every node in that ball, so it
-    refreshes all of its buckets at once, however many relaxed splits (paper
-    4.2) cut it into: they are the buckets that hold few nodes or none, and so
-    the ones no traffic refreshes.
+    ``RoutingTable.neighbourhood_radius``), and the other ranges. The own-id
+    lookup asks every node in that ball, so it refreshes all of its buckets at
+    once, however many relaxed splits (paper 4.2) cut it into: they are the
+    buckets that hold few nodes or none, and so the ones no traffic refreshes.
     """
     radius = table.neighbourhood_radius()
     near = False

@@ -243,7 +243,8 @@ class RoutingTable:
                 return self._readdress(entry, contact, now)
             bucket = entry.bucket
             bucket.seen(entry, now)
-            bucket.last_touched = now
+            if bucket.full:
+                bucket.last_touched = now  # activity in its range: see stale_buckets
             return _UPDATED
 
         # A re-seen replacement is treated as new: the table may have room for it now.
@@ -251,7 +252,7 @@ class RoutingTable:
         if cached is not None:
             quick = self._reseen_replacement(cached, contact, now)
             if quick is not None:
-                cached.bucket.last_touched = now
+                cached.bucket.last_touched = now  # a full bucket, as always in the short path
                 return quick
             del self._cached[node_id]
             cached.bucket.forget_replacement(cached)
@@ -286,8 +287,8 @@ class RoutingTable:
             else:
                 self._add_replacement(bucket, Entry(contact, id_int, distance, now, group, bucket))
                 result = bucket.ping_oldest()
-            if result is not _IGNORED_SUBNET:
-                bucket.last_touched = now  # a live node in the range: see stale_buckets
+            if bucket.full and result is not _IGNORED_SUBNET:
+                bucket.last_touched = now  # activity in its range: see stale_buckets
             break
         if split_any:
             # Splitting may leave a half with room and cached candidates: use them.
@@ -372,12 +373,15 @@ class RoutingTable:
         """``(low, high)`` distance ranges of buckets with no activity for ``interval``.
 
         Activity is a lookup of an id in the range (``touch``) or, besides the
-        paper's lookups, a contact in the range seen alive (``update``, unless
-        ignored): a request from the range updates the bucket as section 2.2
-        says, pinging a full bucket's oldest contact, so the bucket is kept as
-        a lookup would keep it. In a busy network, traffic keeps most buckets
-        fresh; in an idle one each refresh lookup refreshes the same range at
-        the nodes it asks, so refresh work is shared rather than repeated.
+        paper's lookups, for a full bucket, a contact in its range seen alive
+        (``update``, unless ignored). A full bucket has nothing left to
+        discover, and a node from its range that answers or asks updates it as
+        section 2.2 says, pinging its oldest contact when that one has been
+        quiet, so it is kept as a lookup would keep it. A bucket with room may
+        lack nodes only a lookup finds, so only lookups refresh it. In a busy
+        network traffic keeps the full buckets fresh; in an idle one each
+        refresh lookup refreshes the same range at the nodes it asks, so the
+        work is shared rather than repeated at every node.
         """
         cutoff = now - interval
         return [(b.low, b.high) for b in self._buckets if b.last_touched <= cutoff]
