@@ -16,6 +16,7 @@ from trio_kad._duties import (
     refresh_targets,
     replication_plan,
     split_stale,
+    stand_ins,
     ttl_left,
 )
 from trio_kad._ids import Contact, distance, id_to_int, int_to_id
@@ -137,6 +138,26 @@ def test_replication_groups_near_pairs_per_peer_and_leaves_far_ones() -> None:
 
 def test_nothing_to_replicate_from_an_empty_store() -> None:
     assert replication_plan(table_with(b"\x00" * 32, [], 3), [], 0.0, HOUR) == {}
+
+
+def test_a_failed_holders_pairs_go_to_the_next_closest() -> None:
+    k = 3
+    own = b"\x00" * 32
+    key = near(own, 1)
+    # Nearest the key after this node: 2, 3, then 4 and 5.
+    table = table_with(own, [near(key, d) for d in (2, 3, 4, 5)], k)
+    plan = replication_plan(table, [record(key)], 2 * HOUR, HOUR)
+    assert sorted(distance(c.node_id, key) for c in plan) == [
+        distance(near(key, d), key) for d in (2, 3)
+    ]
+    gone = near(key, 2)
+    extra = stand_ins(table, plan, [gone])
+    assert [(c.node_id, [s.key for s in stores]) for c, stores in extra.items()] == [
+        (near(key, 4), [key])
+    ]
+    assert stand_ins(table, plan, []) == {}
+    # With every other contact failed or already sent it, there is nobody left.
+    assert stand_ins(table, plan, [near(key, d) for d in (2, 3, 4, 5)]) == {}
 
 
 # --- refresh: the own neighbourhood in one lookup (paper 2.3, 4.2) ---------------------

@@ -1203,3 +1203,36 @@ class CappedMachine(RuleBasedStateMachine):
 
 TestCappedMachine = CappedMachine.TestCase
 TestCappedMachine.settings = machine_settings(max_examples=30)
+
+
+# --- refresh: what counts as activity in a range (paper 2.3) ----------------------------
+
+
+def test_traffic_refreshes_a_full_bucket_but_not_one_with_room() -> None:
+    table = RoutingTable(OWN, k=2, now=0.0, max_per_subnet=1)
+    far = [at_distance(2**255 + i) for i in range(1, 5)]
+    table.update(Contact(far[0], "10.0.1.1", 1), 10.0)
+    assert table.bucket_for(far[0]).last_touched == 0.0  # room left: only a lookup counts
+    table.update(Contact(far[0], "10.0.1.1", 1), 20.0)
+    assert table.bucket_for(far[0]).last_touched == 0.0
+    table.update(Contact(at_distance(1), "10.0.2.1", 1), 30.0)  # splits: halves made at 30
+    table.update(Contact(far[1], "10.0.3.1", 1), 40.0)  # fills the far bucket
+    bucket = table.bucket_for(far[0])
+    assert bucket.full and bucket.last_touched == 40.0
+    table.update(Contact(far[0], "10.0.1.1", 1), 50.0)  # a known contact seen again
+    assert bucket.last_touched == 50.0
+    table.update(Contact(far[2], "10.0.4.1", 1), 60.0)  # a newcomer waits: PingOldest
+    assert bucket.last_touched == 60.0
+    table.update(Contact(far[3], "10.0.3.2", 1), 70.0)  # its /24 has its share: ignored
+    assert bucket.last_touched == 60.0
+    assert table.stale_buckets(60.0 + 100.0, 100.0) == [(b.low, b.high) for b in table.buckets]
+
+
+def test_the_own_neighbourhood_is_touched_as_a_whole() -> None:
+    table = RoutingTable(OWN, k=2, now=0.0)
+    for d in (1, 2, 3, 2**255, 2**100):
+        table.update(contact(at_distance(d)), 0.0)
+    assert table.neighbourhood_radius() == 3  # past the 2nd closest, at distance 2
+    table.touch_within(table.neighbourhood_radius(), 5.0)
+    assert [b.last_touched == 5.0 for b in table.buckets] == [b.high <= 3 for b in table.buckets]
+    assert RoutingTable(OWN, k=2).neighbourhood_radius() == ID_SPACE  # fewer than k known
