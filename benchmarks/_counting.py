@@ -7,11 +7,15 @@ and the pings of a full bucket's oldest contact that a request sets off.
 
 from __future__ import annotations
 
+import platform
 from collections import Counter
+from dataclasses import asdict
 from typing import Any
 
+import trio
+
 import trio_kad
-from trio_kad import MemoryNetwork, MemoryTransport
+from trio_kad import Config, MemoryNetwork, MemoryTransport
 from trio_kad._maintenance import UPKEEP_CAUSE
 from trio_kad._messages import Request
 
@@ -53,3 +57,17 @@ def breakdown(counts: Counter[tuple[str, str]], per: float) -> dict[str, dict[st
         row[kind] = n / per
         row["total"] += n / per
     return table
+
+
+def header(benchmark: str, config: Config, **params: object) -> dict[str, Any]:
+    """The start of a benchmark's JSON: its name, parameters, ``Config`` and versions."""
+    return {
+        "benchmark": benchmark,
+        **params,
+        "config": asdict(config),
+        "versions": {
+            "python": platform.python_version(),
+            "trio": trio.__version__,
+            "trio_kad": trio_kad.__version__,
+        },
+    }

@@ -16,20 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import resource
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict
 from typing import Any
 
 import trio
 import trio.testing
-from _counting import CountingNetwork, breakdown
+from _counting import CountingNetwork, breakdown, header
 
-import trio_kad
 from trio_kad import Config, open_dht
 from trio_kad.testing import open_simulation
 
@@ -41,21 +38,16 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
     config = Config()
     network = CountingNetwork(rng=random.Random(args.seed), latency=args.latency)
     started = time.perf_counter()
-    result: dict[str, Any] = {
-        "benchmark": "churn",
-        "nodes": args.nodes,
-        "keys": args.keys,
-        "hours": args.hours,
-        "churn_per_hour": args.churn,
-        "seed": args.seed,
-        "latency": args.latency,
-        "config": asdict(config),
-        "versions": {
-            "python": platform.python_version(),
-            "trio": trio.__version__,
-            "trio_kad": trio_kad.__version__,
-        },
-    }
+    result = header(
+        "churn",
+        config,
+        nodes=args.nodes,
+        keys=args.keys,
+        hours=args.hours,
+        churn_per_hour=args.churn,
+        seed=args.seed,
+        latency=args.latency,
+    )
     async with open_simulation(args.nodes, seed=args.seed, config=config, network=network) as sim:
         result["join_wall_seconds"] = time.perf_counter() - started
         async with open_dht(

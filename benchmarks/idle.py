@@ -17,20 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import resource
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict
 from typing import Any
 
 import trio
 import trio.testing
-from _counting import CountingNetwork, breakdown
+from _counting import CountingNetwork, breakdown, header
 
-import trio_kad
 from trio_kad import Config
 from trio_kad.testing import open_simulation
 
@@ -41,20 +38,15 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
     config = Config()
     network = CountingNetwork(rng=random.Random(args.seed), latency=args.latency)
     started = time.perf_counter()
-    result: dict[str, Any] = {
-        "benchmark": "idle",
-        "nodes": args.nodes,
-        "settle_hours": args.settle,
-        "hours": args.hours,
-        "seed": args.seed,
-        "latency": args.latency,
-        "config": asdict(config),
-        "versions": {
-            "python": platform.python_version(),
-            "trio": trio.__version__,
-            "trio_kad": trio_kad.__version__,
-        },
-    }
+    result = header(
+        "idle",
+        config,
+        nodes=args.nodes,
+        settle_hours=args.settle,
+        hours=args.hours,
+        seed=args.seed,
+        latency=args.latency,
+    )
     async with open_simulation(args.nodes, seed=args.seed, config=config, network=network) as sim:
         result["join_wall_seconds"] = time.perf_counter() - started
         await trio.sleep(args.settle * HOUR)

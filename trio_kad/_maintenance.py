@@ -74,7 +74,7 @@ async def _every(
 
 
 async def run_refresh(node: Node, *, task_status: trio.TaskStatus[None]) -> None:
-    """Look up a random id in every bucket no lookup has touched for tRefresh (paper 2.3)."""
+    """Refresh every bucket with no activity for tRefresh (paper 2.3; ``stale_buckets``)."""
     interval = node.config.refresh_interval / CHECKS_PER_REFRESH
     await _every(
         node, lambda: jittered(node, interval), lambda: refresh(node), "refresh", task_status
