@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from ._ids import Contact, count_nearer, distance, random_id_at_distance
 from ._messages import MAX_BATCH_PAIRS, Store
@@ -60,27 +61,79 @@ def refresh_targets(
     return [random_id_at_distance(node_id, low, high, rng) for low, high in ranges]
 
 
-def split_stale(
-    table: RoutingTable, stale: Iterable[tuple[int, int]]
-) -> tuple[bool, list[tuple[int, int]]]:
-    """Which stale ranges one lookup of the own id refreshes, and which need a lookup each.
+@dataclass(frozen=True, slots=True)
+class RefreshPlan:
+    """How one refresh round refreshes the stale buckets (paper 2.3), cheapest way first.
 
-    Returns whether any stale range is the own bucket's or lies in the own
-    neighbourhood (below the distance of the k-th closest contact,
-    ``RoutingTable.neighbourhood_radius``), and the other ranges. The own-id
-    lookup asks every node in that ball, so it refreshes all of its buckets at
-    once, however many relaxed splits (paper 4.2) cut it into: they are the
-    buckets that hold few nodes or none, and so the ones no traffic refreshes.
+    Each ask is one FIND_NODE to contacts the table holds, whose replies name
+    what a lookup would find; the nodes named that the table lacks and has room
+    for are then pinged, so those that answer go in. A lookup is left for
+    ranges with no contact to ask, or when every contact asked failed.
+    """
+
+    asks: list[tuple[list[Contact], bytes]]
+    """Contacts to ask for a ``target``, at once: the ``alpha`` closest for the own id
+    (every stale bucket of the own neighbourhood), one contact of each other bucket
+    for a random id in it."""
+    lookups: list[bytes]
+    """Random ids in the stale buckets that hold no contact: look them up."""
+
+
+def refresh_plan(
+    table: RoutingTable, stale: Iterable[tuple[int, int]], alpha: int, rng: random.Random
+) -> RefreshPlan:
+    """The cheapest refresh of each ``(low, high)`` stale range that finds what a lookup would.
+
+    Stale ranges in the own bucket or below the distance of the k-th closest
+    contact (``RoutingTable.neighbourhood_radius``), however many relaxed
+    splits (paper 4.2) cut them into, share one ask of the own id to the
+    ``alpha`` closest contacts: each knows its own neighbourhood, which is this
+    one's (paper 4.2), and replies with the k closest it knows, as the last
+    round of a lookup of the own id would. Any other bucket asks its most
+    recently seen contact for a random id in its range: all the range's nodes
+    are nearer to that contact and to the id than any node outside the range,
+    so when the range holds fewer than k nodes the reply names every one a
+    lookup would find, and when it holds more, k to fill the bucket with (a
+    full bucket then has nothing to add: the ask shows that its range still
+    answers, and its contacts are kept by traffic, section 2.2).
     """
     radius = table.neighbourhood_radius()
-    near = False
-    far: list[tuple[int, int]] = []
+    own = False
+    asks: list[tuple[list[Contact], bytes]] = []
+    lookups: list[bytes] = []
     for low, high in stale:
         if low == 0 or high <= radius:
-            near = True
+            own = True
+            continue
+        target = random_id_at_distance(table.own_id, low, high, rng)
+        bucket = table.bucket_for(target)
+        if len(bucket):
+            asks.append(([bucket.contacts[-1]], target))
         else:
-            far.append((low, high))
-    return near, far
+            lookups.append(target)
+    if own:
+        closest = table.closest(table.own_id, alpha)
+        if closest:
+            asks.insert(0, (closest, table.own_id))
+        else:
+            lookups.insert(0, table.own_id)
+    return RefreshPlan(asks, lookups)
+
+
+def strangers(table: RoutingTable, contacts: Iterable[Contact]) -> list[Contact]:
+    """The ``contacts`` the table lacks and has room for: new nodes worth a ping.
+
+    Room is a bucket that is not full, or the own bucket, which splits when full.
+    """
+    own_id = table.own_id
+    found = []
+    for contact in contacts:
+        if contact.node_id == own_id or contact.node_id in table:
+            continue
+        bucket = table.bucket_for(contact.node_id)
+        if not bucket.full or bucket.low == 0:
+            found.append(contact)
+    return found
 
 
 def far_buckets(table: RoutingTable) -> list[tuple[int, int]]:

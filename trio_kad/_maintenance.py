@@ -19,13 +19,14 @@ import trio
 from ._duties import (
     far_buckets,
     handoff_stores,
+    refresh_plan,
     refresh_targets,
     replication_plan,
-    split_stale,
     stand_ins,
+    strangers,
 )
 from ._ids import Contact
-from ._messages import Store
+from ._messages import FindNode, Nodes, Ping, Store
 from ._node import Node
 
 log = logging.getLogger("trio_kad.maintenance")
@@ -84,20 +85,55 @@ async def run_refresh(node: Node, *, task_status: trio.TaskStatus[None]) -> None
 async def refresh(node: Node) -> int:
     """One refresh round; returns how many buckets were refreshed.
 
-    Stale buckets in the own neighbourhood share one lookup of the own id
-    (``_duties.split_stale``); each other one gets a lookup of a random id in it.
+    Each stale range is refreshed the cheapest way that finds what a lookup
+    would (``_duties.refresh_plan``): the own neighbourhood by asking the
+    closest contacts for the own id, another bucket by asking one of its
+    contacts, an empty one, or one whose contacts all fail, by a lookup.
     """
     table = node.table
-    stale = table.stale_buckets(trio.current_time(), node.config.refresh_interval)
-    near, far = split_stale(table, stale)
-    if near:
-        started = trio.current_time()
-        await node.lookup(node.node_id)
-        table.touch_within(table.neighbourhood_radius(), started)
-    await refresh_buckets(node, far)
+    config = node.config
+    stale = table.stale_buckets(trio.current_time(), config.refresh_interval)
+    plan = refresh_plan(table, stale, config.alpha, node.rng)
+    for contacts, target in plan.asks:
+        if not await ask(node, contacts, target):
+            await node.lookup(target)  # none answered: the paper's way
+    for target in plan.lookups:
+        await node.lookup(target)
     if node.on_checkpoint is not None:
         await node.on_checkpoint()
     return len(stale)
+
+
+async def ask(node: Node, contacts: list[Contact], target: bytes) -> bool:
+    """Refresh the range of ``target`` with one FIND_NODE to each of ``contacts``, at once.
+
+    The nodes they name that the table lacks and has room for are pinged, so
+    those that answer go in; then the range counts as refreshed (for the own
+    id, the whole own neighbourhood). Returns ``False`` when none answered.
+    """
+    started = trio.current_time()
+    radius = node.table.neighbourhood_radius()  # the ball the plan meant, if it shrinks
+    named: dict[bytes, Contact] = {}
+
+    async def find(contact: Contact) -> None:
+        reply = await node.rpc(contact, FindNode(target))
+        if isinstance(reply, Nodes):
+            named[contact.node_id] = contact
+            named.update((c.node_id, c) for c in node.addresses.allowed(reply.contacts))
+
+    async with trio.open_nursery() as nursery:
+        for contact in contacts:
+            nursery.start_soon(find, contact)
+    if not named:
+        return False
+    table = node.table
+    async with trio.open_nursery() as nursery:
+        for stranger in strangers(table, named.values())[: node.config.k]:
+            nursery.start_soon(node.rpc, stranger, Ping())
+    if target == node.node_id:
+        table.touch_within(max(radius, table.neighbourhood_radius()), started)
+    table.touch(target, started)
+    return True
 
 
 async def refresh_buckets(node: Node, ranges: Iterable[tuple[int, int]]) -> None:

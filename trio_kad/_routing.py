@@ -243,7 +243,7 @@ class RoutingTable:
                 return self._readdress(entry, contact, now)
             bucket = entry.bucket
             bucket.seen(entry, now)
-            if bucket.full:
+            if bucket.full and bucket.low:
                 bucket.last_touched = now  # activity in its range: see stale_buckets
             return _UPDATED
 
@@ -252,7 +252,8 @@ class RoutingTable:
         if cached is not None:
             quick = self._reseen_replacement(cached, contact, now)
             if quick is not None:
-                cached.bucket.last_touched = now  # a full bucket, as always in the short path
+                # A full bucket that may not split, as always on the short path.
+                cached.bucket.last_touched = now
                 return quick
             del self._cached[node_id]
             cached.bucket.forget_replacement(cached)
@@ -287,7 +288,7 @@ class RoutingTable:
             else:
                 self._add_replacement(bucket, Entry(contact, id_int, distance, now, group, bucket))
                 result = bucket.ping_oldest()
-            if bucket.full and result is not _IGNORED_SUBNET:
+            if bucket.full and bucket.low and result is not _IGNORED_SUBNET:
                 bucket.last_touched = now  # activity in its range: see stale_buckets
             break
         if split_any:
@@ -373,12 +374,14 @@ class RoutingTable:
         """``(low, high)`` distance ranges of buckets with no activity for ``interval``.
 
         Activity is a lookup of an id in the range (``touch``) or, besides the
-        paper's lookups, for a full bucket, a contact in its range seen alive
-        (``update``, unless ignored). A full bucket has nothing left to
-        discover, and a node from its range that answers or asks updates it as
-        section 2.2 says, pinging its oldest contact when that one has been
-        quiet, so it is kept as a lookup would keep it. A bucket with room may
-        lack nodes only a lookup finds, so only lookups refresh it. In a busy
+        paper's lookups, for a full bucket other than the own one, a contact in
+        its range seen alive (``update``, unless ignored). Such a bucket has
+        nothing left to discover, and a node from its range that answers or
+        asks updates it as section 2.2 says, pinging its oldest contact when
+        that one has been quiet, so it is kept as a lookup would keep it. A
+        bucket with room, or the own bucket (which splits when full), may lack
+        nodes only a lookup finds, so only lookups refresh it. A split is
+        neither: both halves keep their parent's time. In a busy
         network traffic keeps the full buckets fresh; in an idle one each
         refresh lookup refreshes the same range at the nodes it asks, so the
         work is shared rather than repeated at every node.
@@ -450,7 +453,10 @@ class RoutingTable:
         return count + self._buckets[index].count_nearer(distance)
 
     def _split(self, index: int, now: float) -> None:
-        near, far = self._buckets[index].split(now)
+        parent = self._buckets[index]
+        near, far = parent.split(now)
+        # A split is no lookup: both halves are as fresh as their parent was (2.3).
+        near.last_touched = far.last_touched = parent.last_touched
         self._buckets[index : index + 1] = [near, far]
         self._lows[index : index + 1] = [near.low, far.low]
 
