@@ -7,12 +7,17 @@ and the pings of a full bucket's oldest contact that a request sets off.
 
 from __future__ import annotations
 
+import argparse
+import json
 import platform
+import sys
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
 
 import trio
+import trio.testing
 
 import trio_kad
 from trio_kad import Config, MemoryNetwork, MemoryTransport
@@ -59,11 +64,14 @@ def breakdown(counts: Counter[tuple[str, str]], per: float) -> dict[str, dict[st
     return table
 
 
-def header(benchmark: str, config: Config, **params: object) -> dict[str, Any]:
-    """The start of a benchmark's JSON: its name, parameters, ``Config`` and versions."""
+def header(benchmark: str, config: Config, args: argparse.Namespace, **params: object) -> Any:
+    """The start of a benchmark's JSON: its name, parameters (``params``, then the
+    ``seed`` and ``latency`` of ``args``), ``Config`` and versions."""
     return {
         "benchmark": benchmark,
         **params,
+        "seed": args.seed,
+        "latency": args.latency,
         "config": asdict(config),
         "versions": {
             "python": platform.python_version(),
@@ -71,3 +79,14 @@ def header(benchmark: str, config: Config, **params: object) -> dict[str, Any]:
             "trio_kad": trio_kad.__version__,
         },
     }
+
+
+def run_virtual(
+    simulate: Callable[[argparse.Namespace], Awaitable[dict[str, Any]]], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Run ``simulate(args)`` in virtual time (autojump ``MockClock``); print its JSON."""
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    result = trio.run(simulate, args, clock=clock)
+    json.dump(result, sys.stdout, indent=2)
+    print()
+    return result

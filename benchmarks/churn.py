@@ -15,7 +15,6 @@ Prints one JSON object on stdout and a short summary on stderr.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import resource
 import sys
@@ -25,7 +24,7 @@ from typing import Any
 
 import trio
 import trio.testing
-from _counting import CountingNetwork, breakdown, header
+from _counting import CountingNetwork, breakdown, header, run_virtual
 
 from trio_kad import Config, open_dht
 from trio_kad.testing import open_simulation
@@ -41,12 +40,11 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
     result = header(
         "churn",
         config,
+        args,
         nodes=args.nodes,
         keys=args.keys,
         hours=args.hours,
         churn_per_hour=args.churn,
-        seed=args.seed,
-        latency=args.latency,
     )
     async with open_simulation(args.nodes, seed=args.seed, config=config, network=network) as sim:
         result["join_wall_seconds"] = time.perf_counter() - started
@@ -124,10 +122,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.005, help="one-way, seconds")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    clock = trio.testing.MockClock(autojump_threshold=0)
-    result = trio.run(simulate, args, clock=clock)
-    json.dump(result, sys.stdout, indent=2)
-    print()
+    result = run_virtual(simulate, args)
     print(
         f"found {result['found_fraction']:.1%} of {args.keys} keys after {args.hours} h with "
         f"{args.churn:.0%}/h churn; {result['maintenance_rpcs_per_node_hour']:.1f} "

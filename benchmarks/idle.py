@@ -16,7 +16,6 @@ Prints one JSON object on stdout and a short summary on stderr.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import resource
 import sys
@@ -26,7 +25,7 @@ from typing import Any
 
 import trio
 import trio.testing
-from _counting import CountingNetwork, breakdown, header
+from _counting import CountingNetwork, breakdown, header, run_virtual
 
 from trio_kad import Config
 from trio_kad.testing import open_simulation
@@ -41,11 +40,10 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
     result = header(
         "idle",
         config,
+        args,
         nodes=args.nodes,
         settle_hours=args.settle,
         hours=args.hours,
-        seed=args.seed,
-        latency=args.latency,
     )
     async with open_simulation(args.nodes, seed=args.seed, config=config, network=network) as sim:
         result["join_wall_seconds"] = time.perf_counter() - started
@@ -81,10 +79,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.005, help="one-way, seconds")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    clock = trio.testing.MockClock(autojump_threshold=0)
-    result = trio.run(simulate, args, clock=clock)
-    json.dump(result, sys.stdout, indent=2)
-    print()
+    result = run_virtual(simulate, args)
     print(
         f"{args.nodes} idle nodes: {result['rpcs_per_node_minute']:.3f} RPCs per node per "
         f"minute over {args.hours:g} h; {result['wall_seconds']:.0f} s wall",
