@@ -320,3 +320,25 @@ async def test_an_idle_network_sends_under_one_rpc_per_node_per_minute(
         # off since a node's last round may wait for its next one).
         now = trio.current_time()
         assert all(not node_of(n).table.stale_buckets(now, 1.5 * HOUR) for n in sim.nodes)
+
+
+async def test_a_publisher_does_not_resend_its_pairs_hourly(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Issue 15: a publisher outside the k closest re-sent each of its pairs with a
+    # lookup and k STOREs every hour; the k closest keep them among themselves.
+    config = Config(k=5)
+    async with open_simulation(60, seed=12, config=config) as sim:
+        publisher = sim.nodes[0]
+        for i in range(20):
+            await publisher.set(f"own-{i}", i)
+        node = node_of(publisher)
+        await trio.sleep(2 * HOUR)
+        sent = node.transport.statistics().requests_sent
+        await trio.sleep(2 * HOUR)
+        # Refresh and the odd replication batch: under one RPC per pair per hour (a
+        # lookup and k STOREs per pair each hour were 490 RPCs in these two hours).
+        assert node.transport.statistics().requests_sent - sent < 2 * 20
+        for i in range(20):
+            assert len(holders(sim, f"own-{i}")) >= config.k
+            assert await sim.nodes[-1].get(f"own-{i}") == i
