@@ -25,6 +25,7 @@ from typing import Any
 import trio
 import trio.testing
 from _counting import CountingNetwork, breakdown, header, run_virtual
+from _stats import percentiles
 
 from trio_kad import Config, open_dht
 from trio_kad.testing import open_simulation
@@ -90,8 +91,18 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
             counts = Counter(network.counts)
             virtual_hours = (trio.current_time() - day_start) / HOUR
             found = 0
+            rpcs: list[float] = []
+            failures: list[float] = []
             for key in keys:
-                found += await rng.choice(sim.nodes).get(key) == key
+                reader = rng.choice(sim.nodes)
+                before_get = reader.last_lookup
+                found += await reader.get(key) == key
+                report = reader.last_lookup
+                if report is not None and report is not before_get:
+                    # How well the tables were kept: dead contacts cost failed RPCs.
+                    rpcs.append(report.queries)
+                    failures.append(report.failures)
+            result["final_gets"] = {"rpcs": percentiles(rpcs), "failures": percentiles(failures)}
             result.update(
                 {
                     "nodes_left": left,
