@@ -177,11 +177,11 @@ def test_stale_ranges_in_the_own_neighbourhood_share_one_ask() -> None:
     # First the own id, of the alpha (2) closest: it covers [0, 2), the own bucket.
     (first, target), *others_asked = plan.asks
     assert target == own and [distance(c.node_id, own) for c in first] == [1, 2]
-    # Beyond the radius: [2, 4) and the far contacts' buckets ask their newest contact;
-    # the empty buckets between need a lookup each.
+    # Beyond the radius: [2, 4) (2 was seen before 3) and the far contacts' buckets ask
+    # their oldest contact; the empty buckets between need a lookup each.
     beyond = [(low, high) for low, high in stale if low >= 2]
     assert len(others_asked) + len(plan.lookups) == len(beyond)
-    assert sorted(distance(c.node_id, own) for (c,), _ in others_asked) == [3, 1 << 100, 1 << 255]
+    assert sorted(distance(c.node_id, own) for (c,), _ in others_asked) == [2, 1 << 100, 1 << 255]
     without_own = refresh_plan(table, beyond, 2, random.Random(1))
     assert all(t != own for _, t in without_own.asks)
     assert len(without_own.lookups) == len(plan.lookups)
@@ -204,7 +204,7 @@ def test_each_stale_range_gets_its_cheapest_refresh(
         if target == own:
             assert asked == table.closest(own, 3)
         else:
-            assert asked == [table.bucket_for(target).contacts[-1]]  # the most recently seen
+            assert asked == [table.bucket_for(target).contacts[0]]  # the least recently seen
     assert all(not len(table.bucket_for(t)) for t in plan.lookups if t != own)
 
 

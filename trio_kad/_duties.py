@@ -73,8 +73,8 @@ class RefreshPlan:
 
     asks: list[tuple[list[Contact], bytes]]
     """Contacts to ask for a ``target``, at once: the ``alpha`` closest for the own id
-    (every stale bucket of the own neighbourhood), one contact of each other bucket
-    for a random id in it."""
+    (every stale bucket of the own neighbourhood), the least recently seen contact
+    of each other bucket for a random id in it."""
     lookups: list[bytes]
     """Random ids in the stale buckets that hold no contact: look them up."""
 
@@ -89,8 +89,10 @@ def refresh_plan(
     splits (paper 4.2) cut them into, share one ask of the own id to the
     ``alpha`` closest contacts: each knows its own neighbourhood, which is this
     one's (paper 4.2), and replies with the k closest it knows, as the last
-    round of a lookup of the own id would. Any other bucket asks its most
-    recently seen contact for a random id in its range: all the range's nodes
+    round of a lookup of the own id would. Any other bucket asks its least
+    recently seen contact (the likeliest to have left, section 2.2: the ask
+    checks it too, and if it fails the range gets a lookup) for a random id
+    in its range: all the range's nodes
     are nearer to that contact and to the id than any node outside the range,
     so when the range holds fewer than k nodes the reply names every one a
     lookup would find, and when it holds more, k to fill the bucket with (a
@@ -108,7 +110,7 @@ def refresh_plan(
         target = random_id_at_distance(table.own_id, low, high, rng)
         bucket = table.bucket_for(target)
         if len(bucket):
-            asks.append(([bucket.contacts[-1]], target))
+            asks.append(([bucket.contacts[0]], target))
         else:
             lookups.append(target)
     if own:
