@@ -15,20 +15,19 @@ Prints one JSON object on stdout and a short summary on stderr.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import random
 import resource
 import sys
 import time
-from dataclasses import asdict
+from collections import Counter
 from typing import Any
 
 import trio
 import trio.testing
+from _counting import CountingNetwork, breakdown, header, run_virtual
+from _stats import percentiles
 
-import trio_kad
-from trio_kad import Config, MemoryNetwork, open_dht
+from trio_kad import Config, open_dht
 from trio_kad.testing import open_simulation
 
 HOUR = 3600.0
@@ -37,23 +36,17 @@ HOUR = 3600.0
 async def simulate(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.seed)
     config = Config()
-    network = MemoryNetwork(rng=random.Random(args.seed), latency=args.latency)
+    network = CountingNetwork(rng=random.Random(args.seed), latency=args.latency)
     started = time.perf_counter()
-    result: dict[str, Any] = {
-        "benchmark": "churn",
-        "nodes": args.nodes,
-        "keys": args.keys,
-        "hours": args.hours,
-        "churn_per_hour": args.churn,
-        "seed": args.seed,
-        "latency": args.latency,
-        "config": asdict(config),
-        "versions": {
-            "python": platform.python_version(),
-            "trio": trio.__version__,
-            "trio_kad": trio_kad.__version__,
-        },
-    }
+    result = header(
+        "churn",
+        config,
+        args,
+        nodes=args.nodes,
+        keys=args.keys,
+        hours=args.hours,
+        churn_per_hour=args.churn,
+    )
     async with open_simulation(args.nodes, seed=args.seed, config=config, network=network) as sim:
         result["join_wall_seconds"] = time.perf_counter() - started
         async with open_dht(
@@ -68,6 +61,7 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
                 await publisher.set(key, key)
             day_start = trio.current_time()
             before = network.statistics().requests_sent
+            network.counts.clear()
             node_hours = 0.0
             left = joined = join_rpcs = 0
             for hour in range(args.hours):
@@ -94,9 +88,21 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
             node_hours += len(sim.nodes) * (end - trio.current_time()) / HOUR
             await trio.sleep_until(end)
             maintenance_rpcs = network.statistics().requests_sent - before - join_rpcs
+            counts = Counter(network.counts)
+            virtual_hours = (trio.current_time() - day_start) / HOUR
             found = 0
+            rpcs: list[float] = []
+            failures: list[float] = []
             for key in keys:
-                found += await rng.choice(sim.nodes).get(key) == key
+                reader = rng.choice(sim.nodes)
+                before_get = reader.last_lookup
+                found += await reader.get(key) == key
+                report = reader.last_lookup
+                if report is not None and report is not before_get:
+                    # How well the tables were kept: dead contacts cost failed RPCs.
+                    rpcs.append(report.queries)
+                    failures.append(report.failures)
+            result["final_gets"] = {"rpcs": percentiles(rpcs), "failures": percentiles(failures)}
             result.update(
                 {
                     "nodes_left": left,
@@ -105,7 +111,12 @@ async def simulate(args: argparse.Namespace) -> dict[str, Any]:
                     "maintenance_rpcs": maintenance_rpcs,
                     "join_rpcs": join_rpcs,
                     "maintenance_rpcs_per_node_hour": maintenance_rpcs / node_hours,
-                    "virtual_hours": (trio.current_time() - day_start) / HOUR,
+                    "maintenance_rpcs_per_key_hour": maintenance_rpcs / len(keys) / virtual_hours,
+                    "virtual_hours": virtual_hours,
+                    # Every RPC of the day (joins and the final gets excluded), by the
+                    # upkeep task that sent it ("other": pings of a full bucket's
+                    # oldest contact on a request, joins' own lookups): per key-hour.
+                    "rpcs_per_key_hour_by_cause": breakdown(counts, len(keys) * virtual_hours),
                 }
             )
     result["wall_seconds"] = time.perf_counter() - started
@@ -122,10 +133,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.005, help="one-way, seconds")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    clock = trio.testing.MockClock(autojump_threshold=0)
-    result = trio.run(simulate, args, clock=clock)
-    json.dump(result, sys.stdout, indent=2)
-    print()
+    result = run_virtual(simulate, args)
     print(
         f"found {result['found_fraction']:.1%} of {args.keys} keys after {args.hours} h with "
         f"{args.churn:.0%}/h churn; {result['maintenance_rpcs_per_node_hour']:.1f} "

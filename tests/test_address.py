@@ -438,6 +438,8 @@ async def test_exemptions_follow_the_listening_address(
     ):
         assert loopback.config.per_ip_exempt == ("127.0.0.1/32", "::1/128")
         assert loopback.config.diversity_exempt == ("127.0.0.0/8", "::1/128")
-        assert private.config.per_ip_exempt == private.config.diversity_exempt == ()
+        private_ranges = ("10.0.0.0/8", "100.64.0.0/10", "172.16.0.0/12", "192.168.0.0/16")
+        assert private.config.per_ip_exempt == ()
+        assert private.config.diversity_exempt == (*private_ranges, "fc00::/7")
         assert chosen.config.per_ip_exempt == ("10.9.0.0/16",)
-        assert chosen.config.diversity_exempt == ()
+        assert chosen.config.diversity_exempt == private.config.diversity_exempt

@@ -43,6 +43,16 @@ def test_churn_benchmark() -> None:
     data = bench("churn", "--nodes", "20", "--keys", "10", "--hours", "2", "--churn", "0.1")
     assert data["found_fraction"] == 1.0
     assert data["nodes_left"] == data["nodes_joined"] == 4
+    by_cause = data["rpcs_per_key_hour_by_cause"]
+    assert isinstance(by_cause, dict) and "replicate" in by_cause
+
+
+def test_idle_benchmark() -> None:
+    data = bench("idle", "--nodes", "30", "--settle", "1", "--hours", "1")
+    by_cause = data["rpcs_per_node_minute_by_cause"]
+    assert isinstance(by_cause, dict)
+    total = sum(row["total"] for row in by_cause.values())
+    assert total == pytest.approx(data["rpcs_per_node_minute"])
 
 
 def test_abuse_benchmark() -> None:

@@ -9,6 +9,7 @@ import pytest
 from trio_kad import Config
 
 NETWORKS = ("diversity_exempt", "per_ip_exempt")
+PRIVATE_RANGES = ("10.0.0.0/8", "100.64.0.0/10", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
 NUMERIC = [f.name for f in dataclasses.fields(Config) if f.name not in NETWORKS]
 
 
@@ -75,8 +76,12 @@ def test_exemptions_follow_the_listening_host_unless_set(name: str) -> None:
     assert getattr(Config(), name) is None  # decided by the host the node listens on
     for host in ("127.0.0.1", "::1", "localhost", "127.0.0.9"):
         assert getattr(Config().for_host(host), name) == loopback[name]
-    for host in ("0.0.0.0", "::", "10.0.0.1", "2606:4700::1", "dht.example.org"):
+    for host in ("0.0.0.0", "::", "2606:4700::1", "dht.example.org"):
         assert getattr(Config().for_host(host), name) == ()
+    # On a private address, the diversity cap spares private contacts (a LAN in one /24).
+    private = {"diversity_exempt": PRIVATE_RANGES, "per_ip_exempt": ()}
+    for host in ("10.0.0.1", "192.168.1.5", "fd00::7"):
+        assert getattr(Config().for_host(host), name) == private[name]
     chosen = Config(**{name: ("10.0.0.0/8",)})  # type: ignore[arg-type]
     for host in ("127.0.0.1", "0.0.0.0"):
         assert getattr(chosen.for_host(host), name) == ("10.0.0.0/8",)

@@ -1,17 +1,24 @@
 """Subnet diversity groups and network sets (``_diversity``): pure host-string answers.
 
-The routing table's use of them (a share per bucket) is tested in test_routing.py.
+The routing table's use of them (a share per bucket) is tested in test_routing.py;
+here, what the default cap does to whole simulated networks.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import random
+from contextlib import AsyncExitStack
 
 import pytest
+import trio
+import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from trio_kad import Config, Dht, MemoryNetwork, open_dht
 from trio_kad._diversity import Network, NetworkSet, SubnetGroups, subnet_group
+from trio_kad.testing import node_of
 
 EXEMPT_SETS: list[tuple[Network, ...]] = [
     (),
@@ -114,3 +121,77 @@ def test_network_set_matches_ip_literals_only() -> None:
         NetworkSet("127.0.0.1/32")
     with pytest.raises(ValueError):
         NetworkSet(["not a network"])
+
+
+# --- the cap in a network: private networks know their members, public nodes stay capped ---
+
+
+async def open_network(
+    stack: AsyncExitStack, network: MemoryNetwork, hosts: list[str], config: Config
+) -> list[Dht]:
+    """One node per host, each joining through a random earlier one; closed by ``stack``."""
+    rng = random.Random(len(hosts))
+    nodes: list[Dht] = []
+    for host in hosts:
+        bootstrap = [rng.choice(nodes).address] if nodes else []
+        dht = await stack.enter_async_context(
+            open_dht(
+                host,
+                0,
+                bootstrap,
+                transport=network.transport(),
+                config=config,
+                node_id=rng.randbytes(32),
+                rng=random.Random(rng.getrandbits(64)),
+            )
+        )
+        nodes.append(dht)
+    await trio.sleep(config.bootstrap_timeout)  # the joins' far-bucket refreshes
+    return nodes
+
+
+PRIVATE_LAYOUTS = {
+    "one /24": [f"10.7.3.{i}" for i in range(1, 31)],
+    "three /24s": [f"192.168.{i % 3}.{10 + i}" for i in range(30)],
+}
+
+
+@pytest.mark.parametrize("layout", sorted(PRIVATE_LAYOUTS))
+async def test_a_private_network_knows_all_its_members(
+    autojump_clock: trio.testing.MockClock, layout: str
+) -> None:
+    hosts = PRIVATE_LAYOUTS[layout]
+    config = Config()  # the default cap: 2 per /24 per bucket
+    async with AsyncExitStack() as stack:
+        nodes = await open_network(stack, MemoryNetwork(rng=random.Random(3)), hosts, config)
+        # Joined: each knows at least k others (the cap used to leave 2 to 6)...
+        assert min(node.statistics().contacts for node in nodes) >= config.k
+        # ... and once their buckets with room have been refreshed (paper 2.3), every
+        # other one a bucket has room for (a range of more than k nodes keeps k).
+        await trio.sleep(config.refresh_interval * 1.3)
+        ids = {node.node_id for node in nodes}
+        for node in nodes:
+            table = node_of(node).table
+            missing = ids - {c.node_id for c in table.contacts()} - {node.node_id}
+            assert all(table.bucket_for(m).full for m in missing)
+        assert sum(node.statistics().contacts for node in nodes) >= 0.99 * 30 * 29
+        for i in range(10):
+            assert await nodes[i].set(f"lan-{i}", i) >= config.k
+        for i in range(10):
+            held = sum(node.get_local(f"lan-{i}") is not None for node in nodes)
+            assert held >= config.k
+            assert await nodes[-1 - i].get(f"lan-{i}") == i
+
+
+async def test_a_public_node_still_caps_what_one_subnet_places(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    hosts = [f"45.1.1.{i}" for i in range(1, 31)]  # one public /24
+    config = Config()
+    async with AsyncExitStack() as stack:
+        nodes = await open_network(stack, MemoryNetwork(rng=random.Random(4)), hosts, config)
+        for node in nodes:
+            table = node_of(node).table
+            assert len(table) <= config.max_contacts_per_subnet * len(table.buckets)
+            assert all(len(b) <= config.max_contacts_per_subnet for b in table.buckets)
+            assert node.statistics().contacts < len(hosts) - 1

@@ -8,13 +8,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trio_kad._duties import (
+    RefreshPlan,
     among_closest,
     batches,
     cache_ttl,
     far_buckets,
     handoff_stores,
+    refresh_plan,
     refresh_targets,
     replication_plan,
+    stand_ins,
+    strangers,
     ttl_left,
 )
 from trio_kad._ids import Contact, distance, id_to_int, int_to_id
@@ -111,7 +115,7 @@ def test_far_buckets_are_all_but_the_own() -> None:
 # --- replication (paper 2.5) -----------------------------------------------------------
 
 
-def test_replication_groups_near_pairs_per_peer_and_looks_up_far_ones() -> None:
+def test_replication_groups_near_pairs_per_peer_and_leaves_far_ones() -> None:
     k = 3
     own = b"\x00" * 32
     near_key = near(own, 1)
@@ -122,21 +126,108 @@ def test_replication_groups_near_pairs_per_peer_and_looks_up_far_ones() -> None:
     records = [
         record(near_key),
         record(far_key),
+        # Its own pair too: the k closest hold it, its publisher republishes it daily.
+        Record(near(far_key, 9), b"p", stored_at=0.0, expires_at=10 * HOUR, publisher=True),
         Record(near(own, 2), b"c", stored_at=0.0, expires_at=10 * HOUR, cached=True),
         record(near(own, 3), expires_at=HOUR),  # expired at 2 h
         record(near(own, 4), stored_at=1.5 * HOUR),  # stored within the interval
     ]
     plan = replication_plan(table, records, 2 * HOUR, HOUR)
-    assert [s.key for s in plan.far] == [far_key]
-    assert plan.far[0].ttl == int(8 * HOUR)
-    assert len(plan.per_peer) == k - 1
-    assert all([s.key for s in stores] == [near_key] for stores in plan.per_peer.values())
-    assert plan.pair_count == 2
+    assert len(plan) == k - 1
+    assert all([s.key for s in stores] == [near_key] for stores in plan.values())
+    assert all(s.ttl == int(8 * HOUR) for stores in plan.values() for s in stores)
 
 
 def test_nothing_to_replicate_from_an_empty_store() -> None:
-    plan = replication_plan(table_with(b"\x00" * 32, [], 3), [], 0.0, HOUR)
-    assert plan.per_peer == {} and plan.far == [] and plan.pair_count == 0
+    assert replication_plan(table_with(b"\x00" * 32, [], 3), [], 0.0, HOUR) == {}
+
+
+def test_a_failed_holders_pairs_go_to_the_next_closest() -> None:
+    k = 3
+    own = b"\x00" * 32
+    key = near(own, 1)
+    # Nearest the key after this node: 2, 3, then 4 and 5.
+    table = table_with(own, [near(key, d) for d in (2, 3, 4, 5)], k)
+    plan = replication_plan(table, [record(key)], 2 * HOUR, HOUR)
+    assert sorted(distance(c.node_id, key) for c in plan) == [
+        distance(near(key, d), key) for d in (2, 3)
+    ]
+    gone = near(key, 2)
+    extra = stand_ins(table, plan, [gone])
+    assert [(c.node_id, [s.key for s in stores]) for c, stores in extra.items()] == [
+        (near(key, 4), [key])
+    ]
+    assert stand_ins(table, plan, []) == {}
+    # With every other contact failed or already sent it, there is nobody left.
+    assert stand_ins(table, plan, [near(key, d) for d in (2, 3, 4, 5)]) == {}
+
+
+# --- refresh: the own neighbourhood in one lookup (paper 2.3, 4.2) ---------------------
+
+
+def test_stale_ranges_in_the_own_neighbourhood_share_one_ask() -> None:
+    own = b"\x00" * 32
+    # The 2 closest at distances 1 and 2; 3 splits the own bucket into [0, 2) and [2, 4).
+    others = [near(own, 1), near(own, 2), near(own, 3), near(own, 1 << 255), near(own, 1 << 100)]
+    table = table_with(own, others, 2)
+    assert table.neighbourhood_radius() == 3
+    stale = [(b.low, b.high) for b in table.buckets]
+    assert (0, 2) in stale and (2, 4) in stale
+    plan = refresh_plan(table, stale, 2, random.Random(1))
+    # First the own id, of the alpha (2) closest: it covers [0, 2), the own bucket.
+    (first, target), *others_asked = plan.asks
+    assert target == own and [distance(c.node_id, own) for c in first] == [1, 2]
+    # Beyond the radius: [2, 4) (2 was seen before 3) and the far contacts' buckets ask
+    # their oldest contact; the empty buckets between need a lookup each.
+    beyond = [(low, high) for low, high in stale if low >= 2]
+    assert len(others_asked) + len(plan.lookups) == len(beyond)
+    assert sorted(distance(c.node_id, own) for (c,), _ in others_asked) == [2, 1 << 100, 1 << 255]
+    without_own = refresh_plan(table, beyond, 2, random.Random(1))
+    assert all(t != own for _, t in without_own.asks)
+    assert len(without_own.lookups) == len(plan.lookups)
+
+
+@given(st.lists(st.integers(1, 2**256 - 1), max_size=40), st.integers(1, 5), st.integers())
+def test_each_stale_range_gets_its_cheapest_refresh(
+    distances: list[int], k: int, seed: int
+) -> None:
+    own = b"\x00" * 32
+    table = table_with(own, [int_to_id(d) for d in distances], k)
+    radius = table.neighbourhood_radius()
+    stale = [(b.low, b.high) for b in table.buckets]
+    plan = refresh_plan(table, stale, 3, random.Random(seed))
+    beyond = [(low, high) for low, high in stale if low != 0 and high > radius]
+    targets = [t for _, t in plan.asks] + plan.lookups
+    assert targets.count(own) == 1  # the own bucket is always stale here
+    assert len(targets) == len(beyond) + 1
+    for asked, target in plan.asks:
+        if target == own:
+            assert asked == table.closest(own, 3)
+        else:
+            assert asked == [table.bucket_for(target).contacts[0]]  # the least recently seen
+    assert all(not len(table.bucket_for(t)) for t in plan.lookups if t != own)
+
+
+def test_a_table_with_fewer_than_k_contacts_is_all_neighbourhood() -> None:
+    own = b"\x00" * 32
+    table = table_with(own, [near(own, 1 << 255)], 3)
+    plan = refresh_plan(table, [(b.low, b.high) for b in table.buckets], 3, random.Random(2))
+    assert [(len(c), t) for c, t in plan.asks] == [(1, own)] and plan.lookups == []
+    empty = RoutingTable(own, k=3)
+    assert refresh_plan(empty, [(0, 2**256)], 3, random.Random(2)) == RefreshPlan([], [own])
+
+
+def test_strangers_are_the_unknown_nodes_the_table_has_room_for() -> None:
+    own = b"\x00" * 32
+    far_ = [near(own, (1 << 255) + i) for i in range(4)]
+    # Two near contacts fill the own bucket; far_[0] splits it off the far half.
+    table = table_with(own, [near(own, 1), near(own, 2), far_[0]], 2)
+    named = [contact(i, n) for n, i in enumerate([*far_, near(own, 3), own])]
+    # far_[0] is known, own is not a stranger; the far bucket has room, and the own
+    # bucket, full, would split for a newcomer.
+    assert [c.node_id for c in strangers(table, named)] == [*far_[1:], near(own, 3)]
+    table.update(contact(far_[1], 9), 0.0)  # the far bucket is full now
+    assert [c.node_id for c in strangers(table, named)] == [near(own, 3)]
 
 
 # --- handing pairs to a newcomer (paper 2.5) -------------------------------------------

@@ -473,7 +473,8 @@ def test_split_keeps_order_and_relaxed_splitting() -> None:
     assert table.update(c, 3.0) == Added()
     assert [(x.low, x.high) for x in table.buckets] == [(0, 2**255), (2**255, ID_SPACE)]
     assert table.buckets[1].contacts == [a, c]
-    assert all(x.last_touched == 3.0 for x in table.buckets)
+    # A split is no lookup; c, seen alive in a full far bucket, is activity there.
+    assert [x.last_touched for x in table.buckets] == [0.0, 3.0]
     # The far bucket is full and does not hold the own id, but a far contact that is
     # among the 2 closest to us (only b is closer) still gets in by splitting it.
     d = contact(at_distance(2**255))
@@ -485,7 +486,7 @@ def test_split_keeps_order_and_relaxed_splitting() -> None:
         (half, ID_SPACE),
     ]
     assert table.buckets[1].contacts == [a, d]
-    assert table.buckets[1].last_touched == 4.0
+    assert [x.last_touched for x in table.buckets] == [0.0, 4.0, 3.0]
     # A farther one in that full bucket is not among the 2 closest: it waits.
     e = contact(at_distance(2**255 + 5))
     assert table.update(e, 5.0) == PingOldest(a)
@@ -499,7 +500,9 @@ def test_touch_and_stale_buckets() -> None:
     assert table.stale_buckets(160.0, 60.0) == [(0, ID_SPACE)]  # boundary counts as stale
     table.update(contact(at_distance(2**255)), 200.0)
     table.update(contact(at_distance(1)), 300.0)  # splits down to the near contact at t=300
-    assert table.stale_buckets(300.0, 60.0) == []
+    # A split is no lookup: the halves are as stale as the bucket they came from.
+    assert table.stale_buckets(300.0, 60.0) == [(x.low, x.high) for x in table.buckets]
+    assert table.stale_buckets(300.0, 250.0) == []
     far = at_distance(2**255 + 5)
     assert table.bucket_for(far).low == 2**255
     assert table.stale_buckets(400.0, 60.0) == [(x.low, x.high) for x in table.buckets]
@@ -1208,3 +1211,36 @@ class CappedMachine(RuleBasedStateMachine):
 
 TestCappedMachine = CappedMachine.TestCase
 TestCappedMachine.settings = machine_settings(max_examples=30)
+
+
+# --- refresh: what counts as activity in a range (paper 2.3) ----------------------------
+
+
+def test_traffic_refreshes_a_full_bucket_but_not_one_with_room() -> None:
+    table = RoutingTable(OWN, k=2, now=0.0, max_per_subnet=1)
+    far = [at_distance(2**255 + i) for i in range(1, 5)]
+    table.update(Contact(far[0], "10.0.1.1", 1), 10.0)
+    assert table.bucket_for(far[0]).last_touched == 0.0  # room left: only a lookup counts
+    table.update(Contact(far[0], "10.0.1.1", 1), 20.0)
+    assert table.bucket_for(far[0]).last_touched == 0.0
+    table.update(Contact(at_distance(1), "10.0.2.1", 1), 30.0)  # splits: halves made at 30
+    table.update(Contact(far[1], "10.0.3.1", 1), 40.0)  # fills the far bucket
+    bucket = table.bucket_for(far[0])
+    assert bucket.full and bucket.last_touched == 40.0
+    table.update(Contact(far[0], "10.0.1.1", 1), 50.0)  # a known contact seen again
+    assert bucket.last_touched == 50.0
+    table.update(Contact(far[2], "10.0.4.1", 1), 60.0)  # a newcomer waits: PingOldest
+    assert bucket.last_touched == 60.0
+    table.update(Contact(far[3], "10.0.3.2", 1), 70.0)  # its /24 has its share: ignored
+    assert bucket.last_touched == 60.0
+    assert table.stale_buckets(60.0 + 100.0, 100.0) == [(b.low, b.high) for b in table.buckets]
+
+
+def test_the_own_neighbourhood_is_touched_as_a_whole() -> None:
+    table = RoutingTable(OWN, k=2, now=0.0)
+    for d in (1, 2, 3, 2**255, 2**100):
+        table.update(contact(at_distance(d)), 0.0)
+    assert table.neighbourhood_radius() == 3  # past the 2nd closest, at distance 2
+    table.touch_within(table.neighbourhood_radius(), 5.0)
+    assert [b.last_touched == 5.0 for b in table.buckets] == [b.high <= 3 for b in table.buckets]
+    assert RoutingTable(OWN, k=2).neighbourhood_radius() == ID_SPACE  # fewer than k known

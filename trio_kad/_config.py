@@ -6,7 +6,7 @@ import dataclasses
 import ipaddress
 from dataclasses import dataclass
 
-from ._address import listens_on_loopback
+from ._address import Scope, listening_scope
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +77,15 @@ class Config:
     diversity_exempt: tuple[str, ...] | None = None
     """Networks whose hosts are not subject to ``max_contacts_per_subnet``.
 
-    ``None`` (the default): 127.0.0.0/8 and ::1 when the node listens on a
-    loopback address (a local test net, every node on one host), nothing
-    otherwise. Never by default on a public or private address, where a local
-    proxy or tunnel would otherwise lift the cap for everyone behind it.
+    ``None`` (the default) decides by the address the node listens on:
+    127.0.0.0/8 and ::1 on a loopback address (a local test net, every node on
+    one host); the private ranges (10/8, 100.64/10, 172.16/12, 192.168/16,
+    fc00::/7) on a private address, where a LAN, VPC or container network often
+    lies in one /24 and the cap would keep its nodes from knowing each other
+    (go-libp2p-kad-dht's LAN DHT has no diversity filter either); nothing on a
+    public address or a wildcard. Public contacts stay capped everywhere. Set
+    ``()`` on a private node that a proxy on its network exposes to strangers:
+    they would all arrive from the proxy's private address.
     """
     per_ip_exempt: tuple[str, ...] | None = None
     """Networks whose hosts are not subject to the per-IP limits.
@@ -211,24 +216,32 @@ class Config:
     def for_host(self, host: str) -> Config:
         """This config as a node listening on ``host`` uses it: automatic exemptions made explicit.
 
-        Each exemption left ``None`` becomes its loopback networks when ``host``
-        is a loopback address (or ``localhost``), ``()`` otherwise; exemptions
-        set explicitly are kept as they are.
+        Each exemption left ``None`` becomes the networks it stands for in the
+        scope ``host`` listens in (``_address.listening_scope``): loopback
+        networks on a loopback address (or ``localhost``), private ranges for
+        ``diversity_exempt`` on a private one, ``()`` otherwise; exemptions set
+        explicitly are kept as they are.
         """
-        loopback = listens_on_loopback(host)
+        scope = listening_scope(host)
         changes = {
-            name: networks if loopback else ()
-            for name, networks in _EXEMPTIONS.items()
+            name: by_scope.get(scope, ())
+            for name, by_scope in _EXEMPTIONS.items()
             if getattr(self, name) is None
         }
         return self.replace(**changes) if changes else self
 
 
-_EXEMPTIONS: dict[str, tuple[str, ...]] = {
-    "diversity_exempt": ("127.0.0.0/8", "::1/128"),
-    "per_ip_exempt": ("127.0.0.1/32", "::1/128"),
+_EXEMPTIONS: dict[str, dict[Scope, tuple[str, ...]]] = {
+    "diversity_exempt": {
+        Scope.LOOPBACK: ("127.0.0.0/8", "::1/128"),
+        Scope.PRIVATE: (
+            *("10.0.0.0/8", "100.64.0.0/10", "172.16.0.0/12", "192.168.0.0/16"),
+            "fc00::/7",
+        ),
+    },
+    "per_ip_exempt": {Scope.LOOPBACK: ("127.0.0.1/32", "::1/128")},
 }
-"""The exemption fields and what ``None`` stands for on a node listening on loopback."""
+"""The exemption fields and what ``None`` stands for by the scope a node listens in."""
 
 
 def _check_networks(name: str, value: object) -> None:

@@ -3,9 +3,10 @@
 Pure: strings in, ints out. The routing table caps the contacts per group in
 each bucket (go-libp2p-kbucket's diversity filter), so one host, or one cheap
 block of addresses, minting many node ids cannot fill a bucket. Hosts in the
-exempt networks (loopback on a node that listens there, see
-``Config.diversity_exempt``) and hosts that are not IP literals (DNS names:
-we cannot tell where they point) are not limited.
+exempt networks (by default loopback on a node that listens there, the private
+ranges on a node with a private address: see ``Config.diversity_exempt``) and
+hosts that are not IP literals (DNS names: we cannot tell where they point)
+are not limited.
 IPv4-mapped IPv6 addresses count as their IPv4 address.
 """
 

@@ -61,6 +61,83 @@ def refresh_targets(
     return [random_id_at_distance(node_id, low, high, rng) for low, high in ranges]
 
 
+@dataclass(frozen=True, slots=True)
+class RefreshPlan:
+    """How one refresh round refreshes the stale buckets (paper 2.3), cheapest way first.
+
+    Each ask is one FIND_NODE to contacts the table holds, whose replies name
+    what a lookup would find; the nodes named that the table lacks and has room
+    for are then pinged, so those that answer go in. A lookup is left for
+    ranges with no contact to ask, or when every contact asked failed.
+    """
+
+    asks: list[tuple[list[Contact], bytes]]
+    """Contacts to ask for a ``target``, at once: the ``alpha`` closest for the own id
+    (every stale bucket of the own neighbourhood), the least recently seen contact
+    of each other bucket for a random id in it."""
+    lookups: list[bytes]
+    """Random ids in the stale buckets that hold no contact: look them up."""
+
+
+def refresh_plan(
+    table: RoutingTable, stale: Iterable[tuple[int, int]], alpha: int, rng: random.Random
+) -> RefreshPlan:
+    """The cheapest refresh of each ``(low, high)`` stale range that finds what a lookup would.
+
+    Stale ranges in the own bucket or below the distance of the k-th closest
+    contact (``RoutingTable.neighbourhood_radius``), however many relaxed
+    splits (paper 4.2) cut them into, share one ask of the own id to the
+    ``alpha`` closest contacts: each knows its own neighbourhood, which is this
+    one's (paper 4.2), and replies with the k closest it knows, as the last
+    round of a lookup of the own id would. Any other bucket asks its least
+    recently seen contact (the likeliest to have left, section 2.2: the ask
+    checks it too, and if it fails the range gets a lookup) for a random id
+    in its range: all the range's nodes
+    are nearer to that contact and to the id than any node outside the range,
+    so when the range holds fewer than k nodes the reply names every one a
+    lookup would find, and when it holds more, k to fill the bucket with (a
+    full bucket then has nothing to add: the ask shows that its range still
+    answers, and its contacts are kept by traffic, section 2.2).
+    """
+    radius = table.neighbourhood_radius()
+    own = False
+    asks: list[tuple[list[Contact], bytes]] = []
+    lookups: list[bytes] = []
+    for low, high in stale:
+        if low == 0 or high <= radius:
+            own = True
+            continue
+        target = random_id_at_distance(table.own_id, low, high, rng)
+        bucket = table.bucket_for(target)
+        if len(bucket):
+            asks.append(([bucket.contacts[0]], target))
+        else:
+            lookups.append(target)
+    if own:
+        closest = table.closest(table.own_id, alpha)
+        if closest:
+            asks.insert(0, (closest, table.own_id))
+        else:
+            lookups.insert(0, table.own_id)
+    return RefreshPlan(asks, lookups)
+
+
+def strangers(table: RoutingTable, contacts: Iterable[Contact]) -> list[Contact]:
+    """The ``contacts`` the table lacks and has room for: new nodes worth a ping.
+
+    Room is a bucket that is not full, or the own bucket, which splits when full.
+    """
+    own_id = table.own_id
+    found = []
+    for contact in contacts:
+        if contact.node_id == own_id or contact.node_id in table:
+            continue
+        bucket = table.bucket_for(contact.node_id)
+        if not bucket.full or bucket.low == 0:
+            found.append(contact)
+    return found
+
+
 def far_buckets(table: RoutingTable) -> list[tuple[int, int]]:
     """Distance ranges of every bucket but the own one: a joining node refreshes these (2.3)."""
     return [(b.low, b.high) for b in table.buckets if b.low != 0]
@@ -77,36 +154,27 @@ def _replica(record: Record, now: float) -> Store | None:
     return Store(record.key, record.value, ttl=ttl) if ttl > 0 else None
 
 
-@dataclass(frozen=True, slots=True)
-class ReplicationPlan:
-    """One replication round's work (paper 2.5)."""
-
-    per_peer: dict[Contact, list[Store]]
-    """Pairs this node is among the k closest to, for the other holders its table knows."""
-    far: list[Store]
-    """Pairs this node is no longer among the k closest to: each needs a lookup first."""
-
-    @property
-    def pair_count(self) -> int:
-        """How many distinct pairs the plan re-sends."""
-        return len({s.key for stores in self.per_peer.values() for s in stores}) + len(self.far)
-
-
 def replication_plan(
     table: RoutingTable, records: Iterable[Record], now: float, interval: float
-) -> ReplicationPlan:
-    """Which held pairs to re-send this round, and to whom.
+) -> dict[Contact, list[Store]]:
+    """Which held pairs to re-send this round, grouped by the peer to send them to.
 
     A pair stored within the last ``interval`` is skipped: another holder has
     just replicated it (paper 2.5), and doing it again would only double the
     traffic. A node among the k closest knows the others from its own table
-    (relaxed splitting keeps its neighbourhood complete, paper 4.2), so those
-    pairs are grouped per peer; the rest go to ``far``.
+    (relaxed splitting keeps its neighbourhood complete, paper 4.2), so its
+    pairs go to them grouped per peer, no lookup needed.
+
+    A pair this node is no longer among the k closest to is not re-sent, not
+    even its own: the nodes that took its place were handed it when they
+    appeared (``handoff_stores``), the k closest replicate it among themselves
+    every hour, and its publisher republishes it every tRepublish. Re-sending
+    it would cost a lookup and k STOREs per pair per hour for pairs the k
+    closest already hold.
     """
     k = table.k
     recently = now - interval
     per_peer: dict[Contact, list[Store]] = {}
-    far: list[Store] = []
     for record in records:
         if record.stored_at > recently:
             continue
@@ -114,12 +182,43 @@ def replication_plan(
         if store is None:
             continue
         closest = table.closest(record.key, k)
-        if not among_closest(table.own_id, record.key, closest, k):
-            far.append(store)
+        if among_closest(table.own_id, record.key, closest, k):
+            for contact in closest[: k - 1]:
+                per_peer.setdefault(contact, []).append(store)
+    return per_peer
+
+
+def stand_ins(
+    table: RoutingTable, plan: dict[Contact, list[Store]], failed: Iterable[bytes]
+) -> dict[Contact, list[Store]]:
+    """Where the pairs of a replication ``plan`` go in place of the peers that ``failed``.
+
+    Each pair a failed peer did not take goes to the closest contact of the
+    table that was not sent it, so the pair still reaches k live holders
+    (what the paper's lookup before each replication would find) without a
+    lookup. Failed peers may still be in the table (one failure does not
+    evict); they are skipped.
+    """
+    failed_ids = set(failed)
+    if not failed_ids:
+        return {}
+    sent: dict[bytes, set[bytes]] = {}
+    for contact, stores in plan.items():
+        for store in stores:
+            sent.setdefault(store.key, {table.own_id}).add(contact.node_id)
+    extra: dict[Contact, list[Store]] = {}
+    for contact, stores in plan.items():
+        if contact.node_id not in failed_ids:
             continue
-        for contact in closest[: k - 1]:
-            per_peer.setdefault(contact, []).append(store)
-    return ReplicationPlan(per_peer, far)
+        for store in stores:
+            had = sent[store.key]
+            wanted = table.k + len(had)
+            for candidate in table.closest(store.key, wanted, exclude=failed_ids):
+                if candidate.node_id not in had:
+                    had.add(candidate.node_id)
+                    extra.setdefault(candidate, []).append(store)
+                    break
+    return extra
 
 
 def handoff_stores(

@@ -12,12 +12,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from contextvars import ContextVar
 
 import trio
 
-from ._duties import far_buckets, handoff_stores, refresh_targets, replication_plan
+from ._duties import (
+    far_buckets,
+    handoff_stores,
+    refresh_plan,
+    refresh_targets,
+    replication_plan,
+    stand_ins,
+    strangers,
+)
 from ._ids import Contact
-from ._messages import Store
+from ._messages import FindNode, Nodes, Ping, Store
 from ._node import Node
 
 log = logging.getLogger("trio_kad.maintenance")
@@ -34,6 +43,13 @@ REPLICATION_PARALLELISM = 8
 EXPIRY_CHECK = 60.0
 """Longest wait between two sweeps of expired pairs (shorter if tExpire is short)."""
 
+UPKEEP_CAUSE: ContextVar[str] = ContextVar("trio_kad_upkeep_cause", default="")
+"""The upkeep duty the current task does ("" outside upkeep): the task name of its timer.
+
+Each background task sets it once; tasks it starts inherit it, so a counting
+transport can tell what every RPC was sent for (``benchmarks/churn.py``).
+"""
+
 
 def jittered(node: Node, interval: float) -> float:
     """``interval`` shortened by a random 1% to 10%."""
@@ -47,6 +63,7 @@ async def _every(
     name: str,
     task_status: trio.TaskStatus[None],
 ) -> None:
+    UPKEEP_CAUSE.set(name)
     task_status.started()
     while True:
         await trio.sleep(interval())
@@ -58,7 +75,7 @@ async def _every(
 
 
 async def run_refresh(node: Node, *, task_status: trio.TaskStatus[None]) -> None:
-    """Look up a random id in every bucket no lookup has touched for tRefresh (paper 2.3)."""
+    """Refresh every bucket with no activity for tRefresh (paper 2.3; ``stale_buckets``)."""
     interval = node.config.refresh_interval / CHECKS_PER_REFRESH
     await _every(
         node, lambda: jittered(node, interval), lambda: refresh(node), "refresh", task_status
@@ -66,12 +83,57 @@ async def run_refresh(node: Node, *, task_status: trio.TaskStatus[None]) -> None
 
 
 async def refresh(node: Node) -> int:
-    """One refresh round; returns how many buckets were refreshed."""
-    stale = node.table.stale_buckets(trio.current_time(), node.config.refresh_interval)
-    await refresh_buckets(node, stale)
+    """One refresh round; returns how many buckets were refreshed.
+
+    Each stale range is refreshed the cheapest way that finds what a lookup
+    would (``_duties.refresh_plan``): the own neighbourhood by asking the
+    closest contacts for the own id, another bucket by asking one of its
+    contacts, an empty one, or one whose contacts all fail, by a lookup.
+    """
+    table = node.table
+    config = node.config
+    stale = table.stale_buckets(trio.current_time(), config.refresh_interval)
+    plan = refresh_plan(table, stale, config.alpha, node.rng)
+    for contacts, target in plan.asks:
+        if not await ask(node, contacts, target):
+            await node.lookup(target)  # none answered: the paper's way
+    for target in plan.lookups:
+        await node.lookup(target)
     if node.on_checkpoint is not None:
         await node.on_checkpoint()
     return len(stale)
+
+
+async def ask(node: Node, contacts: list[Contact], target: bytes) -> bool:
+    """Refresh the range of ``target`` with one FIND_NODE to each of ``contacts``, at once.
+
+    The nodes they name that the table lacks and has room for are pinged, so
+    those that answer go in; then the range counts as refreshed (for the own
+    id, the whole own neighbourhood). Returns ``False`` when none answered.
+    """
+    started = trio.current_time()
+    radius = node.table.neighbourhood_radius()  # the ball the plan meant, if it shrinks
+    named: dict[bytes, Contact] = {}
+
+    async def find(contact: Contact) -> None:
+        reply = await node.rpc(contact, FindNode(target))
+        if isinstance(reply, Nodes):
+            named[contact.node_id] = contact
+            named.update((c.node_id, c) for c in node.addresses.allowed(reply.contacts))
+
+    async with trio.open_nursery() as nursery:
+        for contact in contacts:
+            nursery.start_soon(find, contact)
+    if not named:
+        return False
+    table = node.table
+    async with trio.open_nursery() as nursery:
+        for stranger in strangers(table, named.values())[: node.config.k]:
+            nursery.start_soon(node.rpc, stranger, Ping())
+    if target == node.node_id:
+        table.touch_within(max(radius, table.neighbourhood_radius()), started)
+    table.touch(target, started)
+    return True
 
 
 async def refresh_buckets(node: Node, ranges: Iterable[tuple[int, int]]) -> None:
@@ -87,6 +149,7 @@ async def run_join_refresh(node: Node, *, task_status: trio.TaskStatus[None]) ->
     does the rest of the join in the background, each time within
     ``Config.bootstrap_timeout``.
     """
+    UPKEEP_CAUSE.set("join refresh")
     task_status.started()
     async for _ in node.joined_out:
         with trio.move_on_after(node.config.bootstrap_timeout) as scope:
@@ -111,23 +174,31 @@ async def replicate(node: Node) -> int:
 
     Pairs this node is among the k closest to go in ``store_many`` batches, one
     message per peer instead of one lookup and k STOREs per pair; pairs it is
-    no longer close to go through a lookup each (``_duties.replication_plan``).
+    no longer close to are left to the k closest (``_duties.replication_plan``).
     """
     plan = replication_plan(
         node.table, node.records, trio.current_time(), node.config.replicate_interval
     )
+    failed = await _send_batches(node, plan)
+    # A holder that left is noticed here: its pairs go to the next closest instead.
+    await _send_batches(node, stand_ins(node.table, plan, failed))
+    return len({store.key for stores in plan.values() for store in stores})
+
+
+async def _send_batches(node: Node, plan: dict[Contact, list[Store]]) -> list[bytes]:
+    """Send each peer its pairs, a few peers at once; return the ids of those that failed."""
     limiter = trio.CapacityLimiter(REPLICATION_PARALLELISM)
+    failed: list[bytes] = []
 
     async def send(contact: Contact, stores: list[Store]) -> None:
         async with limiter:
-            await node.store_batch(contact, stores)
+            if await node.store_batch(contact, stores) < len(stores):
+                failed.append(contact.node_id)
 
     async with trio.open_nursery() as nursery:
-        for contact, stores in plan.per_peer.items():
+        for contact, stores in plan.items():
             nursery.start_soon(send, contact, stores)
-    for store in plan.far:
-        await node.store_at_closest(store)
-    return plan.pair_count
+    return failed
 
 
 async def run_republish(node: Node, *, task_status: trio.TaskStatus[None]) -> None:
@@ -158,6 +229,7 @@ async def run_expire(node: Node, *, task_status: trio.TaskStatus[None]) -> None:
 
 async def run_handoff(node: Node, *, task_status: trio.TaskStatus[None]) -> None:
     """Give each newly seen node the pairs it is now among the k closest to (paper 2.5)."""
+    UPKEEP_CAUSE.set("handoff")
     task_status.started()
     async for newcomer in node.newcomers_out:
         try:

@@ -65,6 +65,7 @@ UpdateResult = Added | Updated | PingOldest | Ignored
 
 _ADDED = Added()
 _UPDATED = Updated()
+_IGNORED_SUBNET = Ignored("subnet full")
 
 
 class RoutingTable:
@@ -240,7 +241,10 @@ class RoutingTable:
             # Identity first: the dataclass comparison is the slow part of a re-seen contact.
             if contact is not entry.contact and contact != entry.contact:
                 return self._readdress(entry, contact, now)
-            entry.bucket.seen(entry, now)
+            bucket = entry.bucket
+            bucket.seen(entry, now)
+            if bucket.full and bucket.low:
+                bucket.last_touched = now  # activity in its range: see stale_buckets
             return _UPDATED
 
         # A re-seen replacement is treated as new: the table may have room for it now.
@@ -248,6 +252,8 @@ class RoutingTable:
         if cached is not None:
             quick = self._reseen_replacement(cached, contact, now)
             if quick is not None:
+                # A full bucket that may not split, as always on the short path.
+                cached.bucket.last_touched = now
                 return quick
             del self._cached[node_id]
             cached.bucket.forget_replacement(cached)
@@ -271,17 +277,19 @@ class RoutingTable:
             if not bucket.has_room_for(group):
                 # Neither a slot nor a place in the cache: a group at its share of the
                 # bucket must not wait there to take more of it later.
-                result: UpdateResult = Ignored("subnet full")
+                result: UpdateResult = _IGNORED_SUBNET
             elif not full:
                 entry = Entry(contact, id_int, distance, now, group, bucket)
                 bucket.add(entry)
                 self._index[node_id] = entry
                 result = _ADDED
             elif not bucket.cache_has_room_for(group):
-                result = Ignored("subnet full")
+                result = _IGNORED_SUBNET
             else:
                 self._add_replacement(bucket, Entry(contact, id_int, distance, now, group, bucket))
                 result = bucket.ping_oldest()
+            if bucket.full and bucket.low and result is not _IGNORED_SUBNET:
+                bucket.last_touched = now  # activity in its range: see stale_buckets
             break
         if split_any:
             # Splitting may leave a half with room and cached candidates: use them.
@@ -345,8 +353,40 @@ class RoutingTable:
         """Note that a lookup of ``target`` happened, so its bucket counts as refreshed."""
         self.bucket_for(target).last_touched = now
 
+    def touch_within(self, radius: int, now: float) -> None:
+        """Note that every bucket whose whole range lies below distance ``radius`` was refreshed.
+
+        For a lookup of the own id: it asks every node nearer than the k-th
+        closest it finds, so it refreshes all the buckets in that ball at once.
+        """
+        for bucket in self._buckets:
+            if bucket.high > radius:
+                break  # sorted nearest first
+            bucket.last_touched = now
+
+    def neighbourhood_radius(self) -> int:
+        """Distance from the own id past the k-th closest contact (all of it with fewer)."""
+        closest = self.closest(self._own_id, self._k)
+        if len(closest) < self._k:
+            return ID_SPACE
+        return (id_to_int(closest[-1].node_id) ^ self._own_int) + 1
+
     def stale_buckets(self, now: float, interval: float) -> list[tuple[int, int]]:
-        """``(low, high)`` distance ranges of buckets not touched for ``interval``."""
+        """``(low, high)`` distance ranges of buckets with no activity for ``interval``.
+
+        Activity is a lookup of an id in the range (``touch``) or, besides the
+        paper's lookups, for a full bucket other than the own one, a contact in
+        its range seen alive (``update``, unless ignored). Such a bucket has
+        nothing left to discover, and a node from its range that answers or
+        asks updates it as section 2.2 says, pinging its oldest contact when
+        that one has been quiet, so it is kept as a lookup would keep it. A
+        bucket with room, or the own bucket (which splits when full), may lack
+        nodes only a lookup finds, so only lookups refresh it. A split is
+        neither: both halves keep their parent's time. In a busy
+        network traffic keeps the full buckets fresh; in an idle one each
+        refresh lookup refreshes the same range at the nodes it asks, so the
+        work is shared rather than repeated at every node.
+        """
         cutoff = now - interval
         return [(b.low, b.high) for b in self._buckets if b.last_touched <= cutoff]
 
@@ -414,7 +454,10 @@ class RoutingTable:
         return count + self._buckets[index].count_nearer(distance)
 
     def _split(self, index: int, now: float) -> None:
-        near, far = self._buckets[index].split(now)
+        parent = self._buckets[index]
+        near, far = parent.split(now)
+        # A split is no lookup: both halves are as fresh as their parent was (2.3).
+        near.last_touched = far.last_touched = parent.last_touched
         self._buckets[index : index + 1] = [near, far]
         self._lows[index : index + 1] = [near.low, far.low]
 
