@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -18,6 +17,7 @@ from typing import Any
 
 import trio
 import trio.testing
+from _stats import versions
 
 import trio_kad
 from trio_kad import Config, MemoryNetwork, MemoryTransport
@@ -73,11 +73,7 @@ def header(benchmark: str, config: Config, args: argparse.Namespace, **params: o
         "seed": args.seed,
         "latency": args.latency,
         "config": asdict(config),
-        "versions": {
-            "python": platform.python_version(),
-            "trio": trio.__version__,
-            "trio_kad": trio_kad.__version__,
-        },
+        "versions": versions(),
     }
 
 

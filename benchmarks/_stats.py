@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import platform
 import statistics
+
+import trio
+
+import trio_kad
+
+
+def versions() -> dict[str, str]:
+    """What ran: Python's, Trio's, cbor2's and trio-kad's versions, for every benchmark's JSON."""
+    return {
+        "python": platform.python_version(),
+        "trio": trio.__version__,
+        "cbor2": importlib.metadata.version("cbor2"),
+        "trio_kad": trio_kad.__version__,
+    }
 
 
 def percentiles(values: list[float]) -> dict[str, float]:

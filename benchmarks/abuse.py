@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.metadata
 import json
 import os
-import platform
 import random
 import signal
 import subprocess
@@ -35,6 +33,7 @@ from typing import Any
 
 import cbor2
 import trio
+from _stats import versions
 
 import trio_kad
 from trio_kad import Config, open_dht
@@ -514,12 +513,7 @@ def main() -> None:
         "seed": args.seed,
         "attacked": not args.no_attack,
         "config": asdict(Config()),
-        "versions": {
-            "python": platform.python_version(),
-            "trio": trio.__version__,
-            "cbor2": importlib.metadata.version("cbor2"),
-            "trio_kad": trio_kad.__version__,
-        },
+        "versions": versions(),
         **measured,
         "wall_seconds": round(time.perf_counter() - started, 1),
     }

@@ -44,7 +44,6 @@ import heapq
 import inspect
 import json
 import math
-import platform
 import random
 import resource
 import sys
@@ -57,9 +56,8 @@ from typing import Any
 import cbor2
 import trio
 import trio.testing
-from _stats import percentiles
+from _stats import percentiles, versions
 
-import trio_kad
 from trio_kad import Config, Dht, DhtError, MemoryNetwork, MemoryTransport, Transport, open_dht
 from trio_kad._ids import Contact
 from trio_kad._messages import (
@@ -494,11 +492,7 @@ def main() -> None:
         "features": features,
         "unavailable": unavailable,
         "config": asdict(Config()),
-        "versions": {
-            "python": platform.python_version(),
-            "trio": trio.__version__,
-            "trio_kad": trio_kad.__version__,
-        },
+        "versions": versions(),
         "fractions": [],
     }
     if unavailable:

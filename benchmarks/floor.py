@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -45,9 +44,8 @@ from typing import Any
 
 import cbor2
 import trio
-from _stats import percentiles
+from _stats import percentiles, versions
 
-import trio_kad
 from trio_kad import Config, TcpTransport
 from trio_kad._codec import decode_frame, encode_frame
 from trio_kad._ids import Contact
@@ -443,12 +441,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "request_rate_per_ip": config.request_rate_per_ip,
             "request_burst_per_ip": config.request_burst_per_ip,
         },
-        "versions": {
-            "python": platform.python_version(),
-            "trio": trio.__version__,
-            "cbor2": getattr(cbor2, "__version__", "?"),
-            "trio_kad": trio_kad.__version__,
-        },
+        "versions": versions(),
         "machine": {"cpus": os.cpu_count(), "loadavg_before": os.getloadavg()},
     }
     result["echo_in_process"] = trio.run(echo_in_process, args)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import platform
 import random
 import resource
 import sys
@@ -23,10 +22,9 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-import cbor2
 import trio
 import trio.testing
-from _stats import percentiles
+from _stats import percentiles, versions
 
 import trio_kad
 from trio_kad import Config, MemoryNetwork
@@ -84,12 +82,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "churn_mode": args.churn_mode,
         "gc_freeze": args.gc_freeze,
         "config": asdict(config),
-        "versions": {
-            "python": platform.python_version(),
-            "trio": trio.__version__,
-            "cbor2": getattr(cbor2, "__version__", "?"),
-            "trio_kad": trio_kad.__version__,
-        },
+        "versions": versions(),
     }
     clock = trio.current_time
     pauses = GcPauses()

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import random
 import resource
 import subprocess
@@ -29,12 +28,10 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-import cbor2
 import trio
 import trio.testing
-from _stats import percentiles
+from _stats import percentiles, versions
 
-import trio_kad
 from trio_kad import Config, MemoryNetwork
 from trio_kad.testing import Simulation, open_simulation
 
@@ -188,12 +185,7 @@ def main() -> None:
             "process_per_size": not args.in_process,
         },
         "config": asdict(Config()),
-        "versions": {
-            "python": platform.python_version(),
-            "trio": trio.__version__,
-            "cbor2": getattr(cbor2, "__version__", "?"),
-            "trio_kad": trio_kad.__version__,
-        },
+        "versions": versions(),
         "sizes": [],
     }
     for n in sizes:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import shutil
 import signal
@@ -44,10 +43,9 @@ from typing import Any
 
 import trio
 from _netns import NETWORK, Layout, Testbed, missing_requirements
-from _stats import percentiles
+from _stats import percentiles, versions
 from _tbprocs import Driver, Node, alive, contact_stats
 
-import trio_kad
 from trio_kad._ids import key_id
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -439,11 +437,7 @@ def main() -> int:
         "same_port": args.same_port,
         "config_overrides": args.config,
         "seed": args.seed,
-        "versions": {
-            "python": platform.python_version(),
-            "trio": trio.__version__,
-            "trio_kad": trio_kad.__version__,
-        },
+        "versions": versions(),
     }
     # Outside Trio, any of these interrupts as Ctrl-C does (even when started
     # in the background, where SIGINT comes ignored); inside, _until_signal.

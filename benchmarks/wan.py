@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import resource
 import sys
@@ -46,10 +45,9 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-import cbor2
 import trio
 import trio.testing
-from _stats import percentiles
+from _stats import percentiles, versions
 from scale import rss_kb
 
 import trio_kad
@@ -173,12 +171,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         },
         "model": asdict(model),
         "config": asdict(config),
-        "versions": {
-            "python": platform.python_version(),
-            "trio": trio.__version__,
-            "cbor2": getattr(cbor2, "__version__", "?"),
-            "trio_kad": trio_kad.__version__,
-        },
+        "versions": versions(),
     }
     rss_before = rss_kb()
     wall0 = time.perf_counter()
