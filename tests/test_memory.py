@@ -19,9 +19,9 @@ from transports import (
     running,
 )
 
+from trio_kad import MemoryNetwork, MemoryTransport
 from trio_kad._errors import TransportError
 from trio_kad._ids import Address, Contact
-from trio_kad._memory import MemoryNetwork, MemoryTransport
 from trio_kad._messages import (
     ErrorCode,
     ErrorReply,

@@ -27,7 +27,7 @@ SHELL = [
     "_api",
     "_demo",
     "_maintenance",
-    "_memory",
+    "_memory*",
     "_node*",
     "_persist",
     "_search",  # the lookup driver, once it leaves _node

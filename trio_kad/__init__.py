@@ -17,7 +17,8 @@ from ._errors import (
     StoreError,
     TransportError,
 )
-from ._memory import MemoryNetwork, MemoryTransport
+from ._memory import MemoryTransport
+from ._memory_net import MemoryNetwork
 from ._node import LookupReport
 from ._tcp import TcpTransport
 from ._transport import Transport, TransportStatistics

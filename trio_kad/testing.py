@@ -22,7 +22,7 @@ import trio
 
 from ._api import Dht, open_dht, raise_single
 from ._config import Config
-from ._memory import MemoryNetwork
+from ._memory_net import MemoryNetwork
 from ._node import Node
 from ._tcp import TcpTransport
 from ._transport import Transport
