@@ -5,6 +5,9 @@
     python benchmarks/scale.py --sizes 1000,3000,10000 > scale.json
     python benchmarks/peer_compare.py --nodes 300 --ops 200 > peer.json
     python benchmarks/plot.py --network net.json --scale scale.json --peer peer.json --out charts
+    python benchmarks/plot.py --wan wan.json --testbed tb1.json tb2.json --out charts
+
+(the charts of ``wan.py`` and ``testbed.py`` runs are ``_plot_net``'s).
 
 Any subset of the inputs may be given; each writes its own PNGs into ``--out``
 and the paths written are printed one a line. Reading the JSON into series
@@ -25,6 +28,8 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
+
+import _plot_net
 
 # Latency samples are rounded to 0.001 ms; a local hit can round to 0, which a
 # log axis cannot show, so values are clamped up to that resolution.
@@ -501,6 +506,12 @@ def plot(args: argparse.Namespace) -> list[Path]:
         data = load(args.scale)
         series = rounds_vs_n(data)
         jobs.append(partial(draw_rounds, series, scale_title(data), out / "scale_rounds.png"))
+    if args.wan:
+        chart = _plot_net.wan_chart(load(args.wan))
+        jobs.append(partial(_plot_net.draw_wan, chart, out / "wan_latency.png", _pyplot))
+    if args.testbed:
+        rows = _plot_net.testbed_rows([load(path) for path in args.testbed])
+        jobs.append(partial(_plot_net.draw_testbed, rows, out / "testbed.png", _pyplot))
     return [draw() for draw in jobs]
 
 
@@ -509,16 +520,22 @@ def main() -> None:
     parser.add_argument("--network", metavar="JSON", help="output of network.py")
     parser.add_argument("--scale", metavar="JSON", help="output of scale.py")
     parser.add_argument("--peer", metavar="JSON", help="output of peer_compare.py")
+    parser.add_argument("--wan", metavar="JSON", help="output of wan.py")
+    parser.add_argument("--testbed", metavar="JSON", nargs="+", help="outputs of testbed.py")
     parser.add_argument("--out", default="charts", help="directory for the PNGs (default: charts)")
     args = parser.parse_args()
-    if not (args.network or args.scale or args.peer):
-        parser.error("give at least one of --network, --scale, --peer")
+    if not (args.network or args.scale or args.peer or args.wan or args.testbed):
+        parser.error("give at least one of --network, --scale, --peer, --wan, --testbed")
     try:
         written = plot(args)
     except ImportError as exc:
         print(f"plot: matplotlib is needed ({INSTALL_HINT}): {exc}", file=sys.stderr)
         sys.exit(2)
-    except (OSError, ValueError) as exc:  # PlotInputError and JSONDecodeError are ValueErrors
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+    ) as exc:  # bad input: not JSON, wrong benchmark, a key missing
         print(f"plot: {exc}", file=sys.stderr)
         sys.exit(1)
     for path in written:

@@ -24,7 +24,12 @@ def _load() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     # dataclasses look their module up in sys.modules while the class is built.
     sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    # Its helper modules sit beside it, as when it runs as a script.
+    sys.path.insert(0, str(PLOT_PY.parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(PLOT_PY.parent))
     return module
 
 
@@ -323,6 +328,7 @@ def run_plot(
     code = (
         prelude + "import runpy, sys; "
         f"sys.argv = ['plot.py', *{list(args)!r}]; "
+        f"sys.path.insert(0, {str(PLOT_PY.parent)!r}); "  # as when run as a script
         f"runpy.run_path({str(PLOT_PY)!r}, run_name='__main__')"
     )
     return subprocess.run(
