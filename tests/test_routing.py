@@ -623,7 +623,7 @@ def state(table: RoutingTable) -> object:
         ],
         len(table),
         sorted(table._cached),
-        list(table._bans.items()),
+        table._bans.entries(),
     )
 
 

@@ -14,12 +14,11 @@ cache and per-subnet shares (go-libp2p-kbucket's diversity filter).
 from __future__ import annotations
 
 import ipaddress
-import math
 from bisect import bisect_right
-from collections import OrderedDict
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 
+from ._bans import BanList
 from ._bucket import Bucket, ContactInfo, Entry, PingOldest
 from ._diversity import SubnetGroups, subnet_group
 from ._ids import ID_BYTES, ID_SPACE, Contact, check_id, id_to_int
@@ -103,20 +102,13 @@ class RoutingTable:
             raise ValueError("max_failures must be >= 1")
         if max_per_subnet is not None and max_per_subnet < 1:
             raise ValueError("max_per_subnet must be >= 1 or None")
-        if max_bans < 1:
-            raise ValueError("max_bans must be >= 1")
         if isinstance(exempt, str):
             raise TypeError("exempt must be an iterable of network strings, not one string")
         self._max_per_subnet = max_per_subnet
         self._groups = SubnetGroups(
             (ipaddress.ip_network(n) for n in exempt or ()), cache_size=_GROUP_CACHE_SIZE
         )
-        self._max_bans = max_bans
-        # node id -> banned until, oldest ban first
-        self._bans: OrderedDict[bytes, float] = OrderedDict()
-        # No running ban ends before this (a lower bound): when the list is full,
-        # it is swept for expired bans only once one may have expired.
-        self._bans_expire_from = math.inf
+        self._bans = BanList(max_bans)
         self._own_id = own_id
         self._own_int = id_to_int(own_id)
         self._k = k
@@ -175,8 +167,7 @@ class RoutingTable:
 
     def banned(self, node_id: bytes, now: float) -> bool:
         """Whether ``node_id`` is banned at time ``now``."""
-        until = self._bans.get(node_id)
-        return until is not None and now < until
+        return self._bans.banned(node_id, now)
 
     def closest(
         self, target: bytes, count: int, *, exclude: Container[bytes] = frozenset()
@@ -230,12 +221,8 @@ class RoutingTable:
             check_id(node_id, "contact.node_id")  # raises
         if node_id == self._own_id:
             return Ignored("own id")
-        if self._bans:  # empty on an honest network: skip the lookup
-            until = self._bans.get(node_id)
-            if until is not None:
-                if now < until:
-                    return Ignored("banned")
-                del self._bans[node_id]
+        if self._bans.refuses(node_id, now):
+            return Ignored("banned")
         entry = self._index.get(node_id)
         if entry is not None:
             # Identity first: the dataclass comparison is the slow part of a re-seen contact.
@@ -341,10 +328,7 @@ class RoutingTable:
         Returns the contact if it was in a bucket.
         """
         check_id(node_id, "node_id")
-        if node_id in self._bans or self._room_for_a_ban(now):
-            self._bans[node_id] = until
-            self._bans.move_to_end(node_id)
-            self._bans_expire_from = min(self._bans_expire_from, until)
+        self._bans.add(node_id, until, now)
         return self.remove(node_id)
 
     # --- refresh (paper section 2.3: buckets not looked up within an hour) ---
@@ -394,18 +378,6 @@ class RoutingTable:
 
     def _bucket_index(self, distance: int) -> int:
         return bisect_right(self._lows, distance) - 1
-
-    def _room_for_a_ban(self, now: float) -> bool:
-        """Is there room for one more ban at ``now``, once expired ones are forgotten?"""
-        bans = self._bans
-        if len(bans) < self._max_bans:
-            return True
-        if now < self._bans_expire_from:
-            return False  # none has expired since the last sweep: no sweep per refusal
-        for node_id in [i for i, until in bans.items() if until <= now]:
-            del bans[node_id]
-        self._bans_expire_from = min(bans.values(), default=math.inf)
-        return len(bans) < self._max_bans
 
     def _group(self, host: str) -> int | None:
         if self._max_per_subnet is None:
