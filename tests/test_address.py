@@ -32,7 +32,6 @@ from trio_kad._address import (
 from trio_kad._ids import Contact
 from trio_kad._messages import ErrorReply, Ping, RequestFrame, Store, Stored
 from trio_kad._node import Node
-from trio_kad._rpc import Admission
 from trio_kad.testing import node_of
 
 U, L, P, G = Scope.UNROUTABLE, Scope.LOOPBACK, Scope.PRIVATE, Scope.GLOBAL
@@ -329,14 +328,6 @@ def test_ip_group_examples() -> None:
     assert ip_group("192.0.2.1") == "192.0.2.1"
     assert ip_group("not an address") == "not an address"
     assert ip_group("a:b") == "a:b"
-
-
-def test_the_request_rate_counts_an_ipv6_64_as_one_ip() -> None:
-    admission = Admission(Config(request_rate_per_ip=1.0, request_burst_per_ip=2, per_ip_exempt=()))
-    hosts = [f"2001:db8:1:2::{i:x}" for i in range(1, 4)]
-    assert [admission.allow(admission.rate_key(h), 0.0) for h in hosts] == [True, True, False]
-    # The next /64 is someone else.
-    assert admission.allow(admission.rate_key("2001:db8:1:3::1"), 0.0)
 
 
 async def test_the_records_quota_counts_an_ipv6_64_as_one_ip(

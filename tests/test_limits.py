@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trio_kad._limits import RateLimiter, TokenBucket
+from trio_kad import Config
+from trio_kad._limits import Admission, RateLimiter, TokenBucket
 
 
 def test_bucket_starts_full_then_refuses() -> None:
@@ -107,3 +108,11 @@ def test_limiter_table_stays_bounded(max_keys: int, events: list[tuple[int, floa
         limiter.allow(str(key), now)
         assert len(limiter) <= max_keys
         assert str(key) in limiter
+
+
+def test_the_request_rate_counts_an_ipv6_64_as_one_ip() -> None:
+    admission = Admission(Config(request_rate_per_ip=1.0, request_burst_per_ip=2, per_ip_exempt=()))
+    hosts = [f"2001:db8:1:2::{i:x}" for i in range(1, 4)]
+    assert [admission.allow(admission.rate_key(h), 0.0) for h in hosts] == [True, True, False]
+    # The next /64 is someone else.
+    assert admission.allow(admission.rate_key("2001:db8:1:3::1"), 0.0)

@@ -7,6 +7,7 @@ import pytest
 
 from trio_kad import Config, TransportError
 from trio_kad._codec import decode_frame, encode_frame
+from trio_kad._limits import Admission
 from trio_kad._messages import (
     ErrorCode,
     ErrorReply,
@@ -20,7 +21,6 @@ from trio_kad._messages import (
     Stored,
 )
 from trio_kad._rpc import (
-    Admission,
     Endpoint,
     MustClose,
     PeerNamed,

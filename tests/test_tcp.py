@@ -31,6 +31,7 @@ from trio_kad._codec import FrameReader, encode_frame
 from trio_kad._config import Config
 from trio_kad._errors import TransportError
 from trio_kad._ids import Address, Contact
+from trio_kad._limits import Admission
 from trio_kad._messages import (
     ErrorCode,
     ErrorReply,
@@ -47,7 +48,7 @@ from trio_kad._messages import (
     Store,
     Stored,
 )
-from trio_kad._rpc import Admission, TransportStatistics
+from trio_kad._rpc import TransportStatistics
 from trio_kad._tcp import TcpTransport
 from trio_kad._tcp_in import Acceptor
 

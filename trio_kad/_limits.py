@@ -1,4 +1,4 @@
-"""Rate limits as pure state: a token bucket and a bounded table of them, one per key.
+"""Admission as pure state: token buckets, a bounded table of them, and a transport's limits.
 
 No clock reads here: every call takes ``now`` (seconds, any monotonic origin),
 so the transport passes ``trio.current_time()`` and tests pass plain numbers.
@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-__all__ = ["RateLimiter", "TokenBucket"]
+from ._address import ip_group
+from ._config import Config
+from ._diversity import NetworkSet
+
+__all__ = ["Admission", "RateLimiter", "TokenBucket"]
 
 _EPSILON = 1e-9
 
@@ -90,3 +94,50 @@ class RateLimiter:
 
     def __contains__(self, key: object) -> bool:
         return key in self._buckets
+
+
+class Admission:
+    """The decisions shared by every connection of one transport: per-IP rate, STOREs in flight.
+
+    One token bucket per remote IP (``Config.request_rate_per_ip`` and
+    ``request_burst_per_ip``), for at most ``Config.rate_tracked_ips`` IPs;
+    hosts in ``Config.per_ip_exempt`` are never limited. At most
+    ``Config.max_stores_in_flight`` requests are handled apart at once, over
+    all connections: with 512 connections of 64 STOREs each, up to 1 MiB a
+    frame, the per-connection limit alone would bound nothing useful.
+    """
+
+    __slots__ = ("_exempt", "_limiter", "_max_apart", "apart", "burst")
+
+    def __init__(self, config: Config) -> None:
+        self._limiter = RateLimiter(
+            config.request_rate_per_ip, config.request_burst_per_ip, config.rate_tracked_ips
+        )
+        self._exempt = NetworkSet(config.per_ip_exempt)
+        self.burst = config.request_burst_per_ip
+        self._max_apart = config.max_stores_in_flight
+        self.apart = 0
+        """Requests being handled apart now, over every connection."""
+
+    def begin_apart(self) -> bool:
+        """Take a slot for one request handled apart; False when all are taken."""
+        if self.apart >= self._max_apart:
+            return False
+        self.apart += 1
+        return True
+
+    def end_apart(self) -> None:
+        """A request handled apart got its reply, or never will."""
+        self.apart -= 1
+
+    def exempt(self, ip: str) -> bool:
+        """Whether ``ip`` is outside every per-IP limit."""
+        return ip in self._exempt
+
+    def rate_key(self, ip: str) -> str | None:
+        """What requests from ``ip`` are charged to (its subnet group); None: exempt."""
+        return None if ip in self._exempt else ip_group(ip)
+
+    def allow(self, key: str | None, now: float) -> bool:
+        """Charge one request to ``key`` (``rate_key``) at ``now``: True when within the rate."""
+        return key is None or self._limiter.allow(key, now)

@@ -28,9 +28,10 @@ from ._config import Config
 from ._contacts import ContactCache
 from ._errors import PeerMisbehaved, TransportError
 from ._ids import ID_BYTES, Address
+from ._limits import Admission
 from ._memory_net import MemoryNetwork
 from ._messages import ReplyFrame, Request
-from ._rpc import Admission, Endpoint, MustClose, PeerNamed, ReplyReceived, RequestReceived
+from ._rpc import Endpoint, MustClose, PeerNamed, ReplyReceived, RequestReceived
 from ._transport import RequestHandler, Transport
 from ._wan import Site
 

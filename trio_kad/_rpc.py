@@ -20,14 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from ._address import ip_group
 from ._codec import FrameReader, UnsupportedFrameError, decode_frame, encode_frame, encode_reply
 from ._config import Config
 from ._contacts import ContactCache
-from ._diversity import NetworkSet
 from ._errors import ProtocolError, TransportError
 from ._ids import Address
-from ._limits import RateLimiter
+from ._limits import Admission
 from ._messages import (
     ErrorCode,
     ErrorReply,
@@ -143,53 +141,6 @@ def error_reply_for(exc: ProtocolError) -> ErrorReply:
     if isinstance(exc, UnsupportedFrameError):
         return ErrorReply(ErrorCode.UNSUPPORTED, "unsupported version or message type")
     return ErrorReply(ErrorCode.MALFORMED, "malformed request")
-
-
-class Admission:
-    """The decisions shared by every connection of one transport: per-IP rate, STOREs in flight.
-
-    One token bucket per remote IP (``Config.request_rate_per_ip`` and
-    ``request_burst_per_ip``), for at most ``Config.rate_tracked_ips`` IPs;
-    hosts in ``Config.per_ip_exempt`` are never limited. At most
-    ``Config.max_stores_in_flight`` requests are handled apart at once, over
-    all connections: with 512 connections of 64 STOREs each, up to 1 MiB a
-    frame, the per-connection limit alone would bound nothing useful.
-    """
-
-    __slots__ = ("_exempt", "_limiter", "_max_apart", "apart", "burst")
-
-    def __init__(self, config: Config) -> None:
-        self._limiter = RateLimiter(
-            config.request_rate_per_ip, config.request_burst_per_ip, config.rate_tracked_ips
-        )
-        self._exempt = NetworkSet(config.per_ip_exempt)
-        self.burst = config.request_burst_per_ip
-        self._max_apart = config.max_stores_in_flight
-        self.apart = 0
-        """Requests being handled apart now, over every connection."""
-
-    def begin_apart(self) -> bool:
-        """Take a slot for one request handled apart; False when all are taken."""
-        if self.apart >= self._max_apart:
-            return False
-        self.apart += 1
-        return True
-
-    def end_apart(self) -> None:
-        """A request handled apart got its reply, or never will."""
-        self.apart -= 1
-
-    def exempt(self, ip: str) -> bool:
-        """Whether ``ip`` is outside every per-IP limit."""
-        return ip in self._exempt
-
-    def rate_key(self, ip: str) -> str | None:
-        """What requests from ``ip`` are charged to (its subnet group); None: exempt."""
-        return None if ip in self._exempt else ip_group(ip)
-
-    def allow(self, key: str | None, now: float) -> bool:
-        """Charge one request to ``key`` (``rate_key``) at ``now``: True when within the rate."""
-        return key is None or self._limiter.allow(key, now)
 
 
 class Endpoint(Generic[W]):

@@ -25,8 +25,9 @@ from ._config import Config
 from ._contacts import ContactCache
 from ._errors import TransportError
 from ._ids import ID_BYTES, Address
+from ._limits import Admission
 from ._messages import ReplyFrame, Request
-from ._rpc import Admission, Endpoint, PeerNamed, TransportStatistics
+from ._rpc import Endpoint, PeerNamed, TransportStatistics
 from ._tcp_call import Waiter, call
 from ._tcp_conn import Connection
 from ._tcp_idle import Watcher

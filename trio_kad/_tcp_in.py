@@ -20,7 +20,8 @@ from . import _sockets
 from ._address import format_address, ip_group
 from ._config import Config
 from ._ids import Address
-from ._rpc import Admission, TransportStatistics
+from ._limits import Admission
+from ._rpc import TransportStatistics
 from ._tcp_conn import Connection
 
 logger = logging.getLogger("trio_kad.transport")
