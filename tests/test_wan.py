@@ -11,7 +11,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_benchmarks import bench
 
-from trio_kad._wan import CORE_RTT, INITIAL_RTO, REGIONS, Site, WanModel, median_rtt
+from trio_kad._wan import (
+    CORE_RTT,
+    INITIAL_RTO,
+    REGIONS,
+    RTO_MARGIN,
+    Site,
+    WanModel,
+    median_rtt,
+)
 
 MODEL = WanModel()
 STILL = WanModel(jitter=0.0, loss=0.0)
@@ -83,8 +91,21 @@ def test_handshake_and_trip() -> None:
     assert None in handshakes
     assert any(h is not None and h == pytest.approx(INITIAL_RTO + 0.020) for h in handshakes)
     assert any(h is not None and h == pytest.approx(0.020) for h in handshakes)
+    # A lost data segment is late, not gone: TCP resends it after RTT + 200 ms, doubling.
+    rto = STILL.rtt(a, b) + RTO_MARGIN
     trips = [lossy.trip(a, b, rng) for _ in range(400)]
-    assert None in trips and 0.010 in [pytest.approx(t) for t in trips if t is not None]
+    assert 0.010 in [pytest.approx(t) for t in trips if t is not None]
+    assert 0.010 + rto in [pytest.approx(t) for t in trips if t is not None]
+    assert 0.010 + 3 * rto in [pytest.approx(t) for t in trips if t is not None]
+    # Only a segment lost at every attempt never arrives.
+    assert lossy.trip(a, b, _Unlucky()) is None
+
+
+class _Unlucky(random.Random):
+    """Every draw loses the segment."""
+
+    def random(self) -> float:
+        return 0.0
 
 
 def test_hosts_are_public_and_spread() -> None:

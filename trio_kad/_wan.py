@@ -23,9 +23,13 @@ Singapore about 330 ms, to Sydney about 310 ms, Frankfurt to Sydney about
 pair stays within 95-300 ms, the band the WAN targets are stated for.
 
 Every message travels half its pair's RTT plus jitter (exponential, mean
-``jitter`` times that half) and is lost with probability ``loss``; a new
-connection's handshake costs one more RTT (a lost handshake leg is resent
-after TCP's initial 1 s retransmission timeout, doubling, RFC 6298).
+``jitter`` times that half), and each of its segments is lost with
+probability ``loss``. As over TCP, a lost segment is late, not gone: it is
+resent after the retransmission timeout, the pair's RTT plus Linux's 200 ms
+floor on the margin, doubling at each further loss, and only after
+``DATA_ATTEMPTS`` losses in a row is the message gone. A new connection's
+handshake costs one more RTT (a lost handshake leg is resent after TCP's
+initial 1 s retransmission timeout, doubling, RFC 6298).
 """
 
 from __future__ import annotations
@@ -90,6 +94,12 @@ INITIAL_RTO = 1.0
 
 HANDSHAKE_ATTEMPTS = 4
 """Handshake segments sent before a connect gives up (the caller's timeout comes first)."""
+
+RTO_MARGIN = 0.2
+"""Seconds a retransmission timeout adds to the RTT on an open connection (Linux's floor)."""
+
+DATA_ATTEMPTS = 6
+"""Sends of a data segment before the model gives it up (the caller's timeout comes first)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,9 +188,10 @@ class WanModel:
         return bool(self.loss) and rng.random() < self.loss
 
     def trip(self, a: Site, b: Site, rng: random.Random, *, fresh: bool = False) -> float | None:
-        """Seconds one message from ``a`` to ``b`` takes, ``None`` when it is lost.
+        """Seconds one message from ``a`` to ``b`` takes, ``None`` when it never arrives.
 
-        On a ``fresh`` connection the handshake comes first (``handshake``).
+        On a ``fresh`` connection the handshake comes first (``handshake``). A
+        lost segment costs a retransmission timeout, doubling (TCP resends it).
         """
         delay = self.one_way(a, b, rng)
         if fresh:
@@ -188,7 +199,13 @@ class WanModel:
             if handshake is None:
                 return None
             delay += handshake
-        return None if self.lost(rng) else delay
+        timeout = self.rtt(a, b) + RTO_MARGIN
+        for _ in range(DATA_ATTEMPTS):
+            if not self.lost(rng):
+                return delay
+            delay += timeout
+            timeout *= 2
+        return None
 
     def handshake(self, a: Site, b: Site, rng: random.Random) -> float | None:
         """Seconds a new connection from ``a`` to ``b`` takes before its first request.
