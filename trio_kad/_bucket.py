@@ -143,7 +143,9 @@ class Bucket:
         self._entries: dict[bytes, Entry] = {}
         self._replacements: list[Entry] = []  # most recently seen last
         self.last_touched = last_touched
-        """When a lookup last targeted an id in this bucket, or when it was created."""
+        """When its range last saw activity (refresh, paper 2.3): a lookup into it, for a
+        full bucket a contact of it seen alive, an ask covering the own neighbourhood;
+        else when it was created (a split keeps its parent's time)."""
         # Views of the entries for the hot paths, built on first use and dropped by
         # _entries_changed whenever a contact joins, leaves or changes address; a
         # re-seen contact only reorders the entries and keeps them.
