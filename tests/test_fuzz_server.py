@@ -62,6 +62,7 @@ from trio_kad._messages import (
     StoredMany,
     StoreMany,
 )
+from trio_kad._storing import publish
 from trio_kad._values import well_formed_value
 
 NODE_ID = hashlib.sha256(b"fuzzed node").digest()
@@ -559,7 +560,7 @@ def run_scenario(inputs: list[Input]) -> None:
             client = network.transport()
             await nursery.start(client.run, CONFIG, CLIENT_ID, "127.0.0.1", 0, None)
             for key, value in KNOWN.items():
-                assert await dht._node.publish(key, value) == 1
+                assert await publish(dht._node, key, value) == 1
             for peer in PEERS:
                 dht._node.saw_alive(peer)
             harness = Harness(dht, client)
@@ -736,7 +737,7 @@ def test_hostile_frames_over_tcp(inputs: list[Raw]) -> None:
                 client = TcpTransport()
                 await nursery.start(client.run, CONFIG, CLIENT_ID, "127.0.0.1", 0, None)
                 for key, value in KNOWN.items():
-                    assert await dht._node.publish(key, value) == 1
+                    assert await publish(dht._node, key, value) == 1
                 before = {r.key: r.value for r in dht._node.records}
 
                 replies = await exchange(dht.address, inputs)

@@ -24,6 +24,7 @@ from trio_kad._messages import (
     StoreMany,
 )
 from trio_kad._node import Node
+from trio_kad._storing import store_batch
 from trio_kad.testing import Simulation, node_of, open_simulation
 
 DAY = 86400.0
@@ -194,7 +195,7 @@ async def test_store_batch_sends_many_pairs_in_few_messages(
         assert contact.node_id == sender.node_id
         stores = [Store(key_id(f"pair-{i}"), cbor2.dumps(i), ttl=int(HOUR)) for i in range(100)]
         served = receiver.counters.requests_served
-        assert await sender.store_batch(target, stores) == 100
+        assert await store_batch(sender, target, stores) == 100
         assert receiver.counters.requests_served - served == 2
         assert receiver.counters.stores_accepted == 100
         assert sim.nodes[1].get_local("pair-99") == 99
@@ -216,7 +217,7 @@ async def test_store_batch_falls_back_to_single_stores_for_older_peers(
         # The in-memory transport holds the handler it was started with.
         monkeypatch.setattr(receiver.transport, "_handler", old_peer)
         stores = [Store(key_id(f"old-{i}"), cbor2.dumps(i), ttl=int(HOUR)) for i in range(3)]
-        assert await sender.store_batch(target, stores) == 3
+        assert await store_batch(sender, target, stores) == 3
         assert sim.nodes[1].get_local("old-2") == 2
 
 

@@ -33,6 +33,7 @@ SHELL = [
     "_search",  # the lookup driver, once it leaves _node
     "_serve",  # serving RPCs, once it leaves _node
     "_sockets",
+    "_storing",  # storing pairs, once it leaves _node
     "_tcp*",
     "_transport",
     "cli",

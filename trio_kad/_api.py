@@ -31,6 +31,7 @@ from ._maintenance import (
 from ._node import LookupReport, Node
 from ._persist import DataDir
 from ._records import value_fits
+from ._storing import publish
 from ._transport import Transport, TransportStatistics
 
 log = logging.getLogger("trio_kad")
@@ -97,7 +98,7 @@ class Dht:
         """
         ident = key_id(key)
         encoded = self._encode(value)
-        acks = await self._node.publish(ident, encoded)
+        acks = await publish(self._node, ident, encoded)
         if acks == 0:
             raise StoreError(f"no node accepted the value for key {key!r}")
         return acks

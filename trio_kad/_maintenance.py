@@ -28,6 +28,7 @@ from ._duties import (
 from ._ids import Contact
 from ._messages import FindNode, Nodes, Ping, Store
 from ._node import Node
+from ._storing import publish, store_batch
 
 log = logging.getLogger("trio_kad.maintenance")
 
@@ -192,7 +193,7 @@ async def _send_batches(node: Node, plan: dict[Contact, list[Store]]) -> list[by
 
     async def send(contact: Contact, stores: list[Store]) -> None:
         async with limiter:
-            if await node.store_batch(contact, stores) < len(stores):
+            if await store_batch(node, contact, stores) < len(stores):
                 failed.append(contact.node_id)
 
     async with trio.open_nursery() as nursery:
@@ -213,7 +214,7 @@ async def republish(node: Node) -> int:
     """One republish round; returns how many pairs were published again."""
     mine = [record for record in node.records if record.publisher]
     for record in mine:
-        await node.publish(record.key, record.value)
+        await publish(node, record.key, record.value)
     return len(mine)
 
 
@@ -245,5 +246,5 @@ async def handoff(node: Node, newcomer: Contact) -> int:
     """
     stores = handoff_stores(node.table, node.records, newcomer, trio.current_time())
     if stores:
-        await node.store_batch(newcomer, stores)
+        await store_batch(node, newcomer, stores)
     return len(stores)

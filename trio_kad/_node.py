@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -18,23 +18,17 @@ import trio
 from ._address import AddressPolicy, format_address, listening_scope, valid_host
 from ._bucket import FAILURES_BEFORE_REPLACEMENT
 from ._config import Config
-from ._duties import among_closest, batches
-from ._errors import BootstrapError, PeerMisbehaved, QuorumError, StoreError, TransportError
+from ._errors import BootstrapError, PeerMisbehaved, QuorumError, TransportError
 from ._ids import Address, Contact
 from ._messages import (
-    ErrorCode,
-    ErrorReply,
     Ping,
     Pong,
     Reply,
     Request,
     RequestFrame,
     Store,
-    Stored,
-    StoredMany,
-    StoreMany,
 )
-from ._records import MemoryStore, Record, RecordStore
+from ._records import MemoryStore, RecordStore
 from ._routing import Added, PingOldest, RoutingTable
 from ._rtt import RttTable
 from ._search import LookupOutcome, LookupReport, Search
@@ -337,91 +331,6 @@ class Node:
                 cache = Store(key, outcome.value, ttl=outcome.ttl, cache=True)
                 self._nursery.start_soon(self.rpc, closest, cache)
         return outcome.value, outcome.report
-
-    async def publish(self, key: bytes, value: bytes) -> int:
-        """Store as the original publisher: at the k closest, and remembered here for republishing.
-
-        Returns how many of the k closest acknowledged (this node counts when
-        it is among them).
-        """
-        now = trio.current_time()
-        mine = Record(
-            key,
-            value,
-            stored_at=now,
-            expires_at=now + self.config.expire_interval,
-            publisher=True,
-        )
-        return await self.store_at_closest(Store(key, value), own_copy=mine)
-
-    async def store_at_closest(self, request: Store, *, own_copy: Record | None = None) -> int:
-        """Find the k closest to the key and send them ``request``.
-
-        ``own_copy`` is kept locally first (see ``keep_own``; it counts as an
-        acknowledgement when this node is among the k closest).
-        """
-        if own_copy is not None:
-            await self.keep_own(own_copy)
-        outcome = await self.lookup(request.key)
-        targets = outcome.contacts
-        acks = 0
-        k = self.config.k
-        mine = own_copy is not None and not self.client_only
-        if mine and among_closest(self.node_id, request.key, targets, k):
-            targets = targets[: k - 1]
-            acks += 1
-        return acks + await self.send_stores(targets, request)
-
-    async def keep_own(self, record: Record) -> None:
-        """Hold one of this node's own pairs, the one it republishes from.
-
-        Quotas meant for others never refuse it (``RecordStore.put_own``).
-        Raises ``StoreError`` when the node's own pairs alone fill the store.
-        """
-        if not await self.records.put_own(record):
-            raise StoreError(
-                "the local store has no room for this pair: this node's own pairs fill it"
-                " (Config.max_records, Config.max_store_bytes)"
-            )
-
-    async def send_stores(self, contacts: Iterable[Contact], request: Store) -> int:
-        """Send one STORE to each contact at once; return how many acknowledged."""
-        acks = 0
-
-        async def store_at(contact: Contact) -> None:
-            nonlocal acks
-            # Await first: `acks += await ...` would read acks before the await.
-            reply = await self.rpc(contact, request)
-            acks += isinstance(reply, Stored)
-
-        async with trio.open_nursery() as nursery:
-            for contact in contacts:
-                nursery.start_soon(store_at, contact)
-        return acks
-
-    async def store_batch(self, contact: Contact, stores: Sequence[Store]) -> int:
-        """Send ``stores`` to one contact, many pairs per message; return how many it kept.
-
-        Batches hold at most ``MAX_BATCH_PAIRS`` pairs and half a frame of
-        values. A peer that does not know ``store_many`` gets one STORE per pair;
-        one that fails gets nothing more this time.
-        """
-        acks = 0
-        for batch in batches(stores, self.config.max_frame_size // 2):
-            if len(batch) > 1:
-                reply = await self.rpc(contact, StoreMany(tuple(batch)))
-                if isinstance(reply, StoredMany) and len(reply.results) == len(batch):
-                    acks += reply.results.count(0)
-                    continue
-                if not (isinstance(reply, ErrorReply) and reply.code is ErrorCode.UNSUPPORTED):
-                    return acks
-            # One pair, or a peer that does not know store_many: one STORE each.
-            for store in batch:
-                single = await self.rpc(contact, store)
-                if single is None:
-                    return acks
-                acks += isinstance(single, Stored)
-        return acks
 
     async def forget(self, key: bytes) -> bool:
         """Drop the local copy (and with it the duty to republish); ``True`` if held."""
