@@ -386,6 +386,11 @@ class Bucket:
         self._entries_changed()
         return entry
 
+    def saw_alive(self, now: float) -> None:
+        """A contact of its range was seen alive: activity, if full and not the own bucket."""
+        if self.full and self._low:
+            self.last_touched = now
+
     def split(self, now: float) -> tuple[Bucket, Bucket]:
         """Two buckets for the lower and upper half of the range, sharing out the entries.
 

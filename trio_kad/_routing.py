@@ -228,10 +228,8 @@ class RoutingTable:
             # Identity first: the dataclass comparison is the slow part of a re-seen contact.
             if contact is not entry.contact and contact != entry.contact:
                 return self._readdress(entry, contact, now)
-            bucket = entry.bucket
-            bucket.seen(entry, now)
-            if bucket.full and bucket.low:
-                bucket.last_touched = now  # activity in its range: see stale_buckets
+            entry.bucket.seen(entry, now)
+            entry.bucket.saw_alive(now)
             return _UPDATED
 
         # A re-seen replacement is treated as new: the table may have room for it now.
@@ -239,8 +237,7 @@ class RoutingTable:
         if cached is not None:
             quick = self._reseen_replacement(cached, contact, now)
             if quick is not None:
-                # A full bucket that may not split, as always on the short path.
-                cached.bucket.last_touched = now
+                cached.bucket.saw_alive(now)
                 return quick
             del self._cached[node_id]
             cached.bucket.forget_replacement(cached)
@@ -258,7 +255,7 @@ class RoutingTable:
                 and (bucket.low == 0 or self._closer_count(index, distance) < self._k)
             ):
                 # A split evicts nobody; the cap is checked in the half it lands in.
-                self._split(index, now)
+                self._split(index)
                 split_any = True
                 continue
             if not bucket.has_room_for(group):
@@ -275,8 +272,8 @@ class RoutingTable:
             else:
                 self._add_replacement(bucket, Entry(contact, id_int, distance, now, group, bucket))
                 result = bucket.ping_oldest()
-            if bucket.full and bucket.low and result is not _IGNORED_SUBNET:
-                bucket.last_touched = now  # activity in its range: see stale_buckets
+            if result is not _IGNORED_SUBNET:
+                bucket.saw_alive(now)
             break
         if split_any:
             # Splitting may leave a half with room and cached candidates: use them.
@@ -358,18 +355,12 @@ class RoutingTable:
     def stale_buckets(self, now: float, interval: float) -> list[tuple[int, int]]:
         """``(low, high)`` distance ranges of buckets with no activity for ``interval``.
 
-        Activity is a lookup of an id in the range (``touch``) or, besides the
-        paper's lookups, for a full bucket other than the own one, a contact in
-        its range seen alive (``update``, unless ignored). Such a bucket has
-        nothing left to discover, and a node from its range that answers or
-        asks updates it as section 2.2 says, pinging its oldest contact when
-        that one has been quiet, so it is kept as a lookup would keep it. A
-        bucket with room, or the own bucket (which splits when full), may lack
-        nodes only a lookup finds, so only lookups refresh it. A split is
-        neither: both halves keep their parent's time. In a busy
-        network traffic keeps the full buckets fresh; in an idle one each
-        refresh lookup refreshes the same range at the nodes it asks, so the
-        work is shared rather than repeated at every node.
+        Activity is a lookup of an id in the range (``touch``) or, for a full
+        bucket other than the own one, a contact of its range seen alive
+        (``Bucket.saw_alive``): such a bucket has nothing left to discover and
+        is kept by section 2.2's updates. A bucket with room, or the own
+        bucket, may lack nodes only a lookup finds. A split is neither: both
+        halves keep their parent's time. (docs/design.md, "Keeping data alive".)
         """
         cutoff = now - interval
         return [(b.low, b.high) for b in self._buckets if b.last_touched <= cutoff]
@@ -425,11 +416,10 @@ class RoutingTable:
                 return count
         return count + self._buckets[index].count_nearer(distance)
 
-    def _split(self, index: int, now: float) -> None:
+    def _split(self, index: int) -> None:
         parent = self._buckets[index]
-        near, far = parent.split(now)
         # A split is no lookup: both halves are as fresh as their parent was (2.3).
-        near.last_touched = far.last_touched = parent.last_touched
+        near, far = parent.split(parent.last_touched)
         self._buckets[index : index + 1] = [near, far]
         self._lows[index : index + 1] = [near.low, far.low]
 
