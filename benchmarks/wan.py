@@ -52,6 +52,7 @@ from scale import rss_kb
 
 import trio_kad
 from trio_kad import Config, Dht
+from trio_kad._config_file import load_config
 from trio_kad._wan import median_rtt
 from trio_kad.testing import Simulation, WanModel, open_simulation
 
@@ -156,7 +157,7 @@ async def run_ops(
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.seed)
     model = WanModel(loss=args.loss)
-    config = Config()
+    config = load_config(args.config) if args.config else Config()
     result: dict[str, Any] = {
         "benchmark": "wan",
         "params": {
@@ -259,6 +260,9 @@ def main() -> None:
         "--loss", type=float, default=WanModel().loss, help="probability one message is lost"
     )
     parser.add_argument("--batch", type=int, default=100, help="nodes joining at once")
+    parser.add_argument(
+        "--config", help="a TOML file of Config fields, as for serve --config (default: Config())"
+    )
     args = parser.parse_args()
     clock = trio.testing.MockClock(autojump_threshold=0)
     result = trio.run(measure, args, clock=clock)
