@@ -156,7 +156,7 @@ async def run_ops(
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.seed)
-    model = WanModel(loss=args.loss)
+    model = WanModel(loss=args.loss, handshake_rtts=args.handshake_rtts)
     config = load_config(args.config) if args.config else Config()
     result: dict[str, Any] = {
         "benchmark": "wan",
@@ -260,6 +260,13 @@ def main() -> None:
         "--loss", type=float, default=WanModel().loss, help="probability one message is lost"
     )
     parser.add_argument("--batch", type=int, default=100, help="nodes joining at once")
+    parser.add_argument(
+        "--handshake-rtts",
+        type=int,
+        choices=(0, 1),
+        default=1,
+        help="round trips before a new connection's first request (1: TCP; 0: as over UDP)",
+    )
     parser.add_argument(
         "--config", help="a TOML file of Config fields, as for serve --config (default: Config())"
     )

@@ -85,6 +85,9 @@ def test_handshake_and_trip() -> None:
     assert STILL.handshake(a, b, rng) == pytest.approx(0.020)
     assert STILL.trip(a, b, rng) == pytest.approx(0.010)
     assert STILL.trip(a, b, rng, fresh=True) == pytest.approx(0.030)
+    # Without a handshake (as over UDP) a new connection's first message costs no more.
+    udp = dataclasses.replace(STILL, handshake_rtts=0)
+    assert udp.trip(a, b, rng, fresh=True) == pytest.approx(0.010)
     # A lost leg is resent after the retransmission timeout; at worst the connect never completes.
     lossy = dataclasses.replace(STILL, loss=0.5)
     handshakes = [lossy.handshake(a, b, rng) for _ in range(400)]
@@ -138,6 +141,7 @@ def test_median_rtt() -> None:
         {"access": (0.02, 0.01)},
         {"jitter": -0.1},
         {"loss": 1.0},
+        {"handshake_rtts": 2},
     ],
 )
 def test_validation(change: dict[str, object]) -> None:

@@ -132,6 +132,9 @@ class WanModel:
     """Mean extra delay of a message, as a fraction of its one-way delay (exponential)."""
     loss: float = 0.005
     """Probability that one message (request or reply) is lost."""
+    handshake_rtts: int = 1
+    """Round trips a new connection costs before its first request: 1 for TCP; 0 models
+    a transport whose first packet carries the request (UDP, as Mainline DHT uses)."""
 
     def __post_init__(self) -> None:
         size = len(self.regions)
@@ -152,6 +155,8 @@ class WanModel:
             raise ValueError("jitter must be >= 0")
         if not 0.0 <= self.loss < 1.0:
             raise ValueError("loss must be in [0, 1)")
+        if self.handshake_rtts not in (0, 1):
+            raise ValueError("handshake_rtts must be 0 or 1")
 
     def place(self, rng: random.Random) -> Site:
         """A new node's site: a region by weight, an access delay in ``access``."""
@@ -194,7 +199,7 @@ class WanModel:
         lost segment costs a retransmission timeout, doubling (TCP resends it).
         """
         delay = self.one_way(a, b, rng)
-        if fresh:
+        for _ in range(self.handshake_rtts if fresh else 0):
             handshake = self.handshake(a, b, rng)
             if handshake is None:
                 return None
