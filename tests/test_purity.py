@@ -32,6 +32,7 @@ SHELL = [
     "_persist",
     "_search",  # the lookup driver, once it leaves _node
     "_serve",  # serving RPCs, once it leaves _node
+    "_signed_ops",  # publishing and reading signed records
     "_sockets",
     "_storing",  # storing pairs, once it leaves _node
     "_tcp*",
