@@ -29,7 +29,7 @@ SHELL = [
     "_maintenance",
     "_memory*",
     "_node*",
-    "_persist",
+    "_persist*",
     "_search",  # the lookup driver, once it leaves _node
     "_serve",  # serving RPCs, once it leaves _node
     "_signed_ops",  # publishing and reading signed records

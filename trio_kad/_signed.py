@@ -204,11 +204,7 @@ def store_verdict(
     if signed is None:
         if held is not None:
             return Refusal(ErrorCode.PROTECTED, "key holds a signed record", held.seq)
-        if (
-            held_value is not None
-            and held_value != value
-            and is_content_addressed(key, held_value)
-        ):
+        if held_value is not None and held_value != value and is_content_addressed(key, held_value):
             return Refusal(ErrorCode.PROTECTED, "key holds an immutable record")
         return Verdict.STORE
     if not verify(key, value, signed):

@@ -177,9 +177,7 @@ async def _keep_signed(node: Node, store: Store) -> Reply:
         return reply
     now = trio.current_time()
     expires_at = now + node.config.expire_interval
-    record = Record(
-        store.key, store.value, now, expires_at, publisher=True, signed=store.signed
-    )
+    record = Record(store.key, store.value, now, expires_at, publisher=True, signed=store.signed)
     await keep_own(node, record)
     return Stored()
 
