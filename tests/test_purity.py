@@ -38,6 +38,7 @@ SHELL = [
     "_tcp*",
     "_transport",
     "cli",
+    "_cli_records",  # the signed-record commands of cli
     "testing",
 ]
 """The Trio and I/O side (glob patterns). A new module that must do I/O goes here."""

@@ -147,13 +147,18 @@ class Dht:
         hold a higher seq (or this seq with another value), ``CasMismatch``
         when ``cas`` is not the seq held, ``StoreError`` when nobody answered.
         """
+        acks, _ = await self._put_signed(key, value, salt=salt, seq=seq, cas=cas)
+        return acks
+
+    async def _put_signed(
+        self, key: SigningKey, value: Any, *, salt: bytes, seq: int | None, cas: int | None
+    ) -> tuple[int, int]:
+        """``put_signed``, also returning the seq used (for the command line)."""
         if not isinstance(key, SigningKey):
             raise TypeError(f"key must be a SigningKey, not {type(key).__name__}")
         check_signed_arguments(salt, seq, cas)
-        acks, _ = await publish_signed(
-            self._node, key, self._encode(value), salt=salt, seq=seq, cas=cas
-        )
-        return acks
+        encoded = self._encode(value)
+        return await publish_signed(self._node, key, encoded, salt=salt, seq=seq, cas=cas)
 
     async def get_signed(self, public_key: bytes, *, salt: bytes = b"") -> SignedRecord | None:
         """The signed record of ``public_key`` under ``salt`` with the highest valid seq met.
