@@ -91,20 +91,18 @@ async def test_two_writers_racing_with_the_same_cas_one_wins_each_round(
         key = SigningKey.generate()
         await sim.nodes[0].put_signed(key, "start")
         writers = [sim.nodes[7], sim.nodes[21]]
+
+        async def write(index: int, cas: int, outcomes: dict[int, object]) -> None:
+            try:
+                outcomes[index] = await writers[index].put_signed(key, f"{index}@{cas}", cas=cas)
+            except CasMismatch as exc:
+                outcomes[index] = exc
+
         for round_ in range(8):
             outcomes: dict[int, object] = {}
-
-            async def write(index: int, cas: int = round_) -> None:
-                try:
-                    outcomes[index] = await writers[index].put_signed(
-                        key, f"{index}@{round_}", cas=cas
-                    )
-                except CasMismatch as exc:
-                    outcomes[index] = exc
-
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(write, 0)
-                nursery.start_soon(write, 1)
+                nursery.start_soon(write, 0, round_, outcomes)
+                nursery.start_soon(write, 1, round_, outcomes)
             winners = [i for i, o in outcomes.items() if isinstance(o, int)]
             assert len(winners) == 1, outcomes
             loser = outcomes[1 - winners[0]]
