@@ -461,14 +461,14 @@ def _load_records(conn: sqlite3.Connection, db_path: Path, now: float, wall: flo
                 expires_at=expires_at - offset,
                 publisher=bool(publisher),
                 cached=bool(cached),
-                signed=verified(key, value, signatures.pop(key, None)),
+                signed=verified(key, value, signatures),
             )
         )
     if dead or signatures:
 
         def delete(conn: sqlite3.Connection) -> None:
             conn.executemany("DELETE FROM records WHERE key = ?", dead)
-            delete_signed(conn, signatures)  # of dead records, or of none
+            delete_signed(conn, signatures)  # of dead records or none, or not verified
 
         _transaction(conn, delete)
     return live

@@ -55,6 +55,15 @@ def load_signed(conn: sqlite3.Connection) -> dict[bytes, SignedPart | None]:
     return found
 
 
-def verified(key: bytes, value: bytes, signed: SignedPart | None) -> SignedPart | None:
-    """``signed`` if it still proves ``value`` under ``key``, else ``None``."""
-    return signed if signed is not None and verify(key, value, signed) else None
+def verified(
+    key: bytes, value: bytes, signatures: dict[bytes, SignedPart | None]
+) -> SignedPart | None:
+    """The signature of ``key`` in ``signatures`` if it still proves ``value``, else ``None``.
+
+    A signature taken is removed from ``signatures``: what is left there is to delete.
+    """
+    signed = signatures.get(key)
+    if signed is None or not verify(key, value, signed):
+        return None
+    del signatures[key]
+    return signed
