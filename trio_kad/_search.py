@@ -264,11 +264,10 @@ class Search:
             state.on_reply(holder, ())
             state.finish()
             return True
-        # Hear the rest. A holder names no contacts, but the nodes near it that
-        # lack the value do: no second RPC to the holder for its contacts.
+        # As for a quorum: hear the rest, and ask this holder for its contacts (FIND_NODE).
         self._holders[holder] = _Vote(distance(holder, state.target), reply.value, contact, None)
         state.parallelism = self._alpha
-        state.on_reply(holder, ())
+        state.retry(holder)
         return False
 
     def _request_for(self, contact: Contact) -> Request:
