@@ -273,5 +273,5 @@ async def test_a_client_that_knows_only_a_holder_still_reaches_the_k_closest(
         await sim.nodes[0].put_signed(key, "v0")
         holder = _holders(sim.nodes, signed_key(key.public_key))[0]
         client = await sim.add_node(bootstrap=[holder.address], client_only=True)
-        # Every node but the client is among the k closest: all of them acknowledge.
+        # The k closest of the six nodes all acknowledge, not just the one it knew.
         assert await client.put_signed(key, "v1") == CONFIG.k
