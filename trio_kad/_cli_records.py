@@ -93,7 +93,7 @@ async def _put_signed(args: argparse.Namespace, peers: list[str]) -> int:
     except (StaleSequence, CasMismatch) as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED
-    print(f"{acks} acknowledgements, seq {seq}")
+    print(f"{acks} acknowledgement{'' if acks == 1 else 's'}, seq {seq}")
     return EXIT_OK
 
 
