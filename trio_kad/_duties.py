@@ -151,7 +151,7 @@ def _replica(record: Record, now: float) -> Store | None:
     if record.cached:
         return None
     ttl = ttl_left(record, now)
-    return Store(record.key, record.value, ttl=ttl) if ttl > 0 else None
+    return Store(record.key, record.value, ttl=ttl, signed=record.signed) if ttl > 0 else None
 
 
 def replication_plan(

@@ -30,6 +30,13 @@ import trio
 
 from ._errors import DataDirError
 from ._ids import ID_BYTES, Contact, check_id
+from ._persist_signed import (
+    create_signed_table,
+    delete_signed,
+    load_signed,
+    verified,
+    write_signed,
+)
 from ._records import Record, RecordStore
 from ._routing import ContactInfo
 
@@ -139,8 +146,11 @@ class SqliteStore(RecordStore):
             int(record.cached),
         )
 
+        signed = record.signed
+
         def insert(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?)", row)
+            write_signed(conn, record.key, signed)
 
         async with self._db.lock:
             # The quota is checked under the lock: two concurrent puts of new
@@ -154,6 +164,7 @@ class SqliteStore(RecordStore):
     async def remove(self, key: bytes) -> bool:
         def delete(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM records WHERE key = ?", (key,))
+            delete_signed(conn, [key])
 
         async with self._db.lock:
             if key not in self._records:
@@ -172,6 +183,7 @@ class SqliteStore(RecordStore):
 
             def delete(conn: sqlite3.Connection) -> None:
                 conn.executemany("DELETE FROM records WHERE key = ?", [(key,) for key in dead])
+                delete_signed(conn, dead)
 
             await self._db.write(delete)
             for key in dead:
@@ -403,6 +415,7 @@ def _prepare(
 
         _transaction(conn, initialize)
 
+    _transaction(conn, create_signed_table)
     row = conn.execute("SELECT value FROM meta WHERE key = 'node_id'").fetchone()
     if row is None:
         raise DataDirError(f"{db_path} has no node id (meta row missing)")
@@ -426,6 +439,7 @@ def _load_records(conn: sqlite3.Connection, db_path: Path, now: float, wall: flo
     offset = wall - now
     live: list[Record] = []
     dead: list[tuple[bytes]] = []
+    signatures = load_signed(conn)
     for key, value, stored_at, expires_at, publisher, cached in conn.execute(
         "SELECT key, value, stored_at, expires_at, publisher, cached FROM records"
     ):
@@ -447,12 +461,14 @@ def _load_records(conn: sqlite3.Connection, db_path: Path, now: float, wall: flo
                 expires_at=expires_at - offset,
                 publisher=bool(publisher),
                 cached=bool(cached),
+                signed=verified(key, value, signatures),
             )
         )
-    if dead:
+    if dead or signatures:
 
         def delete(conn: sqlite3.Connection) -> None:
             conn.executemany("DELETE FROM records WHERE key = ?", dead)
+            delete_signed(conn, signatures)  # of dead records or none, or not verified
 
         _transaction(conn, delete)
     return live

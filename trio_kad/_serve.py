@@ -35,6 +35,7 @@ from ._messages import (
     StoreMany,
 )
 from ._records import Record, value_fits
+from ._signed import Refusal, Verdict, judge
 from ._values import well_formed_value
 
 if TYPE_CHECKING:
@@ -55,6 +56,9 @@ class Server:
         self._counters = node.counters
         self._saw_requester = saw_requester
         self._per_ip_exempt = NetworkSet(node.config.per_ip_exempt)
+        # Held from a STORE's verdict to its put: a durable put awaits the disk,
+        # and compare-and-set (signed records' cas) must see no STORE in between.
+        self._store_lock = trio.Lock()
 
     async def handle_request(self, frame: RequestFrame, remote: Address) -> Reply:
         """Answer one request; every valid request from a listening peer updates the table."""
@@ -73,7 +77,7 @@ class Server:
             now = trio.current_time()
             record = self._records.get(body.key, now)
             if record is not None:
-                return FoundValue(record.value, ttl_left(record, now))
+                return FoundValue(record.value, ttl_left(record, now), record.signed)
             return Nodes(self._closest_for(body.key, frame.sender_id))
         # Pairs from an exempt host count toward no per-IP quota.
         origin = "" if remote[0] in self._per_ip_exempt else ip_group(remote[0])
@@ -93,6 +97,10 @@ class Server:
 
     async def accept_store(self, body: Store, origin: str) -> Reply:
         """Keep one pair a peer sent from ``origin`` ("" for none), if the rules allow it."""
+        async with self._store_lock:
+            return await self._accept_store(body, origin)
+
+    async def _accept_store(self, body: Store, origin: str) -> Reply:
         config = self._config
         counters = self._counters
         if not value_fits(body.value, config.max_value_size):
@@ -106,6 +114,10 @@ class Server:
         ttl = config.expire_interval if body.ttl is None else body.ttl
         ttl = min(ttl, config.expire_interval)
         held = self._records.get(body.key, now)
+        verdict = judge(body, held)
+        if isinstance(verdict, Refusal):
+            counters.stores_refused += 1
+            return ErrorReply(verdict.code, verdict.message, verdict.seq)
         if body.cache:
             if held is not None and not held.cached:
                 return Stored()  # a cache copy never replaces a replica
@@ -114,7 +126,8 @@ class Server:
         if ttl <= 0:
             return Stored()  # already expired at the sender: nothing to keep
         expires_at = now + ttl
-        if held is not None and held.value == body.value and not held.cached:
+        same = verdict is Verdict.REFRESH or (held is not None and held.signed is None)
+        if held is not None and same and held.value == body.value and not held.cached:
             expires_at = max(expires_at, held.expires_at)
         record = Record(
             body.key,
@@ -124,6 +137,7 @@ class Server:
             publisher=held is not None and held.publisher and held.value == body.value,
             cached=body.cache,
             origin=origin,
+            signed=body.signed,
         )
         # Acknowledged only once the store says it is kept (committed, when durable).
         try:

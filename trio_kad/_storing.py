@@ -15,20 +15,36 @@ import trio
 from ._duties import among_closest, batches
 from ._errors import StoreError
 from ._ids import Contact
-from ._messages import ErrorCode, ErrorReply, Store, Stored, StoredMany, StoreMany
+from ._messages import (
+    ErrorCode,
+    ErrorReply,
+    Reply,
+    SignedPart,
+    Store,
+    Stored,
+    StoredMany,
+    StoreMany,
+)
 from ._records import Record
 
 if TYPE_CHECKING:
     from ._node import Node
 
-__all__ = ["keep_own", "publish", "send_stores", "store_at_closest", "store_batch"]
+__all__ = [
+    "keep_own",
+    "publish",
+    "send_collecting",
+    "send_stores",
+    "store_at_closest",
+    "store_batch",
+]
 
 
-async def publish(node: Node, key: bytes, value: bytes) -> int:
+async def publish(node: Node, key: bytes, value: bytes, signed: SignedPart | None = None) -> int:
     """Store as the original publisher: at the k closest, and remembered here for republishing.
 
     Returns how many of the k closest acknowledged (this node counts when
-    it is among them).
+    it is among them). ``signed``: the pair is a signed record (``_signed``).
     """
     now = trio.current_time()
     mine = Record(
@@ -37,8 +53,9 @@ async def publish(node: Node, key: bytes, value: bytes) -> int:
         stored_at=now,
         expires_at=now + node.config.expire_interval,
         publisher=True,
+        signed=signed,
     )
-    return await store_at_closest(node, Store(key, value), own_copy=mine)
+    return await store_at_closest(node, Store(key, value, signed=signed), own_copy=mine)
 
 
 async def store_at_closest(node: Node, request: Store, *, own_copy: Record | None = None) -> int:
@@ -75,18 +92,23 @@ async def keep_own(node: Node, record: Record) -> None:
 
 async def send_stores(node: Node, contacts: Iterable[Contact], request: Store) -> int:
     """Send one STORE to each contact at once; return how many acknowledged."""
-    acks = 0
+    replies = await send_collecting(node, contacts, request)
+    return sum(isinstance(reply, Stored) for reply in replies)
+
+
+async def send_collecting(node: Node, contacts: Iterable[Contact], request: Store) -> list[Reply]:
+    """Send one STORE to each contact at once; the replies of those that answered."""
+    replies: list[Reply] = []
 
     async def store_at(contact: Contact) -> None:
-        nonlocal acks
-        # Await first: `acks += await ...` would read acks before the await.
         reply = await node.rpc(contact, request)
-        acks += isinstance(reply, Stored)
+        if reply is not None:
+            replies.append(reply)
 
     async with trio.open_nursery() as nursery:
         for contact in contacts:
             nursery.start_soon(store_at, contact)
-    return acks
+    return replies
 
 
 async def store_batch(node: Node, contact: Contact, stores: Sequence[Store]) -> int:
