@@ -1,4 +1,4 @@
-"""The ``trio-kad`` command: serve, set, get and demo."""
+"""The ``trio-kad`` command: serve, set, get, config and demo."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import trio
 
 from ._address import format_address, parse_address
 from ._api import open_dht
-from ._config_file import load_config
+from ._cli_config import add_config_flags, config_from_args, defaults_toml
 from ._errors import DhtError
 
 EXIT_OK = 0
@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE.toml",
         help="set Config fields from a TOML file (keys are field names, e.g. k = 20)",
     )
+    add_config_flags(serve)
 
     for name, text in (("set", "store a UTF-8 string value"), ("get", "print the value of KEY")):
         cmd = sub.add_parser(name, help=text)
@@ -76,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("key", metavar="KEY")
         if name == "set":
             cmd.add_argument("value", metavar="VALUE")
+
+    config = sub.add_parser("config", help="print every Config field with its default")
+    config.add_argument(
+        "--defaults", action="store_true", required=True, help="as TOML that --config accepts"
+    )
 
     demo = sub.add_parser("demo", help="run an N-node network in this process and show it work")
     demo.add_argument("--nodes", type=int, default=20, help="how many nodes (default 20)")
@@ -99,6 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return trio.run(_set, args)
         if args.command == "get":
             return trio.run(_get, args)
+        if args.command == "config":
+            print(defaults_toml(), end="")
+            return EXIT_OK
         from ._demo import run_demo
 
         if args.nodes < 1 or args.k < 1:
@@ -117,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _serve(args: argparse.Namespace) -> int:
     # Refused before listening: a bad key, type or range exits 2 naming it.
-    config = None if args.config is None else load_config(args.config)
+    config = config_from_args(args)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_dht(
             args.host, args.port, _peers(args.bootstrap), config=config, data_dir=args.data_dir
