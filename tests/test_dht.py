@@ -483,3 +483,22 @@ async def test_a_quorum_get_returns_only_a_value_enough_holders_agree_on(
         for bad in (0, -1, True, 1.5):
             with pytest.raises(ValueError, match="quorum"):
                 await reader.get("voted", quorum=bad)  # type: ignore[arg-type]
+
+
+async def test_what_a_status_page_reads(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_simulation(6) as sim:
+        dht = sim.nodes[-1]
+        await dht.set("colour", "blue")
+        assert await sim.nodes[0].get("colour") == "blue"
+        table = dht.routing_table()
+        assert sum(len(contacts) for _, _, contacts in table) == dht.statistics().contacts == 5
+        assert [low for low, _, _ in table] == sorted(low for low, _, _ in table)
+        for low, high, contacts in table:
+            for info in contacts:
+                assert low <= distance(dht.node_id, info.contact.node_id) < high
+                assert info.last_seen <= trio.current_time() and info.failures == 0
+        reports = dht.recent_lookups
+        assert reports and reports[-1] == dht.last_lookup
+        holders = [n for n in sim.nodes if n.get_local("colour") == "blue"]
+        assert all(n.statistics().record_bytes == len(cbor2.dumps("blue")) for n in holders)
+        assert dht.statistics().bans == 0

@@ -16,6 +16,7 @@ import cbor2
 import trio
 
 from ._address import parse_addresses
+from ._bucket import ContactInfo
 from ._codec import decode_value
 from ._config import Config
 from ._errors import BootstrapError, ProtocolError, StoreError
@@ -53,6 +54,10 @@ class DhtStatistics:
     stores_accepted: int
     stores_refused: int
     transport: TransportStatistics
+    record_bytes: int
+    """Bytes of the values held, all records together."""
+    bans: int
+    """Peers banned right now."""
 
 
 class Dht:
@@ -164,7 +169,23 @@ class Dht:
             stores_accepted=c.stores_accepted,
             stores_refused=c.stores_refused,
             transport=node.transport.statistics(),
+            record_bytes=node.records.value_bytes,
+            bans=node.table.bans_running(trio.current_time()),
         )
+
+    @property
+    def recent_lookups(self) -> list[LookupReport]:
+        """The most recent network lookups this node made (up to 100), oldest first."""
+        return list(self._node.counters.recent_lookups)
+
+    def routing_table(self) -> list[tuple[int, int, list[ContactInfo]]]:
+        """The routing table by bucket, nearest first: distance range and contacts.
+
+        Each bucket is ``(low, high, contacts)``: it covers distances from this
+        node's id in ``[low, high)``; its contacts come least recently seen
+        first, each with its last-seen time (Trio clock) and failures.
+        """
+        return [(b.low, b.high, b.entries) for b in self._node.table.buckets]
 
     def _encode(self, value: Any) -> bytes:
         if value is None:

@@ -16,6 +16,7 @@ from ._address import format_address, parse_address
 from ._api import open_dht
 from ._cli_config import add_config_flags, config_from_args, defaults_toml
 from ._errors import DhtError
+from ._status import StatusServer
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
@@ -60,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="set Config fields from a TOML file (keys are field names, e.g. k = 20)",
     )
     add_config_flags(serve)
+    serve.add_argument(
+        "--status",
+        metavar="H:P",
+        help="serve a status page at / and Prometheus metrics at /metrics (a port alone: loopback)",
+    )
 
     for name, text in (("set", "store a UTF-8 string value"), ("get", "print the value of KEY")):
         cmd = sub.add_parser(name, help=text)
@@ -127,17 +133,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def _serve(args: argparse.Namespace) -> int:
     # Refused before listening: a bad key, type or range exits 2 naming it.
     config = config_from_args(args)
+    status = None if args.status is None else StatusServer(args.status)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with open_dht(
-            args.host, args.port, _peers(args.bootstrap), config=config, data_dir=args.data_dir
-        ) as dht:
+        async with (
+            open_dht(
+                args.host,
+                args.port,
+                _peers(args.bootstrap),
+                config=config,
+                data_dir=args.data_dir,
+                transport=None if status is None else status.transport,
+            ) as dht,
+            trio.open_nursery() as nursery,
+        ):
+            url = None if status is None else await nursery.start(status.run, dht)
             host, port = dht.address
             print(
                 f"listening on {format_address((host, port))} node {dht.node_id.hex()}", flush=True
             )
+            if url is not None:
+                print(f"status on {url}", flush=True)
             async for signum in signals:
                 logging.getLogger("trio_kad.cli").info("got signal %d, stopping", signum)
                 break
+            nursery.cancel_scope.cancel()
     return EXIT_OK
 
 
