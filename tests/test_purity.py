@@ -26,6 +26,7 @@ SHELL = [
     "__main__",
     "_api",
     "_demo",
+    "_logs",  # formats wall-clock times of log records
     "_maintenance",
     "_memory*",
     "_metrics",  # a transport wrapper counting RPCs; read at scrape time

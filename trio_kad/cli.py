@@ -16,6 +16,7 @@ from ._address import format_address, parse_address
 from ._api import open_dht
 from ._cli_config import add_config_flags, config_from_args, defaults_toml
 from ._errors import DhtError
+from ._logs import FORMATS, configure_logging
 from ._status import StatusServer
 
 EXIT_OK = 0
@@ -66,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="H:P",
         help="serve a status page at / and Prometheus metrics at /metrics (a port alone: loopback)",
     )
+    serve.add_argument(
+        "--log-format", choices=FORMATS, default="text", help="json: one object per line"
+    )
 
     for name, text in (("set", "store a UTF-8 string value"), ("get", "print the value of KEY")):
         cmd = sub.add_parser(name, help=text)
@@ -100,10 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (also used by ``python -m trio_kad``)."""
     args = build_parser().parse_args(argv)
-    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.verbose, getattr(args, "log_format", "text"))
     try:
         if args.command == "serve":
             return trio.run(_serve, args)
