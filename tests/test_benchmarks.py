@@ -47,6 +47,14 @@ def test_churn_benchmark() -> None:
     assert isinstance(by_cause, dict) and "replicate" in by_cause
 
 
+def test_leave_benchmark() -> None:
+    data = bench("leave", "--nodes", "9", "--keys", "10", "--runs", "1")
+    graceful, abrupt = data["graceful"], data["abrupt"]
+    assert isinstance(graceful, dict) and isinstance(abrupt, dict)
+    assert graceful["held_fraction_mean"] >= abrupt["held_fraction_mean"]
+    assert sum(graceful["leave_rpcs"]) > 0 and sum(abrupt["leave_rpcs"]) == 0
+
+
 def test_idle_benchmark() -> None:
     data = bench("idle", "--nodes", "30", "--settle", "1", "--hours", "1")
     by_cause = data["rpcs_per_node_minute_by_cause"]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import signal
+import time
+import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from clihelp import closed_port, run, serve, stop
+from clihelp import closed_port, run, serve, status_url, stop
+from prometheus_client.parser import text_string_to_metric_families
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -86,3 +89,34 @@ def test_serve_takes_a_toml_config_and_refuses_a_bad_one_before_listening(
     missing = run("serve", "--config", str(tmp_path / "absent.toml"), timeout=20)
     assert missing.returncode == 2
     assert "Traceback" not in missing.stderr
+
+
+def _stores_served(url: str) -> float:
+    with urllib.request.urlopen(url + "metrics", timeout=10) as response:
+        text = response.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "trio_kad_rpcs_served_total" and "store" in sample.labels["type"]
+    )
+
+
+def test_serve_hands_its_pairs_over_on_sigterm() -> None:
+    with ExitStack() as stack:
+        args = ("--k", "2", "--alpha", "2", "--status", "127.0.0.1:0")
+        first = stack.enter_context(serve(*args))
+        servers = [first] + [
+            stack.enter_context(serve(*args, "--bootstrap", first.peer)) for _ in range(3)
+        ]
+        urls = [status_url(server) for server in servers]
+        for i in range(12):
+            assert run("set", "--bootstrap", first.peer, f"key {i}", "v").returncode == 0
+        before = sum(map(_stores_served, urls[1:]))  # the first scrapes: rendered now
+        # Among the 2 closest to about half the keys, it hands those to the next closest.
+        assert stop(first) == 0
+        # A scrape is rendered at most once a second: ask until the new one comes.
+        deadline = time.monotonic() + 10
+        while sum(map(_stores_served, urls[1:])) == before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sum(map(_stores_served, urls[1:])) > before

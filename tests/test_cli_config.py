@@ -13,6 +13,7 @@ from clihelp import run, serve, stop
 from trio_kad import Config
 from trio_kad._cli_config import (
     COMMON_FIELDS,
+    SERVE_DEFAULTS,
     add_config_flags,
     config_from_args,
     defaults_toml,
@@ -41,6 +42,9 @@ def test_the_defaults_name_every_field_with_a_line_of_meaning() -> None:
         if default is None:
             assert f"# {field.name} = []" in text
             continue
+        if field.name in SERVE_DEFAULTS:
+            assert f"# {field.name} = true" in text
+            continue
         assert table[field.name] == (list(default) if isinstance(default, tuple) else default)
         # The line before the value is the field's meaning, taken from its docstring.
         before = text.split(f"\n{field.name} = ")[0].splitlines()[-1]
@@ -50,10 +54,15 @@ def test_the_defaults_name_every_field_with_a_line_of_meaning() -> None:
 def test_flags_apply_over_the_config_file(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("k = 8\nalpha = 2\nrefresh_interval = 60\n")
+    serves = Config(handoff_on_exit=True)
     config = config_from_args(_args("--config", str(path), "--k", "12", "--rpc-timeout", "1.5"))
-    assert config == Config(k=12, alpha=2, refresh_interval=60, rpc_timeout=1.5)
-    assert config_from_args(_args()) is None
-    assert config_from_args(_args("--max-value-size", "1000")) == Config(max_value_size=1000)
+    assert config == serves.replace(k=12, alpha=2, refresh_interval=60, rpc_timeout=1.5)
+    assert config_from_args(_args()) == serves
+    assert config_from_args(_args("--max-value-size", "1000")) == serves.replace(
+        max_value_size=1000
+    )
+    path.write_text("handoff_on_exit = false\n")
+    assert config_from_args(_args("--config", str(path))) == Config()
     assert set(COMMON_FIELDS) >= {"k", "alpha", "max_value_size"}
 
 

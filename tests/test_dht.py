@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 
@@ -502,3 +503,38 @@ async def test_what_a_status_page_reads(autojump_clock: trio.testing.MockClock) 
         holders = [n for n in sim.nodes if n.get_local("colour") == "blue"]
         assert all(n.statistics().record_bytes == len(cbor2.dumps("blue")) for n in holders)
         assert dht.statistics().bans == 0
+
+
+async def test_leaving_normally_hands_pairs_to_those_that_take_its_place(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = Config(k=3, alpha=2, lookup_max_contacts=3, handoff_on_exit=True)
+    async with open_simulation(12, config=config) as sim:
+        assert sim.network is not None
+
+        def holders(key: str) -> int:
+            return sum(dht.get_local(key) is not None for dht in sim.nodes)
+
+        async def run(name: str, *, graceful: bool) -> list[str]:
+            """The keys of which the node was one of the k holders, before it left."""
+            keys = [f"{name} {i}" for i in range(40)]
+            mine: list[str] = []
+            with contextlib.suppress(KeyError):
+                async with open_dht(
+                    bootstrap=[sim.nodes[0].address],
+                    config=config,
+                    transport=sim.network.transport(),
+                ) as dht:
+                    for key in keys:
+                        await dht.set(key, 1)
+                    # Its own pairs are kept wherever they fall: those the others
+                    # hold only k - 1 copies of are the ones it is among the k closest to.
+                    mine = [key for key in keys if holders(key) == config.k - 1]
+                    if not graceful:
+                        raise KeyError("leaving by an exception")
+            return mine
+
+        crashed = await run("crashed", graceful=False)
+        assert crashed and all(holders(key) == config.k - 1 for key in crashed)
+        left = await run("left", graceful=True)
+        assert left and all(holders(key) == config.k for key in left)

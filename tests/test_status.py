@@ -5,13 +5,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.request
 
 import pytest
 import trio
-from clihelp import Server, command, serve, stop
+from clihelp import command, serve, status_url, stop
 from prometheus_client.parser import text_string_to_metric_families
 from test_status_http import fetch, get, status_of
 
@@ -82,23 +81,10 @@ def test_status_address_checks() -> None:
             StatusServer(bad)
 
 
-def _status_line(server: Server) -> str:
-    # Printed right after the listening line: it may already sit in the pipe's
-    # buffer, where a select would not see it. A hung server is killed.
-    assert server.process.stdout is not None
-    timer = threading.Timer(20, server.process.kill)
-    timer.start()
-    try:
-        return server.process.stdout.readline().rstrip("\n")
-    finally:
-        timer.cancel()
-
-
 def test_serve_status_on_the_command_line() -> None:
     with serve("--status", "127.0.0.1:0") as server:
-        line = _status_line(server)
-        assert line.startswith("status on http://127.0.0.1:")
-        url = line.split()[-1]
+        url = status_url(server)
+        assert url.startswith("http://127.0.0.1:")
         with urllib.request.urlopen(url, timeout=10) as response:
             assert response.status == 200
             assert server.node_id in response.read().decode()
@@ -144,7 +130,7 @@ def test_serve_status_on_an_address_not_of_this_host_exits_2() -> None:
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="no chromium installed")
 def test_the_page_in_a_headless_browser(tmp_path: object) -> None:  # pragma: no cover
     with serve("--status", "127.0.0.1:0") as server:
-        url = _status_line(server).split()[-1]
+        url = status_url(server)
         result = subprocess.run(
             ["chromium", "--headless", "--disable-gpu", "--no-sandbox", "--dump-dom", url],
             capture_output=True,

@@ -22,6 +22,7 @@ from ._config import Config
 from ._errors import BootstrapError, ProtocolError, StoreError
 from ._ids import Address, check_id, key_id
 from ._maintenance import (
+    leave,
     run_expire,
     run_handoff,
     run_join_refresh,
@@ -234,7 +235,9 @@ async def open_dht(
     not listen and are never added to other nodes' routing tables: right for
     short-lived processes that only set and get. ``rng`` makes every random
     choice reproducible (tests, simulations). Leaving the block cancels every
-    background task and closes every connection.
+    background task and closes every connection; leaving it normally with
+    ``Config.handoff_on_exit`` first hands the pairs held to the nodes that
+    take this one's place.
     """
     config = (config if config is not None else Config()).for_host(host)
     rng = rng if rng is not None else random.Random(secrets.randbits(64))
@@ -281,6 +284,8 @@ async def open_dht(
             await start_maintenance(nursery, node)
             try:
                 yield Dht(node, address)
+                if config.handoff_on_exit and not client_only:
+                    await leave(node)  # left normally: a graceful leave
             finally:
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:

@@ -19,7 +19,13 @@ from . import _config
 from ._config import Config
 from ._config_file import ConfigFileError, config_from_table, load_config
 
-__all__ = ["COMMON_FIELDS", "add_config_flags", "config_from_args", "defaults_toml"]
+__all__ = [
+    "COMMON_FIELDS",
+    "SERVE_DEFAULTS",
+    "add_config_flags",
+    "config_from_args",
+    "defaults_toml",
+]
 
 COMMON_FIELDS = (
     "k",
@@ -31,6 +37,9 @@ COMMON_FIELDS = (
     "max_store_bytes",
 )
 """The fields ``serve`` takes as flags (``--max-value-size``); the rest need ``--config``."""
+
+SERVE_DEFAULTS: dict[str, object] = {"handoff_on_exit": True}
+"""Where ``serve`` differs from ``Config()``: a node run for months leaves gracefully."""
 
 _HEADER = """\
 # Every trio-kad Config field with its default (trio-kad config --defaults).
@@ -66,7 +75,8 @@ def defaults_toml() -> str:
     """Every ``Config`` field with its default and meaning, as TOML ``load_config`` accepts.
 
     A field whose default is ``None`` (decided from the listening address) is
-    printed commented out, since TOML has no null.
+    printed commented out, since TOML has no null; so is one ``serve`` sets
+    otherwise (``SERVE_DEFAULTS``), with serve's value.
     """
     docs = field_docs()
     parts = [_HEADER]
@@ -77,6 +87,10 @@ def defaults_toml() -> str:
         if default is None:
             lines.append("# Unset by default: decided by the address the node listens on.")
             lines.append(f"# {field.name} = []")
+        elif field.name in SERVE_DEFAULTS:
+            serves = _toml_value(SERVE_DEFAULTS[field.name])
+            lines.append(f"# Unset: serve uses {serves}, open_dht {_toml_value(default)}.")
+            lines.append(f"# {field.name} = {serves}")
         else:
             lines.append(f"{field.name} = {_toml_value(default)}")
         parts.append("\n".join(lines) + "\n")
@@ -84,6 +98,8 @@ def defaults_toml() -> str:
 
 
 def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, tuple):
         return json.dumps(list(value))  # strings of networks: JSON's escaping is TOML's
     return repr(value)  # int or float; repr of a float keeps its point
@@ -106,15 +122,18 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def config_from_args(args: argparse.Namespace) -> Config | None:
-    """The ``Config`` that ``--config FILE`` and the field flags describe; flags win.
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The ``Config`` that ``--config FILE`` and the field flags make of serve's defaults.
 
-    ``None`` when neither is given. Raises ``ConfigFileError`` (one line
-    naming the key) for a bad file, a flag that is not a number, or a value
-    ``Config`` refuses.
+    Serve's defaults are ``Config()`` with ``SERVE_DEFAULTS``; the file sets
+    fields over them, the flags over the file. Raises ``ConfigFileError`` (one
+    line naming the key) for a bad file, a flag that is not a number, or a
+    value ``Config`` refuses.
     """
     path: str | None = args.config
-    base = None if path is None else load_config(path)
+    base = Config().replace(**SERVE_DEFAULTS)
+    if path is not None:
+        base = load_config(path, base)
     types = {field.name: field.type for field in dataclasses.fields(Config)}
     flags: dict[str, object] = {}
     for name in COMMON_FIELDS:
