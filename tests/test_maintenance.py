@@ -36,6 +36,15 @@ def holders(sim: Simulation, key: str) -> list[int]:
     return [i for i, n in enumerate(sim.nodes) if n.get_local(key) is not None]
 
 
+def node_knowing_40(config: Config, seed: int) -> Node:
+    """A node (not running) whose table holds 40 random contacts."""
+    rng = random.Random(seed)
+    node = Node(rng.randbytes(32), config, MemoryNetwork().transport(), rng=rng)
+    for i in range(40):
+        node.saw_alive(Contact(rng.randbytes(32), f"10.0.{i}.1", 4000))
+    return node
+
+
 def closest(sim: Simulation, key: str, count: int) -> list[int]:
     ident = key_id(key)
     order = sorted(range(len(sim.nodes)), key=lambda i: distance(sim.nodes[i].node_id, ident))
@@ -279,10 +288,7 @@ async def test_a_far_bucket_refresh_that_fails_or_hangs_is_logged_and_cut_short(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = Config(k=2, alpha=2, bootstrap_timeout=5.0)
-    rng = random.Random(42)
-    node = Node(rng.randbytes(32), config, MemoryNetwork().transport(), rng=rng)
-    for i in range(40):
-        node.saw_alive(Contact(rng.randbytes(32), f"10.0.{i}.1", 4000))
+    node = node_knowing_40(config, 42)
     assert far_buckets(node.table)
     calls = 0
 
@@ -350,10 +356,7 @@ async def test_leaving_is_cut_short_at_its_deadline(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = Config(k=2, alpha=2, handoff_deadline=5.0)
-    rng = random.Random(43)
-    node = Node(rng.randbytes(32), config, MemoryNetwork().transport(), rng=rng)
-    for i in range(40):
-        node.saw_alive(Contact(rng.randbytes(32), f"10.0.{i}.1", 4000))
+    node = node_knowing_40(config, 43)
     now = trio.current_time()
     await node.records.put(Record(node.node_id, cbor2.dumps(1), stored_at=now, expires_at=DAY))
     sent: list[Contact] = []
