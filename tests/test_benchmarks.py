@@ -55,6 +55,15 @@ def test_leave_benchmark() -> None:
     assert sum(graceful["leave_rpcs"]) > 0 and sum(abrupt["leave_rpcs"]) == 0
 
 
+def test_status_benchmark() -> None:
+    data = bench("status", *("--nodes", "5", "--keys", "10", "--scrapers", "1", "--seconds", "0.5"))
+    for phase in ("idle", "scraped", "scraped_uncached"):
+        result = data[phase]
+        assert isinstance(result, dict) and result["gets"] > 0 and result["misses"] == 0
+    scraped = data["scraped"]
+    assert isinstance(scraped, dict) and scraped["scrapes_per_second"] > 0
+
+
 def test_idle_benchmark() -> None:
     data = bench("idle", "--nodes", "30", "--settle", "1", "--hours", "1")
     by_cause = data["rpcs_per_node_minute_by_cause"]

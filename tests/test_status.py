@@ -57,11 +57,11 @@ async def test_scraping_in_a_loop_leaves_the_dht_working() -> None:
                 trio.open_nursery() as nursery,
             ):
                 address = _address(await nursery.start(status.run, dht))
-                scrapes: list[int] = []
+                scrapes: list[bytes] = []
 
                 async def scrape() -> None:
                     for _ in range(100):
-                        scrapes.append(status_of(await fetch(address, get("/metrics"))))
+                        scrapes.append(await fetch(address, get("/metrics")))
 
                 async with trio.open_nursery() as scrapers:
                     for _ in range(4):
@@ -69,7 +69,9 @@ async def test_scraping_in_a_loop_leaves_the_dht_working() -> None:
                     for i in range(20):
                         assert await dht.set(f"key {i}", i) >= 1
                         assert await sim.nodes[i % 5].get(f"key {i}") == i
-                assert scrapes and set(scrapes) <= {200}
+                # Answered up to the status server's rate; the rest closed on accept.
+                answered = [status_of(r) for r in scrapes if r]
+                assert answered and set(answered) == {200}
                 nursery.cancel_scope.cancel()
 
 

@@ -123,6 +123,17 @@ async def test_connections_beyond_the_cap_are_closed_on_accept() -> None:
             assert status_of(await fetch(address, get("/"))) == 200
 
 
+async def test_requests_beyond_the_rate_are_closed_on_accept() -> None:
+    limits = StatusLimits(rate=2.0, burst=3)
+    with trio.fail_after(10):
+        async with running(limits) as address:
+            answers = [await fetch(address, get("/")) for _ in range(5)]
+            assert [status_of(a) for a in answers[:3]] == [200] * 3
+            assert answers[3:] == [b"", b""]
+            await trio.sleep(0.6)  # a token is back
+            assert status_of(await fetch(address, get("/"))) == 200
+
+
 async def test_an_unbindable_address_raises_oserror() -> None:
     with trio.fail_after(10), pytest.raises(OSError):
         await serve_http("192.0.2.1", 0, PAGES)  # TEST-NET-1: not an address of this host

@@ -2,7 +2,8 @@
 
 Each connection carries one request: the response says ``Connection: close``.
 A client is bounded as a peer is: the request head has a size limit, the
-whole exchange a deadline, and connections beyond a cap are closed on accept.
+whole exchange a deadline, and connections beyond a cap or a request rate
+are closed on accept.
 Only ``GET`` of the paths given is answered; other paths get 404, other
 methods 405, a malformed request the status h11 suggests (400, 431).
 """
@@ -10,8 +11,9 @@ methods 405, a malformed request the status h11 suggests (400, 431).
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 
@@ -19,6 +21,7 @@ import h11
 import trio
 
 from ._ids import Address
+from ._limits import TokenBucket
 
 __all__ = ["Page", "StatusLimits", "serve_http"]
 
@@ -28,6 +31,8 @@ Page = Callable[[], tuple[str, bytes]]
 """Renders one path: its content type and body, made at request time."""
 
 _READ_SIZE = 4096
+_OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+_RESOURCE_WAIT = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +45,12 @@ class StatusLimits:
     """Seconds one connection may take, reading the request and writing the response."""
     max_head_bytes: int = 8192
     """Largest request line and headers together."""
+    rate: float = 20.0
+    """Requests per second served on average, all clients together; more are closed on
+    accept. A Prometheus scrape every few seconds and a page refreshing itself stay far
+    below; a client scraping in a loop costs the node an accept and a close per request."""
+    burst: int = 40
+    """Requests served at once before ``rate`` applies."""
 
 
 async def serve_http(
@@ -57,12 +68,13 @@ async def serve_http(
     listeners = await trio.open_tcp_listeners(port, host=host)
     bound = listeners[0].socket.getsockname()
     open_now = 0
+    bucket = TokenBucket(limits.rate, limits.burst, trio.current_time())
+
+    def admit() -> bool:
+        return open_now < limits.max_connections and bucket.take(trio.current_time())
 
     async def handle(stream: trio.SocketStream) -> None:
         nonlocal open_now
-        if open_now >= limits.max_connections:
-            await trio.aclose_forcefully(stream)
-            return
         open_now += 1
         try:
             with trio.move_on_after(limits.deadline):
@@ -71,8 +83,38 @@ async def serve_http(
             open_now -= 1
             await trio.aclose_forcefully(stream)
 
-    task_status.started((bound[0], bound[1]))
-    await trio.serve_listeners(handle, listeners)
+    async with trio.open_nursery() as nursery:
+        for listener in listeners:
+            nursery.start_soon(_accept, listener, admit, handle, nursery)
+        task_status.started((bound[0], bound[1]))
+
+
+async def _accept(
+    listener: trio.SocketListener,
+    admit: Callable[[], bool],
+    handle: Callable[[trio.SocketStream], Awaitable[None]],
+    nursery: trio.Nursery,
+) -> None:
+    """Accept connections until cancelled: each admitted gets a task, others are closed at once.
+
+    A refused connection costs no task: a client connecting in a loop gets
+    little of the node's time.
+    """
+    async with listener:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_RESOURCES:
+                    raise
+                # As trio.serve_listeners: out of descriptors or buffers, wait and retry.
+                log.warning("status server: %s; accepting again in a moment", exc)
+                await trio.sleep(_RESOURCE_WAIT)
+                continue
+            if admit():
+                nursery.start_soon(handle, stream)
+            else:
+                stream.socket.close()
 
 
 async def _exchange(stream: trio.SocketStream, pages: Mapping[str, Page], max_head: int) -> None:
