@@ -20,7 +20,7 @@ def _view(**changes: object) -> StatusView:
         "uptime": 90061.0,
         "buckets": [
             (2**255, 2**256, [ContactInfo(Contact(b"\xaa" * 32, HOSTILE, 1), 990.0, 2)]),
-            (0, 2**255, []),
+            (3 * 2**254, 2**256, []),
         ],
         "records": 1234,
         "record_bytes": 5 * 1024 * 1024,
@@ -88,3 +88,9 @@ def test_a_fresh_node_has_a_page_too() -> None:
     page = render_page(_view(buckets=[(0, 2**256, [])], lookups=[], rpcs=[], counters=[]))
     assert page.count("No lookups yet.") == 2
     assert "bucket 0: distance 0 to 2<sup>256</sup>, 0 contacts" in page
+
+
+def test_a_bucket_between_powers_of_two_shows_where_it_starts() -> None:
+    page = render_page(_view())
+    assert "distance 2<sup>255</sup> to 2<sup>256</sup>, 1 contact</summary>" in page
+    assert "distance 2<sup>255.58</sup> to 2<sup>256</sup>, 0 contacts" in page

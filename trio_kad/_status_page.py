@@ -8,6 +8,7 @@ is HTML-escaped; ids and numbers are formatted here.
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -187,9 +188,16 @@ def _histogram(rows: Sequence[LookupRow]) -> str:
     )
 
 
+def _power(n: int) -> str:
+    """``n`` as a power of two (a split bucket's bounds may lie between two)."""
+    if n == 0:
+        return "0"
+    exponent = n.bit_length() - 1 if n & (n - 1) == 0 else f"{math.log2(n):.2f}"
+    return f"2<sup>{exponent}</sup>"
+
+
 def _bucket(index: int, low: int, high: int, entries: Sequence[ContactInfo], now: float) -> str:
-    span = f"distance 2<sup>{low.bit_length() - 1}</sup>" if low else "distance 0"
-    span += f" to 2<sup>{high.bit_length() - 1}</sup>"
+    span = f"distance {_power(low)} to {_power(high)}"
     rows = [
         (
             f"<code>{info.contact.node_id.hex()[:16]}</code>",
@@ -199,6 +207,6 @@ def _bucket(index: int, low: int, high: int, entries: Sequence[ContactInfo], now
         )
         for info in entries
     ]
-    summary = f"bucket {index}: {span}, {len(entries)} contacts"
+    summary = f"bucket {index}: {span}, {len(entries)} contact{'' if len(entries) == 1 else 's'}"
     body = _table(("id", "address", "last seen", "failures"), rows) if rows else ""
     return f"<details{' open' if rows else ''}><summary>{summary}</summary>{body}</details>"
