@@ -9,6 +9,7 @@ import sys
 
 from clihelp import Server, command, read_line, stop
 
+from trio_kad._ids import Contact
 from trio_kad._logs import MAX_FIELD, MAX_MESSAGE, JsonFormatter, TextFormatter
 
 
@@ -28,6 +29,14 @@ def test_json_has_time_level_logger_message_and_the_peer_and_key() -> None:
     assert out["peer"] == "10.0.0.1:4000" and out["key"] == "0102"
     assert out["time"].endswith("+00:00") and "T" in out["time"]
     assert "peer" not in json.loads(JsonFormatter().format(_record("plain")))
+
+
+def test_a_contact_among_the_arguments_is_the_peer() -> None:
+    contact = Contact(b"\xab" * 32, "10.0.0.7", 4000)
+    out = json.loads(JsonFormatter().format(_record("rpc to %r failed: %s", contact, "timeout")))
+    assert out["peer"] == "ab" * 32 + "@10.0.0.7:4000"
+    named = _record("rpc to %r failed", contact, peer="explicit")
+    assert json.loads(JsonFormatter().format(named))["peer"] == "explicit"
 
 
 def test_attacker_sized_strings_are_cut() -> None:

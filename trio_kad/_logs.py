@@ -10,7 +10,9 @@ A log call names the peer or key it is about with ``extra``::
     log.info("store refused", extra={"peer": contact, "key": key})
 
 ``peer`` and ``key`` become fields of the JSON object (bytes as hex) and are
-appended to a text line.
+appended to a text line. A record without ``peer`` whose arguments hold a
+``Contact`` (``log.debug("rpc to %r failed", contact)``) gets that contact as
+its peer in JSON.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ import sys
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Final, TypeAlias
+
+from ._address import format_address
+from ._ids import Contact
 
 __all__ = ["FORMATS", "JsonFormatter", "TextFormatter", "configure_logging"]
 
@@ -49,8 +54,20 @@ def bounded(text: str, limit: int) -> str:
 
 
 def _field(value: object) -> str:
-    text = value.hex() if isinstance(value, bytes) else str(value)
+    if isinstance(value, Contact):
+        text = f"{value.node_id.hex()}@{format_address(value.address)}"
+    else:
+        text = value.hex() if isinstance(value, bytes) else str(value)
     return bounded(text, MAX_FIELD)
+
+
+def _fields(record: logging.LogRecord, *, from_args: bool) -> dict[str, str]:
+    """The ``peer`` and ``key`` a record names, bounded; with ``from_args``, a Contact
+    among its arguments stands for the peer."""
+    found = {name: record.__dict__.get(name) for name in FIELDS}
+    if found["peer"] is None and from_args and isinstance(record.args, tuple):
+        found["peer"] = next((a for a in record.args if isinstance(a, Contact)), None)
+    return {name: _field(value) for name, value in found.items() if value is not None}
 
 
 class JsonFormatter(logging.Formatter):
@@ -67,10 +84,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": bounded(message, MAX_MESSAGE),
         }
-        for name in FIELDS:
-            value = record.__dict__.get(name)
-            if value is not None:
-                out[name] = _field(value)
+        out.update(_fields(record, from_args=True))
         return json.dumps(out, ensure_ascii=False)
 
 
@@ -84,10 +98,9 @@ class TextFormatter(logging.Formatter):
         """The line, with ``peer=`` and ``key=`` appended when the record names them."""
         record.message = bounded(record.message, MAX_MESSAGE).translate(_CONTROL)
         line = super().formatMessage(record)
-        for name in FIELDS:
-            value = record.__dict__.get(name)
-            if value is not None:
-                line += f" {name}={_field(value).translate(_CONTROL)}"
+        # A contact among the arguments is in the message already.
+        for name, value in _fields(record, from_args=False).items():
+            line += f" {name}={value.translate(_CONTROL)}"
         return line
 
     def formatException(self, ei: ExcInfo) -> str:
