@@ -55,6 +55,15 @@ def test_leave_benchmark() -> None:
     assert sum(graceful["leave_rpcs"]) > 0 and sum(abrupt["leave_rpcs"]) == 0
 
 
+def test_leave_processes_benchmark() -> None:
+    data = bench(
+        "leave_processes", *("--nodes", "6", "--keys", "10", "--runs", "1", "--settle", "0.2")
+    )
+    sigterm, sigkill = data["sigterm"], data["sigkill"]
+    assert isinstance(sigterm, dict) and isinstance(sigkill, dict)
+    assert sigterm["exit_codes"] == [[0]] and sigkill["exit_codes"] == [[-9]]
+
+
 def test_status_benchmark() -> None:
     data = bench("status", *("--nodes", "5", "--keys", "10", "--scrapers", "1", "--seconds", "0.5"))
     for phase in ("idle", "scraped", "scraped_uncached"):

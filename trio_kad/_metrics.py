@@ -49,7 +49,8 @@ class MeteredTransport(Transport):
     """Another transport, with RPCs counted by (type, outcome) each way.
 
     ``sent`` counts requests this node made: outcome ``ok``, an error code, or
-    ``failed`` (unreachable, garbage, or timed out). ``served`` counts the
+    ``failed``: no reply (unreachable, garbage, timed out, or no longer awaited
+    by a lookup that had finished). ``served`` counts the
     requests the node's handler answered (refusals the transport makes itself,
     such as the per-IP rate, are in its statistics instead).
     """
