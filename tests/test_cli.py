@@ -12,6 +12,8 @@ import pytest
 from clihelp import closed_port, run, serve, status_url, stop
 from prometheus_client.parser import text_string_to_metric_families
 
+from trio_kad._ids import distance, key_id
+
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_serve_announces_itself_and_exits_cleanly_on_signal(signum: int) -> None:
@@ -120,3 +122,31 @@ def test_serve_hands_its_pairs_over_on_sigterm() -> None:
         while sum(map(_stores_served, urls[1:])) == before and time.monotonic() < deadline:
             time.sleep(0.1)
         assert sum(map(_stores_served, urls[1:])) > before
+
+
+def test_a_second_signal_cuts_the_hand_off_short() -> None:
+    with ExitStack() as stack:
+        args = ("--k", "1", "--alpha", "1")
+        first = stack.enter_context(serve(*args))
+        heirs = [first, stack.enter_context(serve(*args, "--bootstrap", first.peer))]
+        leaver = stack.enter_context(serve(*args, "--bootstrap", first.peer))
+        ids = [bytes.fromhex(s.node_id) for s in (leaver, *heirs)]
+        # A key the leaver is the closest to: it hands that one over when it leaves.
+        key = next(
+            k
+            for k in (f"key {i}" for i in range(1000))
+            if min(ids, key=lambda i: distance(i, key_id(k))) == ids[0]
+        )
+        assert run("set", "--bootstrap", leaver.peer, key, "v").returncode == 0
+        for heir in heirs:
+            heir.process.send_signal(signal.SIGSTOP)  # frozen: the hand-off waits on them
+        try:
+            leaver.process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            assert leaver.process.poll() is None  # still handing over
+            assert stop(leaver, signal.SIGTERM, timeout=3) == 0
+        finally:
+            for heir in heirs:
+                heir.process.send_signal(signal.SIGCONT)
+        for heir in heirs:
+            assert stop(heir) == 0

@@ -7,14 +7,15 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import trio
 
 from ._address import format_address, parse_address
-from ._api import open_dht
+from ._api import open_dht, raise_single
 from ._cli_config import add_config_flags, config_from_args, defaults_toml
+from ._config import Config
 from ._errors import DhtError
 from ._logs import FORMATS, configure_logging
 from ._status import StatusServer
@@ -136,29 +137,52 @@ async def _serve(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     status = None if args.status is None else StatusServer(args.status)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with (
-            open_dht(
-                args.host,
-                args.port,
-                _peers(args.bootstrap),
-                config=config,
-                data_dir=args.data_dir,
-                transport=None if status is None else status.transport,
-            ) as dht,
-            trio.open_nursery() as nursery,
-        ):
-            url = None if status is None else await nursery.start(status.run, dht)
-            host, port = dht.address
-            print(
-                f"listening on {format_address((host, port))} node {dht.node_id.hex()}", flush=True
-            )
-            if url is not None:
-                print(f"status on {url}", flush=True)
-            async for signum in signals:
-                logging.getLogger("trio_kad.cli").info("got signal %d, stopping", signum)
-                break
-            nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as leaving:
+                await _run_node(args, config, status, signals, leaving)
+                leaving.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise_single(group)
     return EXIT_OK
+
+
+async def _run_node(
+    args: argparse.Namespace,
+    config: Config,
+    status: StatusServer | None,
+    signals: AsyncIterator[int],
+    leaving: trio.Nursery,
+) -> None:
+    """Serve until a signal, then leave (handing pairs over); a second signal cuts that short."""
+    async with (
+        open_dht(
+            args.host,
+            args.port,
+            _peers(args.bootstrap),
+            config=config,
+            data_dir=args.data_dir,
+            transport=None if status is None else status.transport,
+        ) as dht,
+        trio.open_nursery() as nursery,
+    ):
+        url = None if status is None else await nursery.start(status.run, dht)
+        host, port = dht.address
+        print(f"listening on {format_address((host, port))} node {dht.node_id.hex()}", flush=True)
+        if url is not None:
+            print(f"status on {url}", flush=True)
+        await _next_signal(signals)
+        leaving.start_soon(_cancel_on_signal, signals, leaving.cancel_scope)
+        nursery.cancel_scope.cancel()
+
+
+async def _next_signal(signals: AsyncIterator[int]) -> None:
+    signum = await anext(signals)
+    logging.getLogger("trio_kad.cli").info("got signal %d, stopping", signum)
+
+
+async def _cancel_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
+    await _next_signal(signals)
+    scope.cancel()
 
 
 async def _set(args: argparse.Namespace) -> int:
