@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -76,6 +77,22 @@ def serve(*args: str) -> Iterator[Server]:
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
+
+
+def status_url(server: Server) -> str:
+    """The URL of the status page, from the line after the listening one (``--status``)."""
+    # Printed right after the listening line, it may already sit in the pipe's
+    # buffer, where a select would not see it: read it directly, and kill a
+    # server that hangs instead.
+    assert server.process.stdout is not None
+    timer = threading.Timer(20, server.process.kill)
+    timer.start()
+    try:
+        line = server.process.stdout.readline().rstrip("\n")
+    finally:
+        timer.cancel()
+    assert line.startswith("status on "), line
+    return line.removeprefix("status on ")
 
 
 def stop(server: Server, signum: int = signal.SIGTERM, timeout: float = 15) -> int:

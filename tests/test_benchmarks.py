@@ -47,6 +47,32 @@ def test_churn_benchmark() -> None:
     assert isinstance(by_cause, dict) and "replicate" in by_cause
 
 
+def test_leave_benchmark() -> None:
+    data = bench("leave", "--nodes", "9", "--keys", "10", "--runs", "1")
+    graceful, abrupt = data["graceful"], data["abrupt"]
+    assert isinstance(graceful, dict) and isinstance(abrupt, dict)
+    assert graceful["held_fraction_mean"] >= abrupt["held_fraction_mean"]
+    assert sum(graceful["leave_rpcs"]) > 0 and sum(abrupt["leave_rpcs"]) == 0
+
+
+def test_leave_processes_benchmark() -> None:
+    data = bench(
+        "leave_processes", *("--nodes", "6", "--keys", "10", "--runs", "1", "--settle", "0.2")
+    )
+    sigterm, sigkill = data["sigterm"], data["sigkill"]
+    assert isinstance(sigterm, dict) and isinstance(sigkill, dict)
+    assert sigterm["exit_codes"] == [[0]] and sigkill["exit_codes"] == [[-9]]
+
+
+def test_status_benchmark() -> None:
+    data = bench("status", *("--nodes", "5", "--keys", "10", "--scrapers", "1", "--seconds", "0.5"))
+    for phase in ("idle", "scraped", "scraped_uncached"):
+        result = data[phase]
+        assert isinstance(result, dict) and result["gets"] > 0 and result["misses"] == 0
+    scraped = data["scraped"]
+    assert isinstance(scraped, dict) and scraped["scrapes_per_second"] > 0
+
+
 def test_idle_benchmark() -> None:
     data = bench("idle", "--nodes", "30", "--settle", "1", "--hours", "1")
     by_cause = data["rpcs_per_node_minute_by_cause"]

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import signal
+import time
+import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from clihelp import closed_port, run, serve, stop
+from clihelp import closed_port, run, serve, status_url, stop
+from prometheus_client.parser import text_string_to_metric_families
+
+from trio_kad._ids import distance, key_id
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -86,3 +91,62 @@ def test_serve_takes_a_toml_config_and_refuses_a_bad_one_before_listening(
     missing = run("serve", "--config", str(tmp_path / "absent.toml"), timeout=20)
     assert missing.returncode == 2
     assert "Traceback" not in missing.stderr
+
+
+def _stores_served(url: str) -> float:
+    with urllib.request.urlopen(url + "metrics", timeout=10) as response:
+        text = response.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "trio_kad_rpcs_served_total" and "store" in sample.labels["type"]
+    )
+
+
+def test_serve_hands_its_pairs_over_on_sigterm() -> None:
+    with ExitStack() as stack:
+        args = ("--k", "2", "--alpha", "2", "--status", "127.0.0.1:0")
+        first = stack.enter_context(serve(*args))
+        servers = [first] + [
+            stack.enter_context(serve(*args, "--bootstrap", first.peer)) for _ in range(3)
+        ]
+        urls = [status_url(server) for server in servers]
+        for i in range(12):
+            assert run("set", "--bootstrap", first.peer, f"key {i}", "v").returncode == 0
+        before = sum(map(_stores_served, urls[1:]))  # the first scrapes: rendered now
+        # Among the 2 closest to about half the keys, it hands those to the next closest.
+        assert stop(first) == 0
+        # A scrape is rendered at most once a second: ask until the new one comes.
+        deadline = time.monotonic() + 10
+        while sum(map(_stores_served, urls[1:])) == before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sum(map(_stores_served, urls[1:])) > before
+
+
+def test_a_second_signal_cuts_the_hand_off_short() -> None:
+    with ExitStack() as stack:
+        args = ("--k", "1", "--alpha", "1")
+        first = stack.enter_context(serve(*args))
+        heirs = [first, stack.enter_context(serve(*args, "--bootstrap", first.peer))]
+        leaver = stack.enter_context(serve(*args, "--bootstrap", first.peer))
+        ids = [bytes.fromhex(s.node_id) for s in (leaver, *heirs)]
+        # A key the leaver is the closest to: it hands that one over when it leaves.
+        key = next(
+            k
+            for k in (f"key {i}" for i in range(1000))
+            if min(ids, key=lambda i: distance(i, key_id(k))) == ids[0]
+        )
+        assert run("set", "--bootstrap", leaver.peer, key, "v").returncode == 0
+        for heir in heirs:
+            heir.process.send_signal(signal.SIGSTOP)  # frozen: the hand-off waits on them
+        try:
+            leaver.process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            assert leaver.process.poll() is None  # still handing over
+            assert stop(leaver, signal.SIGTERM, timeout=3) == 0
+        finally:
+            for heir in heirs:
+                heir.process.send_signal(signal.SIGCONT)
+        for heir in heirs:
+            assert stop(heir) == 0

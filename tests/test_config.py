@@ -10,7 +10,8 @@ from trio_kad import Config
 
 NETWORKS = ("diversity_exempt", "per_ip_exempt")
 PRIVATE_RANGES = ("10.0.0.0/8", "100.64.0.0/10", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
-NUMERIC = [f.name for f in dataclasses.fields(Config) if f.name not in NETWORKS]
+FLAGS = [f.name for f in dataclasses.fields(Config) if f.type == "bool"]
+NUMERIC = [f.name for f in dataclasses.fields(Config) if f.name not in (*NETWORKS, *FLAGS)]
 
 
 def test_defaults_follow_the_paper() -> None:
@@ -35,6 +36,14 @@ def test_every_number_must_be_a_number(name: str) -> None:
         Config(**{name: True})  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=name):
         Config(**{name: "3"})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", FLAGS)
+def test_flags_must_be_true_or_false(name: str) -> None:
+    assert getattr(Config(**{name: True}), name) is True  # type: ignore[arg-type]
+    for bad in (1, "yes", None):
+        with pytest.raises(TypeError, match=name):
+            Config(**{name: bad})  # type: ignore[arg-type]
 
 
 def test_int_fields_refuse_floats() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 
@@ -483,3 +484,57 @@ async def test_a_quorum_get_returns_only_a_value_enough_holders_agree_on(
         for bad in (0, -1, True, 1.5):
             with pytest.raises(ValueError, match="quorum"):
                 await reader.get("voted", quorum=bad)  # type: ignore[arg-type]
+
+
+async def test_what_a_status_page_reads(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_simulation(6) as sim:
+        dht = sim.nodes[-1]
+        await dht.set("colour", "blue")
+        assert await sim.nodes[0].get("colour") == "blue"
+        table = dht.routing_table()
+        assert sum(len(contacts) for _, _, contacts in table) == dht.statistics().contacts == 5
+        assert [low for low, _, _ in table] == sorted(low for low, _, _ in table)
+        for low, high, contacts in table:
+            for info in contacts:
+                assert low <= distance(dht.node_id, info.contact.node_id) < high
+                assert info.last_seen <= trio.current_time() and info.failures == 0
+        reports = dht.recent_lookups
+        assert reports and reports[-1] == dht.last_lookup
+        holders = [n for n in sim.nodes if n.get_local("colour") == "blue"]
+        assert all(n.statistics().record_bytes == len(cbor2.dumps("blue")) for n in holders)
+        assert dht.statistics().bans == 0
+
+
+async def test_leaving_normally_hands_pairs_to_those_that_take_its_place(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = Config(k=3, alpha=2, lookup_max_contacts=3, handoff_on_exit=True)
+    async with open_simulation(12, config=config) as sim:
+        assert sim.network is not None
+
+        def holders(key: str) -> int:
+            return sum(dht.get_local(key) is not None for dht in sim.nodes)
+
+        async def run(name: str, *, graceful: bool) -> list[str]:
+            """The keys of which the node was one of the k holders, before it left."""
+            keys = [f"{name} {i}" for i in range(40)]
+            mine: list[str] = []
+            with contextlib.suppress(KeyError):
+                async with open_dht(
+                    bootstrap=[sim.nodes[0].address],
+                    config=config,
+                    transport=sim.network.transport(),
+                ) as dht:
+                    for key in keys:
+                        await dht.set(key, 1)
+                    # Its own pairs are kept wherever they fall: those the others
+                    # hold only k - 1 copies of are the ones it is among the k closest to.
+                    mine = [key for key in keys if holders(key) == config.k - 1]
+                    if not graceful:
+                        raise KeyError("leaving by an exception")
+            return mine
+
+        crashed = await run("crashed", graceful=False)
+        assert crashed and all(holders(key) == config.k - 1 for key in crashed)
+        left = await run("left", graceful=True)
+        assert left and all(holders(key) == config.k for key in left)

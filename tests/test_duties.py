@@ -14,6 +14,7 @@ from trio_kad._duties import (
     cache_ttl,
     far_buckets,
     handoff_stores,
+    leave_plan,
     refresh_plan,
     refresh_targets,
     replication_plan,
@@ -261,6 +262,30 @@ def test_a_newcomer_beyond_the_k_closest_is_handed_nothing() -> None:
     table = table_with(own, [near(key, 2), near(key, 3)], k)
     # This node and the two others are the k closest: the newcomer is farther.
     assert handoff_stores(table, [record(key)], contact(near(key, 1 << 100), 99), HOUR) == []
+
+
+def test_a_leaving_node_hands_each_pair_to_the_one_that_takes_its_place() -> None:
+    k = 3
+    key, far_key = b"\x00" * 32, b"\xff" * 32
+    own = near(key, 1 << 8)
+    others = [near(key, 1 << 9), near(key, 1 << 10), near(key, 1 << 200), near(key, 1 << 201)]
+    table = table_with(own, others, k)
+    cached = Record(near(key, 5), b"c", stored_at=0.0, expires_at=10 * HOUR, cached=True)
+    records = [
+        record(key),
+        record(far_key),  # three others are nearer: they hold it
+        cached,
+        record(near(key, 6), expires_at=HOUR),  # expired
+    ]
+    plan = leave_plan(table, records, 2 * HOUR)
+    # The k-th closest other joins the k holders once this node is gone.
+    assert plan == {contact(near(key, 1 << 200), 2): [Store(key, b"\x01", ttl=int(8 * HOUR))]}
+
+
+def test_a_leaving_node_among_fewer_than_k_hands_nothing() -> None:
+    # Every other node already holds what this one holds: nobody takes its place.
+    table = table_with(b"\x00" * 32, [near(b"\x00" * 32, 1 << 9)], 3)
+    assert leave_plan(table, [record(b"\x00" * 32)], HOUR) == {}
 
 
 # --- batches ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import trio.testing
 from trio_kad import Config, MemoryNetwork, open_dht
 from trio_kad._duties import far_buckets
 from trio_kad._ids import Address, Contact, distance, id_to_int, int_to_id, key_id, random_id
-from trio_kad._maintenance import _every, replicate, run_join_refresh
+from trio_kad._maintenance import _every, leave, replicate, run_join_refresh
 from trio_kad._messages import (
     ErrorCode,
     ErrorReply,
@@ -24,6 +24,7 @@ from trio_kad._messages import (
     StoreMany,
 )
 from trio_kad._node import Node
+from trio_kad._records import Record
 from trio_kad._storing import store_batch
 from trio_kad.testing import Simulation, node_of, open_simulation
 
@@ -33,6 +34,15 @@ HOUR = 3600.0
 
 def holders(sim: Simulation, key: str) -> list[int]:
     return [i for i, n in enumerate(sim.nodes) if n.get_local(key) is not None]
+
+
+def node_knowing_40(config: Config, seed: int) -> Node:
+    """A node (not running) whose table holds 40 random contacts."""
+    rng = random.Random(seed)
+    node = Node(rng.randbytes(32), config, MemoryNetwork().transport(), rng=rng)
+    for i in range(40):
+        node.saw_alive(Contact(rng.randbytes(32), f"10.0.{i}.1", 4000))
+    return node
 
 
 def closest(sim: Simulation, key: str, count: int) -> list[int]:
@@ -278,10 +288,7 @@ async def test_a_far_bucket_refresh_that_fails_or_hangs_is_logged_and_cut_short(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = Config(k=2, alpha=2, bootstrap_timeout=5.0)
-    rng = random.Random(42)
-    node = Node(rng.randbytes(32), config, MemoryNetwork().transport(), rng=rng)
-    for i in range(40):
-        node.saw_alive(Contact(rng.randbytes(32), f"10.0.{i}.1", 4000))
+    node = node_knowing_40(config, 42)
     assert far_buckets(node.table)
     calls = 0
 
@@ -343,3 +350,24 @@ async def test_a_publisher_does_not_resend_its_pairs_hourly(
         for i in range(20):
             assert len(holders(sim, f"own-{i}")) >= config.k
             assert await sim.nodes[-1].get(f"own-{i}") == i
+
+
+async def test_leaving_is_cut_short_at_its_deadline(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = Config(k=2, alpha=2, handoff_deadline=5.0)
+    node = node_knowing_40(config, 43)
+    now = trio.current_time()
+    await node.records.put(Record(node.node_id, cbor2.dumps(1), stored_at=now, expires_at=DAY))
+    sent: list[Contact] = []
+
+    async def silent_rpc(contact: Contact, body: Any, timeout: float | None = None) -> None:
+        sent.append(contact)
+        await trio.sleep_forever()
+
+    node.rpc = silent_rpc  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING, logger="trio_kad.maintenance"):
+        assert await leave(node) == 0
+    assert trio.current_time() - now == config.handoff_deadline
+    assert sent == [node.table.closest(node.node_id, config.k)[-1]]
+    assert "did not finish within its deadline" in caplog.text

@@ -26,14 +26,18 @@ SHELL = [
     "__main__",
     "_api",
     "_demo",
+    "_logs",  # formats wall-clock times of log records
     "_maintenance",
     "_memory*",
+    "_metrics",  # a transport wrapper counting RPCs; read at scrape time
     "_node*",
     "_persist*",
     "_search",  # the lookup driver, once it leaves _node
     "_serve",  # serving RPCs, once it leaves _node
     "_signed_ops",  # publishing and reading signed records
     "_sockets",
+    "_status",  # --status: joins a node to the HTTP server
+    "_status_http",
     "_storing",  # storing pairs, once it leaves _node
     "_tcp*",
     "_transport",

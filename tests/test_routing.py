@@ -1074,7 +1074,9 @@ def test_ban_removes_promotes_refuses_and_expires() -> None:
     table.update(other, 2.0)
     assert table.update(waiting, 3.0) == PingOldest(liar)
 
+    assert table.bans_running(0.0) == 0
     assert table.ban(liar.node_id, until=100.0, now=0.0) == liar
+    assert table.bans_running(99.0) == 1 and table.bans_running(100.0) == 0
     assert liar.node_id not in table
     assert table.get(waiting.node_id) == waiting  # the replacement took its place
     assert table.banned(liar.node_id, 99.0)

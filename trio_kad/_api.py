@@ -16,11 +16,13 @@ import cbor2
 import trio
 
 from ._address import parse_addresses
+from ._bucket import ContactInfo
 from ._codec import decode_value
 from ._config import Config
 from ._errors import BootstrapError, ProtocolError, StoreError
 from ._ids import Address, check_id, key_id
 from ._maintenance import (
+    leave,
     run_expire,
     run_handoff,
     run_join_refresh,
@@ -55,6 +57,10 @@ class DhtStatistics:
     stores_accepted: int
     stores_refused: int
     transport: TransportStatistics
+    record_bytes: int
+    """Bytes of the values held, all records together."""
+    bans: int
+    """Peers banned right now."""
 
 
 class Dht:
@@ -225,7 +231,23 @@ class Dht:
             stores_accepted=c.stores_accepted,
             stores_refused=c.stores_refused,
             transport=node.transport.statistics(),
+            record_bytes=node.records.value_bytes,
+            bans=node.table.bans_running(trio.current_time()),
         )
+
+    @property
+    def recent_lookups(self) -> list[LookupReport]:
+        """The most recent network lookups this node made (up to 100), oldest first."""
+        return list(self._node.counters.recent_lookups)
+
+    def routing_table(self) -> list[tuple[int, int, list[ContactInfo]]]:
+        """The routing table by bucket, nearest first: distance range and contacts.
+
+        Each bucket is ``(low, high, contacts)``: it covers distances from this
+        node's id in ``[low, high)``; its contacts come least recently seen
+        first, each with its last-seen time (Trio clock) and failures.
+        """
+        return [(b.low, b.high, b.entries) for b in self._node.table.buckets]
 
     def _encode(self, value: Any) -> bytes:
         if value is None:
@@ -274,7 +296,9 @@ async def open_dht(
     not listen and are never added to other nodes' routing tables: right for
     short-lived processes that only set and get. ``rng`` makes every random
     choice reproducible (tests, simulations). Leaving the block cancels every
-    background task and closes every connection.
+    background task and closes every connection; leaving it normally with
+    ``Config.handoff_on_exit`` first hands the pairs held to the nodes that
+    take this one's place.
     """
     config = (config if config is not None else Config()).for_host(host)
     rng = rng if rng is not None else random.Random(secrets.randbits(64))
@@ -321,6 +345,8 @@ async def open_dht(
             await start_maintenance(nursery, node)
             try:
                 yield Dht(node, address)
+                if config.handoff_on_exit and not client_only:
+                    await leave(node)  # left normally: a graceful leave
             finally:
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:

@@ -182,10 +182,25 @@ class Config:
     million, so 512 covers the table and recent lookups' contacts, at about
     200 bytes each.
     """
+    handoff_on_exit: bool = False
+    """Leaving ``open_dht``'s block normally hands each held pair to the node that takes over.
+
+    That is, for each pair this node is among the k closest to, the closest
+    live node that lacks it (the k-th closest other, or the next one if that
+    one fails). ``trio-kad serve`` turns it on, so SIGTERM leaves gracefully;
+    leaving by an exception or a cancellation hands nothing over.
+    """
+    handoff_deadline: float = 10.0
+    """Seconds the hand-off on exit may take in all; pairs not handed over by then
+    are left to the other holders' replication."""
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
+            if field.type == "bool":
+                if not isinstance(value, bool):
+                    raise TypeError(f"Config.{field.name} must be true or false, not {value!r}")
+                continue
             if field.name in _EXEMPTIONS:
                 if value is not None:
                     _check_networks(field.name, value)

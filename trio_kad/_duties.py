@@ -247,6 +247,28 @@ def handoff_stores(
     return stores
 
 
+def leave_plan(
+    table: RoutingTable, records: Iterable[Record], now: float
+) -> dict[Contact, list[Store]]:
+    """What a node leaving for good hands over, grouped by the peer to send it to.
+
+    For each pair this node is among the k closest to, the k-th closest other
+    contact is the one that takes its place among the k holders: the closest
+    that lacks the pair. Pairs it is not among the k closest to are held
+    by those k already; cached copies are not passed on (paper 2.3).
+    """
+    k = table.k
+    plan: dict[Contact, list[Store]] = {}
+    for record in records:
+        store = _replica(record, now)
+        if store is None:
+            continue
+        others = table.closest(record.key, k)
+        if len(others) == k and among_closest(table.own_id, record.key, others, k):
+            plan.setdefault(others[-1], []).append(store)
+    return plan
+
+
 def batches(stores: Sequence[Store], max_bytes: int) -> list[list[Store]]:
     """``stores`` cut into runs of at most ``MAX_BATCH_PAIRS`` pairs and about ``max_bytes``.
 

@@ -19,6 +19,7 @@ import trio
 from ._duties import (
     far_buckets,
     handoff_stores,
+    leave_plan,
     refresh_plan,
     refresh_targets,
     replication_plan,
@@ -180,6 +181,22 @@ async def replicate(node: Node) -> int:
     plan = replication_plan(
         node.table, node.records, trio.current_time(), node.config.replicate_interval
     )
+    return await _send_plan(node, plan)
+
+
+async def leave(node: Node) -> int:
+    """Hand the pairs this node holds to those that take its place (``_duties.leave_plan``).
+
+    Bounded by ``Config.handoff_deadline``; returns how many pairs were sent.
+    """
+    with trio.move_on_after(node.config.handoff_deadline):
+        return await _send_plan(node, leave_plan(node.table, node.records, trio.current_time()))
+    log.warning("leaving: the hand-off did not finish within its deadline")
+    return 0
+
+
+async def _send_plan(node: Node, plan: dict[Contact, list[Store]]) -> int:
+    """Send each peer its pairs; a peer that fails is stood in for. Returns the pairs sent."""
     failed = await _send_batches(node, plan)
     # A holder that left is noticed here: its pairs go to the next closest instead.
     await _send_batches(node, stand_ins(node.table, plan, failed))

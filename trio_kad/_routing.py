@@ -169,6 +169,10 @@ class RoutingTable:
         """Whether ``node_id`` is banned at time ``now``."""
         return self._bans.banned(node_id, now)
 
+    def bans_running(self, now: float) -> int:
+        """How many ids are banned at time ``now`` (for status pages and metrics)."""
+        return sum(1 for _, until in self._bans.entries() if now < until)
+
     def closest(
         self, target: bytes, count: int, *, exclude: Container[bytes] = frozenset()
     ) -> list[Contact]:

@@ -1,4 +1,4 @@
-"""The ``trio-kad`` command: serve, set, get, demo, and the signed-record commands."""
+"""The ``trio-kad`` command: serve, set, get, config, demo, and the signed-record commands."""
 
 from __future__ import annotations
 
@@ -7,18 +7,21 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import trio
 
 from ._address import format_address, parse_address
-from ._api import open_dht
+from ._api import open_dht, raise_single
+from ._cli_config import add_config_flags, config_from_args, defaults_toml
 from ._cli_records import COMMANDS as RECORD_COMMANDS
 from ._cli_records import add_commands as add_record_commands
 from ._cli_records import run_command as run_record_command
-from ._config_file import load_config
+from ._config import Config
 from ._errors import DhtError
+from ._logs import FORMATS, configure_logging
+from ._status import StatusServer
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
@@ -62,6 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE.toml",
         help="set Config fields from a TOML file (keys are field names, e.g. k = 20)",
     )
+    add_config_flags(serve)
+    serve.add_argument(
+        "--status",
+        metavar="H:P",
+        help="serve a status page at / and Prometheus metrics at /metrics (a port alone: loopback)",
+    )
+    serve.add_argument(
+        "--log-format", choices=FORMATS, default="text", help="json: one object per line"
+    )
 
     for name, text in (("set", "store a UTF-8 string value"), ("get", "print the value of KEY")):
         cmd = sub.add_parser(name, help=text)
@@ -71,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("value", metavar="VALUE")
 
     add_record_commands(sub, _network_options)
+    config = sub.add_parser("config", help="print every Config field with its default")
+    config.add_argument(
+        "--defaults", action="store_true", required=True, help="as TOML that --config accepts"
+    )
 
     demo = sub.add_parser("demo", help="run an N-node network in this process and show it work")
     demo.add_argument("--nodes", type=int, default=20, help="how many nodes (default 20)")
@@ -95,10 +111,7 @@ def _network_options(cmd: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (also used by ``python -m trio_kad``)."""
     args = build_parser().parse_args(argv)
-    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.verbose, getattr(args, "log_format", "text"))
     try:
         if args.command == "serve":
             return trio.run(_serve, args)
@@ -108,6 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return trio.run(_get, args)
         if args.command in RECORD_COMMANDS:
             return run_record_command(args, _peers(getattr(args, "bootstrap", None)))
+        if args.command == "config":
+            print(defaults_toml(), end="")
+            return EXIT_OK
         from ._demo import run_demo
 
         if args.nodes < 1 or args.k < 1:
@@ -126,19 +142,55 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _serve(args: argparse.Namespace) -> int:
     # Refused before listening: a bad key, type or range exits 2 naming it.
-    config = None if args.config is None else load_config(args.config)
+    config = config_from_args(args)
+    status = None if args.status is None else StatusServer(args.status)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with open_dht(
-            args.host, args.port, _peers(args.bootstrap), config=config, data_dir=args.data_dir
-        ) as dht:
-            host, port = dht.address
-            print(
-                f"listening on {format_address((host, port))} node {dht.node_id.hex()}", flush=True
-            )
-            async for signum in signals:
-                logging.getLogger("trio_kad.cli").info("got signal %d, stopping", signum)
-                break
+        try:
+            async with trio.open_nursery() as leaving:
+                await _run_node(args, config, status, signals, leaving)
+                leaving.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise_single(group)
     return EXIT_OK
+
+
+async def _run_node(
+    args: argparse.Namespace,
+    config: Config,
+    status: StatusServer | None,
+    signals: AsyncIterator[int],
+    leaving: trio.Nursery,
+) -> None:
+    """Serve until a signal, then leave (handing pairs over); a second signal cuts that short."""
+    async with (
+        open_dht(
+            args.host,
+            args.port,
+            _peers(args.bootstrap),
+            config=config,
+            data_dir=args.data_dir,
+            transport=None if status is None else status.transport,
+        ) as dht,
+        trio.open_nursery() as nursery,
+    ):
+        url = None if status is None else await nursery.start(status.run, dht)
+        host, port = dht.address
+        print(f"listening on {format_address((host, port))} node {dht.node_id.hex()}", flush=True)
+        if url is not None:
+            print(f"status on {url}", flush=True)
+        await _next_signal(signals)
+        leaving.start_soon(_cancel_on_signal, signals, leaving.cancel_scope)
+        nursery.cancel_scope.cancel()
+
+
+async def _next_signal(signals: AsyncIterator[int]) -> None:
+    signum = await anext(signals)
+    logging.getLogger("trio_kad.cli").info("got signal %d, stopping", signum)
+
+
+async def _cancel_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
+    await _next_signal(signals)
+    scope.cancel()
 
 
 async def _set(args: argparse.Namespace) -> int:
