@@ -22,7 +22,7 @@ from trio_kad import (
     StoreError,
     open_dht,
 )
-from trio_kad._ids import distance, key_id, random_id_at_distance
+from trio_kad._ids import distance, id_to_int, key_id, random_id_at_distance
 from trio_kad._messages import FindValue, Ping, RequestFrame, Store, Stored
 from trio_kad._records import Record
 from trio_kad.testing import node_of, open_simulation
@@ -515,6 +515,18 @@ async def test_leaving_normally_hands_pairs_to_those_that_take_its_place(
         def holders(key: str) -> int:
             return sum(dht.get_local(key) is not None for dht in sim.nodes)
 
+        def knows_successor(dht: Dht, key: str) -> bool:
+            target = id_to_int(key_id(key))
+            others = sorted(
+                (n.node_id for n in sim.nodes if n.node_id != dht.node_id),
+                key=lambda node_id: id_to_int(node_id) ^ target,
+            )
+            known = sorted(
+                (info.contact.node_id for _, _, bucket in dht.routing_table() for info in bucket),
+                key=lambda node_id: id_to_int(node_id) ^ target,
+            )
+            return known[: config.k] == others[: config.k]
+
         async def run(name: str, *, graceful: bool) -> list[str]:
             """The keys of which the node was one of the k holders, before it left."""
             keys = [f"{name} {i}" for i in range(40)]
@@ -530,6 +542,10 @@ async def test_leaving_normally_hands_pairs_to_those_that_take_its_place(
                     # Its own pairs are kept wherever they fall: those the others
                     # hold only k - 1 copies of are the ones it is among the k closest to.
                     mine = [key for key in keys if holders(key) == config.k - 1]
+                    if graceful:
+                        # The hand-off goes to the k-th closest other node the leaver
+                        # knows: count the keys where that is the one taking its place.
+                        mine = [key for key in mine if knows_successor(dht, key)]
                     if not graceful:
                         raise KeyError("leaving by an exception")
             return mine
