@@ -20,6 +20,7 @@ from ._messages import (
     MAX_BATCH_PAIRS,
     MAX_CONTACTS,
     MAX_ERROR_MESSAGE_LENGTH,
+    MAX_PUBLISHED,
     MAX_REQUEST_ID,
     MAX_TTL,
     PROTOCOL_VERSION,
@@ -79,6 +80,17 @@ def _ttl_field(fields: dict[Any, Any], request_id: int) -> int | None:
     return value
 
 
+def _published(value: object, what: str, request_id: int) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_PUBLISHED:
+        _fail(f"{what} must be an int in 0..{MAX_PUBLISHED}", request_id)
+    return value
+
+
+def _published_field(fields: dict[Any, Any], request_id: int) -> int:
+    """``published`` (0, the oldest, when absent: a peer that does not send it)."""
+    return _published(fields.get("published", 0), "'published'", request_id)
+
+
 def _flag_field(fields: dict[Any, Any], key: str, request_id: int) -> bool:
     value = fields.get(key, False)
     if type(value) is not bool:
@@ -119,11 +131,17 @@ def _decode_store(fields: dict[Any, Any], request_id: int) -> Store:
         _bytes_field(fields, "value", 1, request_id),
         _ttl_field(fields, request_id),
         _flag_field(fields, "cache", request_id),
+        published=_published_field(fields, request_id),
     )
 
 
 def _decode_found_value(fields: dict[Any, Any], request_id: int) -> FoundValue:
-    return FoundValue(_bytes_field(fields, "value", 0, request_id), _ttl_field(fields, request_id))
+    return FoundValue(
+        _bytes_field(fields, "value", 0, request_id),
+        _ttl_field(fields, request_id),
+        published=_published_field(fields, request_id),
+        cached=_flag_field(fields, "cached", request_id),
+    )
 
 
 def _decode_error(fields: dict[Any, Any], request_id: int) -> ErrorReply:
@@ -135,7 +153,7 @@ def _decode_error(fields: dict[Any, Any], request_id: int) -> ErrorReply:
         _fail(
             f"'message' must be text of at most {MAX_ERROR_MESSAGE_LENGTH} characters", request_id
         )
-    return ErrorReply(ERROR_CODES[code], message)
+    return ErrorReply(ERROR_CODES[code], message, _published_field(fields, request_id))
 
 
 def _batch(fields: dict[Any, Any], key: str, request_id: int) -> list[Any]:
@@ -148,16 +166,17 @@ def _batch(fields: dict[Any, Any], key: str, request_id: int) -> list[Any]:
 def _decode_store_many(fields: dict[Any, Any], request_id: int) -> StoreMany:
     pairs = []
     for item in _batch(fields, "pairs", request_id):
-        if type(item) is not list or len(item) != 3:
-            _fail("a pair must be [key, value, ttl]", request_id)
-        key, value, ttl = item
+        if type(item) is not list or not 3 <= len(item) <= 4:
+            _fail("a pair must be [key, value, ttl] or [key, value, ttl, published]", request_id)
+        key, value, ttl = item[:3]
+        published = 0 if len(item) == 3 else _published(item[3], "a pair published", request_id)
         if type(key) is not bytes or len(key) != ID_BYTES:
             _fail(f"a pair key must be {ID_BYTES} bytes", request_id)
         if type(value) is not bytes or not value:
             _fail("a pair value must be non-empty bytes", request_id)
         if type(ttl) is not int or not 0 <= ttl <= MAX_TTL:
             _fail(f"a pair ttl must be an int in 0..{MAX_TTL}", request_id)
-        pairs.append(Store(key, value, ttl))
+        pairs.append(Store(key, value, ttl, published=published))
     return StoreMany(tuple(pairs))
 
 

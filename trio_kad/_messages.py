@@ -30,12 +30,19 @@ class Store:
     receiver's full tExpire); replication passes on what is left, so copies
     never outlive the publication. ``cache`` marks a FIND_VALUE cache copy
     (paper 2.3), which the receiver keeps for a shorter time.
+
+    ``published`` is when the ``set`` that made the pair ran, in milliseconds
+    since the Unix epoch by the publisher's clock, carried unchanged by every
+    copy; 0 (also what a peer that does not send it means) is the oldest.
+    Holders keep the newer publication (``_newer``).
     """
 
     key: bytes
     value: bytes
     ttl: int | None = None
     cache: bool = False
+    # --- plain values converge (issue 16)
+    published: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +66,8 @@ class StoreMany:
     Replication (paper section 2.5) sends every pair a node holds to each of
     the k closest nodes: one ``StoreMany`` per peer instead of one ``Store``
     per pair. Each item is a ``Store`` with ``cache=False`` and an int
-    ``ttl`` (on the wire a pair is ``[key, value, ttl]``); 1 to
+    ``ttl`` (on the wire a pair is ``[key, value, ttl]``, or
+    ``[key, value, ttl, published]`` when ``published`` is not 0); 1 to
     ``MAX_BATCH_PAIRS`` items. The sender also keeps the frame under the
     receiver's ``max_frame_size``, splitting large batches by size.
     """
@@ -91,10 +99,18 @@ class Nodes:
 
 @dataclass(frozen=True, slots=True)
 class FoundValue:
-    """Reply to ``FindValue``: the value as opaque bytes, and its remaining life in seconds."""
+    """Reply to ``FindValue``: the value as opaque bytes, and its remaining life in seconds.
+
+    ``published`` is the pair's publication time (``Store.published``);
+    ``cached`` says the copy is a FIND_VALUE cache copy, which a newer
+    publication elsewhere may have superseded (readers look further).
+    """
 
     value: bytes
     ttl: int | None = None
+    # --- plain values converge (issue 16)
+    published: int = 0
+    cached: bool = False
 
 
 class ErrorCode(enum.IntEnum):
@@ -110,14 +126,22 @@ class ErrorCode(enum.IntEnum):
     """The receiver is at a limit (connections, requests, storage); try later."""
     INTERNAL = 5
     """The receiver failed to handle a valid request."""
+    SUPERSEDED = 6
+    """The receiver holds a newer publication of the pair (``ErrorReply.published``)."""
 
 
 @dataclass(frozen=True, slots=True)
 class ErrorReply:
-    """Reply to any request the receiver refuses. ``message`` is short and generic."""
+    """Reply to any request the receiver refuses. ``message`` is short and generic.
+
+    ``published``: with ``SUPERSEDED``, the publication time of the pair held
+    (0 otherwise, and then not on the wire).
+    """
 
     code: ErrorCode
     message: str
+    # --- plain values converge (issue 16)
+    published: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +233,8 @@ Frame = RequestFrame | ReplyFrame
 PROTOCOL_VERSION = 1
 MAX_TTL = 2**32 - 1
 """Largest ``ttl`` on the wire, in seconds (about 136 years)."""
+MAX_PUBLISHED = 2**63 - 1
+"""Largest ``published`` on the wire, in milliseconds since the Unix epoch."""
 MAX_BATCH_PAIRS = 64
 """Most pairs one ``StoreMany`` carries, and so most results one ``StoredMany`` carries."""
 MAX_REQUEST_ID = 2**64 - 1
