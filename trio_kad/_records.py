@@ -45,6 +45,9 @@ class Record:
     """The IP address whose STORE brought it, for the per-publisher quota ("" when local).
 
     Kept in memory only: after a restart, records count toward no address."""
+    # --- plain values converge (issue 16)
+    published: int = 0
+    """When the ``set`` that made the pair ran (ms since the Unix epoch; ``Store.published``)."""
 
 
 class RecordStore(abc.ABC):

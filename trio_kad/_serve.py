@@ -34,6 +34,7 @@ from ._messages import (
     StoredMany,
     StoreMany,
 )
+from ._newer import from_future, newer
 from ._records import Record, value_fits
 from ._values import well_formed_value
 
@@ -55,6 +56,7 @@ class Server:
         self._counters = node.counters
         self._saw_requester = saw_requester
         self._per_ip_exempt = NetworkSet(node.config.per_ip_exempt)
+        self._wall_ms = node.wall_ms
 
     async def handle_request(self, frame: RequestFrame, remote: Address) -> Reply:
         """Answer one request; every valid request from a listening peer updates the table."""
@@ -73,7 +75,12 @@ class Server:
             now = trio.current_time()
             record = self._records.get(body.key, now)
             if record is not None:
-                return FoundValue(record.value, ttl_left(record, now))
+                return FoundValue(
+                    record.value,
+                    ttl_left(record, now),
+                    published=record.published,
+                    cached=record.cached,
+                )
             return Nodes(self._closest_for(body.key, frame.sender_id))
         # Pairs from an exempt host count toward no per-IP quota.
         origin = "" if remote[0] in self._per_ip_exempt else ip_group(remote[0])
@@ -102,10 +109,20 @@ class Server:
             # A value this node would never serve: readers would take it for a miss.
             counters.stores_refused += 1
             return ErrorReply(ErrorCode.MALFORMED, "value is not valid CBOR")
+        if from_future(body.published, self._wall_ms()):
+            counters.stores_refused += 1
+            return ErrorReply(ErrorCode.MALFORMED, "published is too far in the future")
         now = trio.current_time()
         ttl = config.expire_interval if body.ttl is None else body.ttl
         ttl = min(ttl, config.expire_interval)
         held = self._records.get(body.key, now)
+        same = held is not None and held.value == body.value
+        if held is not None and newer(held.published, held.value, body.published, body.value):
+            # Holders keep the newer publication (_newer): values converge.
+            if body.cache:
+                return Stored()  # a cache copy is best effort: nothing to say
+            counters.stores_refused += 1
+            return ErrorReply(ErrorCode.SUPERSEDED, "a newer pair is held", held.published)
         if body.cache:
             if held is not None and not held.cached:
                 return Stored()  # a cache copy never replaces a replica
@@ -114,16 +131,17 @@ class Server:
         if ttl <= 0:
             return Stored()  # already expired at the sender: nothing to keep
         expires_at = now + ttl
-        if held is not None and held.value == body.value and not held.cached:
+        if same and held is not None and not held.cached:
             expires_at = max(expires_at, held.expires_at)
         record = Record(
             body.key,
             body.value,
             stored_at=now,
             expires_at=expires_at,
-            publisher=held is not None and held.publisher and held.value == body.value,
+            publisher=same and held is not None and held.publisher,
             cached=body.cache,
             origin=origin,
+            published=body.published,
         )
         # Acknowledged only once the store says it is kept (committed, when durable).
         try:
