@@ -25,8 +25,10 @@ from wire import (
     payload_of,
     ping_fields,
     ports,
+    refused,
     replies,
     request_ids,
+    store_many_fields,
     stored_many_fields,
 )
 
@@ -43,15 +45,20 @@ from trio_kad._errors import ProtocolError
 from trio_kad._ids import Contact
 from trio_kad._messages import (
     MAX_BATCH_PAIRS,
+    MAX_SALT_BYTES,
+    MAX_SEQ,
     MAX_TTL,
     ErrorCode,
+    ErrorReply,
     FindNode,
+    FoundValue,
     Frame,
     Nodes,
     Ping,
     Pong,
     ReplyFrame,
     RequestFrame,
+    SignedPart,
     Store,
     StoredMany,
     StoreMany,
@@ -212,3 +219,140 @@ def test_mutated_fields(frame: Frame, name: str, item: object, delete: bool) -> 
 @given(frames, st.data())
 def test_mutated_bytes(frame: Frame, data: st.DataObject) -> None:
     decodes_or_refuses(mutate(payload_of(frame), data))
+
+
+# --- signed records (docs/protocol.md, "Signed records") --------------------
+
+signed_parts = st.builds(
+    SignedPart,
+    st.binary(min_size=32, max_size=32),
+    st.binary(max_size=MAX_SALT_BYTES),
+    st.integers(0, MAX_SEQ) | st.sampled_from([0, 23, 24, 2**32, MAX_SEQ]),
+    st.binary(min_size=64, max_size=64),
+)
+signed_bodies = st.one_of(
+    st.builds(
+        Store,
+        ids,
+        st.binary(min_size=1, max_size=64),
+        st.none() | st.integers(0, MAX_TTL),
+        st.booleans(),
+        signed_parts,
+        st.none() | st.integers(0, MAX_SEQ),
+    ),
+    st.builds(
+        StoreMany,
+        st.lists(
+            st.builds(
+                Store,
+                ids,
+                st.binary(min_size=1, max_size=16),
+                st.integers(0, MAX_TTL),
+                st.just(False),
+                st.none() | signed_parts,
+            ),
+            min_size=1,
+            max_size=4,
+        ).map(tuple),
+    ),
+)
+signed_replies = st.one_of(
+    st.builds(
+        FoundValue, st.binary(max_size=64), st.none() | st.integers(0, MAX_TTL), signed_parts
+    ),
+    st.builds(
+        ErrorReply,
+        st.sampled_from(ErrorCode),
+        st.text(max_size=20),
+        st.none() | st.integers(0, MAX_SEQ),
+    ),
+)
+signed_frames: st.SearchStrategy[Frame] = st.one_of(
+    st.builds(RequestFrame, request_ids, ids, st.none() | ports, signed_bodies),
+    st.builds(ReplyFrame, request_ids, ids, signed_replies),
+)
+
+
+def _signed_item(signed: SignedPart) -> list[object]:
+    return [signed.public_key, signed.salt, signed.seq, signed.signature]
+
+
+@settings(max_examples=200)
+@given(signed_frames)
+def test_signed_frames_round_trip_as_cbor2_writes_them(frame: Frame) -> None:
+    payload = payload_of(frame)
+    assert decode_frame(payload) == frame
+    fields = cbor2.loads(payload)
+    body = frame.body
+    # The byte layout is cbor2's: the map, re-dumped in its own key order, is the same bytes.
+    assert cbor2.dumps(fields) == payload
+    if isinstance(body, Store):
+        assert fields["signed"] == _signed_item(body.signed)  # type: ignore[arg-type]
+        assert fields.get("cas") == body.cas
+    elif isinstance(body, StoreMany):
+        assert [pair[3:] for pair in fields["pairs"]] == [
+            [] if p.signed is None else [_signed_item(p.signed)] for p in body.pairs
+        ]
+    elif isinstance(body, FoundValue):
+        assert fields["signed"] == _signed_item(body.signed)  # type: ignore[arg-type]
+    else:
+        assert isinstance(body, ErrorReply) and fields.get("seq") == body.seq
+
+
+GOOD_PART = [b"p" * 32, b"salt", 5, b"s" * 64]
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        [b"p" * 31, b"", 0, b"s" * 64],
+        [b"p" * 33, b"", 0, b"s" * 64],
+        [b"p" * 32, b"x" * (MAX_SALT_BYTES + 1), 0, b"s" * 64],
+        [b"p" * 32, "salt", 0, b"s" * 64],
+        [b"p" * 32, b"", -1, b"s" * 64],
+        [b"p" * 32, b"", MAX_SEQ + 1, b"s" * 64],
+        [b"p" * 32, b"", True, b"s" * 64],
+        [b"p" * 32, b"", 0, b"s" * 63],
+        [b"p" * 32, b"", 0],
+        [*GOOD_PART, b"more"],
+        {"public_key": b"p" * 32},
+        b"signed",
+    ],
+)
+def test_bad_signed_parts_are_refused_everywhere(item: object) -> None:
+    store = {"v": 1, "t": "store", "id": 7, "from": SENDER, "key": KEY, "value": b"\x01"}
+    value = {"v": 1, "t": "value", "id": 7, "from": SENDER, "value": b"\x01"}
+    pair = store_many_fields([[KEY, b"\x01", 5, item]])
+    for fields in (store | {"signed": item}, value | {"signed": item}, pair):
+        assert refused(cbor2.dumps(fields)).request_id == 7
+    # And the good one passes in each place.
+    for fields in (
+        store | {"signed": GOOD_PART, "cas": 4},
+        value | {"signed": GOOD_PART},
+        store_many_fields([[KEY, b"\x01", 5, GOOD_PART]]),
+    ):
+        decode_frame(cbor2.dumps(fields))
+
+
+@pytest.mark.parametrize("cas", [-1, MAX_SEQ + 1, "1", 1.0])
+def test_bad_cas_and_error_seq_are_refused(cas: object) -> None:
+    store = {"v": 1, "t": "store", "id": 7, "from": SENDER, "key": KEY, "value": b"\x01"}
+    assert refused(cbor2.dumps(store | {"signed": GOOD_PART, "cas": cas})).request_id == 7
+    error = {"v": 1, "t": "error", "id": 7, "from": SENDER, "code": 6, "message": "m", "seq": cas}
+    assert refused(cbor2.dumps(error)).request_id == 7
+    # cas without a signature means nothing: refused, never taken for a plain STORE.
+    assert refused(cbor2.dumps(store | {"cas": 1})).request_id == 7
+
+
+def test_encode_refuses_bad_signed_parts() -> None:
+    bad = SignedPart(b"p" * 31, b"", 0, b"s" * 64)
+    for body in (
+        Store(KEY, b"\x01", signed=bad),
+        Store(KEY, b"\x01", cas=1),
+        StoreMany((Store(KEY, b"\x01", 1, signed=bad),)),
+        StoreMany((Store(KEY, b"\x01", 1, signed=SignedPart(*GOOD_PART), cas=1),)),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(ValueError):
+            encode_frame(RequestFrame(1, SENDER, None, body))
+    with pytest.raises(ValueError):
+        encode_frame(ReplyFrame(1, SENDER, ErrorReply(ErrorCode.STALE_SEQUENCE, "m", -1)))

@@ -52,3 +52,16 @@ def test_peer_example_joins_and_stops_on_signal() -> None:
                 if stream is not None:
                     stream.close()
         assert stop(server) == 0
+
+
+def test_signed_record_example() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "signed_record.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        "seq 0: 198.51.100.7:4000\nseq 1: 203.0.113.9:4000\nrefused: the network holds seq 1\n"
+    )

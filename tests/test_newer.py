@@ -105,7 +105,7 @@ async def test_holders_keep_the_newer_pair(autojump_clock: trio.testing.MockCloc
         # Older, or as old with smaller bytes (and so a peer that sends no time): refused.
         for value, published in [("z", now - 20), ("a", now - 10), ("z", 0)]:
             assert await store(value, published) == ErrorReply(
-                ErrorCode.SUPERSEDED, "a newer pair is held", now - 10
+                ErrorCode.SUPERSEDED, "a newer pair is held", published=now - 10
             )
         assert sim.nodes[1].get_local("kept") == "b"
         assert await store("c", now - 10) == Stored()  # as old, greater bytes: everywhere alike
@@ -165,7 +165,9 @@ async def test_a_lying_peer_cannot_make_a_publishers_pair_vanish(
 
             async def lie(frame: RequestFrame, remote: Address, handle=handle) -> Reply:  # type: ignore[no-untyped-def]
                 if isinstance(frame.body, Store):
-                    return ErrorReply(ErrorCode.SUPERSEDED, "a newer pair is held", MAX_PUBLISHED)
+                    return ErrorReply(
+                        ErrorCode.SUPERSEDED, "a newer pair is held", published=MAX_PUBLISHED
+                    )
                 return await handle(frame, remote)
 
             monkeypatch.setattr(node.transport, "_handler", lie)

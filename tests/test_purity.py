@@ -29,14 +29,16 @@ SHELL = [
     "_maintenance",
     "_memory*",
     "_node*",
-    "_persist",
+    "_persist*",
     "_search",  # the lookup driver, once it leaves _node
     "_serve",  # serving RPCs, once it leaves _node
+    "_signed_ops",  # publishing and reading signed records
     "_sockets",
     "_storing",  # storing pairs, once it leaves _node
     "_tcp*",
     "_transport",
     "cli",
+    "_cli_records",  # the signed-record commands of cli
     "testing",
 ]
 """The Trio and I/O side (glob patterns). A new module that must do I/O goes here."""

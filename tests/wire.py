@@ -105,7 +105,7 @@ replies = st.one_of(
         ErrorReply,
         st.sampled_from(ErrorCode),
         st.text(max_size=MAX_ERROR_MESSAGE_LENGTH),
-        publications,
+        published=publications,
     ),
     st.builds(StoredMany, st.lists(batch_results, min_size=1, max_size=8).map(tuple)),
 )
@@ -192,7 +192,9 @@ reply_bodies = st.one_of(
         | st.integers(0, MAX_CONTACTS).map(lambda n: (Contact(KEY, "h", 1),) * n),
     ),
     st.builds(FoundValue, values, ttls, published=publications, cached=st.booleans()),
-    st.builds(ErrorReply, st.sampled_from(ErrorCode), st.text(max_size=256), publications),
+    st.builds(
+        ErrorReply, st.sampled_from(ErrorCode), st.text(max_size=256), published=publications
+    ),
     st.builds(
         StoredMany, st.lists(st.sampled_from([0, *ErrorCode]), min_size=1, max_size=64).map(tuple)
     ),

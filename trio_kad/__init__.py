@@ -8,18 +8,21 @@ from ._api import Dht, DhtStatistics, open_dht
 from ._config import Config
 from ._errors import (
     BootstrapError,
+    CasMismatch,
     DataDirError,
     DhtError,
     PeerMisbehaved,
     ProtocolError,
     QuorumError,
     RemoteError,
+    StaleSequence,
     StoreError,
     TransportError,
 )
 from ._memory import MemoryTransport
 from ._memory_net import MemoryNetwork
 from ._node import LookupReport
+from ._signed import SignedRecord, SigningKey
 from ._tcp import TcpTransport
 from ._transport import Transport, TransportStatistics
 
@@ -27,6 +30,7 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "BootstrapError",
+    "CasMismatch",
     "Config",
     "DataDirError",
     "Dht",
@@ -39,6 +43,9 @@ __all__ = [
     "ProtocolError",
     "QuorumError",
     "RemoteError",
+    "SignedRecord",
+    "SigningKey",
+    "StaleSequence",
     "StoreError",
     "TcpTransport",
     "Transport",

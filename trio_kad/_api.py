@@ -31,6 +31,8 @@ from ._maintenance import (
 from ._node import LookupReport, Node
 from ._persist import DataDir
 from ._records import value_fits
+from ._signed import SignedRecord, SigningKey, check_signed_arguments, signed_key
+from ._signed_ops import find_immutable, find_signed, publish_immutable, publish_signed
 from ._storing import publish
 from ._transport import Transport, TransportStatistics
 
@@ -124,6 +126,65 @@ class Dht:
         publication. Returns whether this node held the key.
         """
         return await self._node.forget(key_id(key))
+
+    # --- signed and immutable records (SPEC "Records") ----------------------
+
+    async def put_signed(
+        self,
+        key: SigningKey,
+        value: Any,
+        *,
+        salt: bytes = b"",
+        seq: int | None = None,
+        cas: int | None = None,
+    ) -> int:
+        """Publish ``value`` as the signed record of ``key`` under ``salt``; return the acks.
+
+        The record lives at SHA-256(public key || salt). ``seq=None``: one more
+        than the highest seq found on the network (0 when none). ``cas=n``:
+        only if the seq held is n. Raises ``ValueError`` for a bad salt, seq,
+        cas or value (before any I/O), ``StaleSequence`` when the storing nodes
+        hold a higher seq (or this seq with another value), ``CasMismatch``
+        when ``cas`` is not the seq held, ``StoreError`` when nobody answered.
+        """
+        acks, _ = await self._put_signed(key, value, salt=salt, seq=seq, cas=cas)
+        return acks
+
+    async def _put_signed(
+        self, key: SigningKey, value: Any, *, salt: bytes, seq: int | None, cas: int | None
+    ) -> tuple[int, int]:
+        """``put_signed``, also returning the seq used (for the command line)."""
+        if not isinstance(key, SigningKey):
+            raise TypeError(f"key must be a SigningKey, not {type(key).__name__}")
+        check_signed_arguments(salt, seq, cas)
+        encoded = self._encode(value)
+        return await publish_signed(self._node, key, encoded, salt=salt, seq=seq, cas=cas)
+
+    async def get_signed(self, public_key: bytes, *, salt: bytes = b"") -> SignedRecord | None:
+        """The signed record of ``public_key`` under ``salt`` with the highest valid seq met.
+
+        Every holder's record is verified; forged, mis-keyed and unsigned
+        answers are misses. ``None`` when no valid record was found.
+        """
+        if not isinstance(public_key, bytes) or len(public_key) != 32:
+            raise ValueError("public_key must be 32 bytes")
+        check_signed_arguments(salt, None)
+        found = await find_signed(self._node, signed_key(public_key, salt))
+        if found is None:
+            return None
+        value, signed = found
+        return SignedRecord(_decode(value), signed.seq, public_key, salt, signed.signature)
+
+    async def put_immutable(self, value: Any) -> bytes:
+        """Store ``value`` at the SHA-256 of its CBOR encoding; return those 32 bytes."""
+        return await publish_immutable(self._node, self._encode(value))
+
+    async def get_immutable(self, ident: bytes) -> Any:
+        """The value whose encoding hashes to ``ident``, or ``None``; other values are misses."""
+        if not isinstance(ident, bytes) or len(ident) != 32:
+            raise ValueError("ident must be 32 bytes")
+        value = await find_immutable(self._node, ident)
+        return None if value is None else _decode(value)
 
     def get_local(self, key: str | bytes) -> Any:
         """The value under ``key`` if this node holds it, without any network traffic.

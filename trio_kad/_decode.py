@@ -22,8 +22,12 @@ from ._messages import (
     MAX_ERROR_MESSAGE_LENGTH,
     MAX_PUBLISHED,
     MAX_REQUEST_ID,
+    MAX_SALT_BYTES,
+    MAX_SEQ,
     MAX_TTL,
     PROTOCOL_VERSION,
+    PUBLIC_KEY_BYTES,
+    SIGNATURE_BYTES,
     ErrorReply,
     FindNode,
     FindValue,
@@ -36,6 +40,7 @@ from ._messages import (
     ReplyFrame,
     Request,
     RequestFrame,
+    SignedPart,
     Store,
     Stored,
     StoredMany,
@@ -126,11 +131,17 @@ def _decode_nodes(fields: dict[Any, Any], request_id: int, cache: ContactCache |
 
 
 def _decode_store(fields: dict[Any, Any], request_id: int) -> Store:
+    signed = _signed_field(fields, request_id)
+    cas = _seq_field(fields, "cas", request_id)
+    if cas is not None and signed is None:
+        _fail("'cas' is for signed stores only", request_id)
     return Store(
         _id_field(fields, "key", request_id),
         _bytes_field(fields, "value", 1, request_id),
         _ttl_field(fields, request_id),
         _flag_field(fields, "cache", request_id),
+        signed,
+        cas,
         published=_published_field(fields, request_id),
     )
 
@@ -139,6 +150,7 @@ def _decode_found_value(fields: dict[Any, Any], request_id: int) -> FoundValue:
     return FoundValue(
         _bytes_field(fields, "value", 0, request_id),
         _ttl_field(fields, request_id),
+        _signed_field(fields, request_id),
         published=_published_field(fields, request_id),
         cached=_flag_field(fields, "cached", request_id),
     )
@@ -153,7 +165,12 @@ def _decode_error(fields: dict[Any, Any], request_id: int) -> ErrorReply:
         _fail(
             f"'message' must be text of at most {MAX_ERROR_MESSAGE_LENGTH} characters", request_id
         )
-    return ErrorReply(ERROR_CODES[code], message, _published_field(fields, request_id))
+    return ErrorReply(
+        ERROR_CODES[code],
+        message,
+        _seq_field(fields, "seq", request_id),
+        published=_published_field(fields, request_id),
+    )
 
 
 def _batch(fields: dict[Any, Any], key: str, request_id: int) -> list[Any]:
@@ -167,17 +184,59 @@ def _decode_store_many(fields: dict[Any, Any], request_id: int) -> StoreMany:
     pairs = []
     for item in _batch(fields, "pairs", request_id):
         if type(item) is not list or not 3 <= len(item) <= 4:
-            _fail("a pair must be [key, value, ttl] or [key, value, ttl, published]", request_id)
+            _fail(
+                "a pair must be [key, value, ttl], [key, value, ttl, published]"
+                " or [key, value, ttl, signed]",
+                request_id,
+            )
         key, value, ttl = item[:3]
-        published = 0 if len(item) == 3 else _published(item[3], "a pair published", request_id)
         if type(key) is not bytes or len(key) != ID_BYTES:
             _fail(f"a pair key must be {ID_BYTES} bytes", request_id)
         if type(value) is not bytes or not value:
             _fail("a pair value must be non-empty bytes", request_id)
         if type(ttl) is not int or not 0 <= ttl <= MAX_TTL:
             _fail(f"a pair ttl must be an int in 0..{MAX_TTL}", request_id)
-        pairs.append(Store(key, value, ttl, published=published))
+        # The fourth item: an int is the pair's publication time, an array its signature.
+        extra = None if len(item) == 3 else item[3]
+        if type(extra) is list:
+            pairs.append(Store(key, value, ttl, signed=decode_signed_part(extra, request_id)))
+        else:
+            published = 0 if extra is None else _published(extra, "a pair published", request_id)
+            pairs.append(Store(key, value, ttl, published=published))
     return StoreMany(tuple(pairs))
+
+
+# --- signed records (docs/protocol.md, "Signed records") ---------------------
+
+
+def decode_signed_part(item: object, request_id: int) -> SignedPart:
+    """A ``[public_key, salt, seq, signature]``, every length and range checked."""
+    if type(item) is not list or len(item) != 4:
+        _fail("'signed' must be [public_key, salt, seq, signature]", request_id)
+    public_key, salt, seq, signature = item
+    if type(public_key) is not bytes or len(public_key) != PUBLIC_KEY_BYTES:
+        _fail(f"a public key must be {PUBLIC_KEY_BYTES} bytes", request_id)
+    if type(salt) is not bytes or len(salt) > MAX_SALT_BYTES:
+        _fail(f"a salt must be at most {MAX_SALT_BYTES} bytes", request_id)
+    if type(seq) is not int or not 0 <= seq <= MAX_SEQ:
+        _fail(f"a seq must be an int in 0..{MAX_SEQ}", request_id)
+    if type(signature) is not bytes or len(signature) != SIGNATURE_BYTES:
+        _fail(f"a signature must be {SIGNATURE_BYTES} bytes", request_id)
+    return SignedPart(public_key, salt, seq, signature)
+
+
+def _signed_field(fields: dict[Any, Any], request_id: int) -> SignedPart | None:
+    item = fields.get("signed")
+    return None if item is None else decode_signed_part(item, request_id)
+
+
+def _seq_field(fields: dict[Any, Any], key: str, request_id: int) -> int | None:
+    value = fields.get(key)
+    if value is None:
+        return None
+    if type(value) is not int or not 0 <= value <= MAX_SEQ:
+        _fail(f"'{key}' must be an int in 0..{MAX_SEQ}", request_id)
+    return value
 
 
 def _decode_stored_many(fields: dict[Any, Any], request_id: int) -> StoredMany:

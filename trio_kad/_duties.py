@@ -154,7 +154,9 @@ def _replica(record: Record, now: float) -> Store | None:
     ttl = ttl_left(record, now)
     if ttl <= 0:
         return None
-    return Store(record.key, record.value, ttl=ttl, published=record.published)
+    return Store(
+        record.key, record.value, ttl=ttl, signed=record.signed, published=record.published
+    )
 
 
 def replication_plan(

@@ -26,8 +26,12 @@ from ._messages import (
     MAX_ERROR_MESSAGE_LENGTH,
     MAX_PUBLISHED,
     MAX_REQUEST_ID,
+    MAX_SALT_BYTES,
+    MAX_SEQ,
     MAX_TTL,
     PROTOCOL_VERSION,
+    PUBLIC_KEY_BYTES,
+    SIGNATURE_BYTES,
     ErrorCode,
     ErrorReply,
     FindNode,
@@ -40,6 +44,7 @@ from ._messages import (
     Reply,
     ReplyFrame,
     RequestFrame,
+    SignedPart,
     Store,
     Stored,
     StoredMany,
@@ -170,6 +175,8 @@ def _encode_store(body: Store) -> _BodyBytes:
     if body.cache:
         parts.append(_CACHE_ENTRY)
         entries += 1
+    if body.signed is not None or body.cas is not None:
+        entries += _signed_store_entries(body, parts)
     entries += _published_entry(body.published, parts)
     return _STORE_TYPE, entries, b"".join(parts)
 
@@ -210,13 +217,21 @@ def _encode_store_many(body: StoreMany) -> _BodyBytes:
         value = _check_store_value(pair.value, "store_many value")
         published = _check_uint(pair.published, 0, MAX_PUBLISHED, "store_many published")
         parts += (
-            _PUBLISHED_PAIR_START if published else _PAIR_START,
+            _PAIR_START,
             _check_encode_id(pair.key, "store_many key"),
             _head(_BYTES, len(value)),
             value,
             _head(_UINT, _check_uint(pair.ttl, 0, MAX_TTL, "store_many ttl")),
         )
-        if published:
+        if pair.cas is not None:
+            raise ValueError("a store_many pair cannot carry cas")
+        if pair.signed is not None:
+            # A signed pair is [key, value, ttl, signed]: its head says 4, not 3. Its seq
+            # orders it, so it carries no published.
+            parts[-5] = _SIGNED_PAIR_START
+            parts.append(encode_signed_part(pair.signed))
+        elif published:
+            parts[-5] = _PUBLISHED_PAIR_START
             parts.append(_head(_UINT, published))
     return _STORE_MANY_TYPE, 1, b"".join(parts)
 
@@ -237,6 +252,8 @@ def _encode_found_value(body: FoundValue) -> _BodyBytes:
     value = body.value
     if type(value) is not bytes:
         raise ValueError("found value must be bytes")
+    if body.signed is not None:
+        return _encode_signed_found_value(body)
     parts = [_VALUE_KEY, _head(_BYTES, len(value)), value]
     entries = 1
     if body.ttl is not None:
@@ -256,7 +273,11 @@ def _encode_error(body: ErrorReply) -> _BodyBytes:
         raise ValueError(f"error message must be text of at most {MAX_ERROR_MESSAGE_LENGTH}")
     message = body.message.encode("utf-8")  # UnicodeEncodeError is a ValueError
     parts = [_CODE_KEY, _head(_UINT, body.code), _MESSAGE_KEY, _head(TEXT, len(message)), message]
-    entries = 2 + _published_entry(body.published, parts)
+    entries = 2
+    if body.seq is not None:
+        parts += (_SEQ_KEY, _head(_UINT, _check_uint(body.seq, 0, MAX_SEQ, "error seq")))
+        entries += 1
+    entries += _published_entry(body.published, parts)
     return _ERROR_TYPE, entries, b"".join(parts)
 
 
@@ -271,6 +292,55 @@ def _encode_stored_many(body: StoredMany) -> _BodyBytes:
             raise ValueError(f"a stored_many result must be 0 or an ErrorCode, got {result!r}")
         parts.append(_BYTE[result])  # every valid result is below 24
     return _STORED_MANY_TYPE, 1, b"".join(parts)
+
+
+# --- signed records (docs/protocol.md, "Signed records") ---------------------
+
+_SIGNED_KEY = _text("signed")
+_CAS_KEY = _text("cas")
+_SEQ_KEY = _text("seq")
+_SIGNED_PAIR_START = _head(_ARRAY, 4) + _ID_HEAD
+_SIGNED_PART_START = _head(_ARRAY, 4) + _head(_BYTES, PUBLIC_KEY_BYTES)
+_SIGNATURE_HEAD = _head(_BYTES, SIGNATURE_BYTES)
+
+
+def encode_signed_part(signed: SignedPart) -> bytes:
+    """``signed`` as a CBOR [public_key, salt, seq, signature], once checked against the limits."""
+    if type(signed) is not SignedPart:
+        raise ValueError(f"not a SignedPart: {signed!r}")
+    public_key, salt, signature = signed.public_key, signed.salt, signed.signature
+    if type(public_key) is not bytes or len(public_key) != PUBLIC_KEY_BYTES:
+        raise ValueError(f"a public key must be {PUBLIC_KEY_BYTES} bytes")
+    if type(salt) is not bytes or len(salt) > MAX_SALT_BYTES:
+        raise ValueError(f"a salt must be at most {MAX_SALT_BYTES} bytes")
+    if type(signature) is not bytes or len(signature) != SIGNATURE_BYTES:
+        raise ValueError(f"a signature must be {SIGNATURE_BYTES} bytes")
+    seq = _head(_UINT, _check_uint(signed.seq, 0, MAX_SEQ, "seq"))
+    salt_head = _head(_BYTES, len(salt))
+    return b"".join(
+        (_SIGNED_PART_START, public_key, salt_head, salt, seq, _SIGNATURE_HEAD, signature)
+    )
+
+
+def _signed_store_entries(body: Store, parts: list[bytes]) -> int:
+    """Append a STORE's ``signed`` and ``cas`` entries to ``parts``; return how many."""
+    if body.signed is None:
+        raise ValueError("cas is for signed STOREs only")
+    parts += (_SIGNED_KEY, encode_signed_part(body.signed))
+    if body.cas is None:
+        return 1
+    parts += (_CAS_KEY, _head(_UINT, _check_uint(body.cas, 0, MAX_SEQ, "cas")))
+    return 2
+
+
+def _encode_signed_found_value(body: FoundValue) -> _BodyBytes:
+    # A signed record's seq orders it: ``published`` and ``cached`` are for plain values.
+    assert body.signed is not None
+    parts = [_VALUE_KEY, _head(_BYTES, len(body.value)), body.value]
+    if body.ttl is not None:
+        parts += (_TTL_KEY, _head(_UINT, _check_uint(body.ttl, 0, MAX_TTL, "value ttl")))
+    parts += (_SIGNED_KEY, encode_signed_part(body.signed))
+    return _VALUE_TYPE, 2 if body.ttl is None else 3, b"".join(parts)
 
 
 _REQUEST_ENCODERS: dict[type, Callable[[Any], _BodyBytes]] = {
@@ -349,7 +419,7 @@ def _frame_bytes(
     kind, body_entries, body_bytes = body
     payload = b"".join(
         (
-            _BYTE[MAP | (entries + body_entries)],  # at most 9 entries: one byte
+            _BYTE[MAP | (entries + body_entries)],  # at most 12 entries: one byte
             FRAME_START,
             kind,
             ID_KEY,

@@ -60,3 +60,26 @@ class RemoteError(DhtError):
 
 class DataDirError(DhtError):
     """The data_dir is corrupt, foreign, or unusable (the message names the path)."""
+
+
+class StaleSequence(DhtError):
+    """The storing nodes hold a newer signed record (or another value at the same seq).
+
+    ``seq`` is the highest seq they said they hold; publish again with a higher one.
+    """
+
+    def __init__(self, seq: int | None) -> None:
+        super().__init__(f"the storing nodes hold seq {seq}; use a higher seq")
+        self.seq = seq
+
+
+class CasMismatch(DhtError):
+    """A compare-and-swap failed: the seq held is not the one ``cas`` named.
+
+    ``seq`` is the seq the storing nodes hold (``None``: they hold no record).
+    """
+
+    def __init__(self, seq: int | None) -> None:
+        held = "no record" if seq is None else f"seq {seq}"
+        super().__init__(f"compare-and-swap failed: the storing nodes hold {held}")
+        self.seq = seq

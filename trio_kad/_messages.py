@@ -14,6 +14,33 @@ from typing import Any
 
 from ._ids import Contact
 
+# --- signed records ------------------------------------------------------------
+
+PUBLIC_KEY_BYTES = 32
+"""An Ed25519 public key, raw."""
+SIGNATURE_BYTES = 64
+"""An Ed25519 signature, raw."""
+MAX_SALT_BYTES = 64
+"""Longest salt of a signed record."""
+MAX_SEQ = 2**63 - 1
+"""Largest seq of a signed record (and ``cas``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SignedPart:
+    """What makes a pair a signed record: who signed it, under which salt, its seq, the signature.
+
+    The pair's key must be SHA-256(public_key || salt) and ``signature`` the
+    publisher's Ed25519 signature of ``_signed.signing_bytes`` (docs/protocol.md).
+    On the wire: ``[public_key, salt, seq, signature]``.
+    """
+
+    public_key: bytes
+    salt: bytes
+    seq: int
+    signature: bytes
+
+
 # --- requests (paper section 2.3: the four RPCs) -----------------------------
 
 
@@ -41,6 +68,11 @@ class Store:
     value: bytes
     ttl: int | None = None
     cache: bool = False
+    # Signed records (docs/protocol.md, "Signed records").
+    signed: SignedPart | None = None
+    """The publisher's signature: the pair is a signed record (``_signed``)."""
+    cas: int | None = None
+    """Compare-and-swap: store only if the seq held is this one (signed STOREs only)."""
     # --- plain values converge (issue 16)
     published: int = 0
 
@@ -108,6 +140,9 @@ class FoundValue:
 
     value: bytes
     ttl: int | None = None
+    # Signed records.
+    signed: SignedPart | None = None
+    """The signature that came with the value, when it is a signed record."""
     # --- plain values converge (issue 16)
     published: int = 0
     cached: bool = False
@@ -126,7 +161,17 @@ class ErrorCode(enum.IntEnum):
     """The receiver is at a limit (connections, requests, storage); try later."""
     INTERNAL = 5
     """The receiver failed to handle a valid request."""
-    SUPERSEDED = 6
+    # Signed and immutable records.
+    STALE_SEQUENCE = 6
+    """A signed STORE's seq is below the one held, or equal with another value."""
+    CAS_MISMATCH = 7
+    """A signed STORE's ``cas`` is not the seq held."""
+    BAD_SIGNATURE = 8
+    """A signed STORE whose signature does not verify, or whose key is not its record's."""
+    PROTECTED = 9
+    """A plain STORE to a key that holds a signed or content-addressed record."""
+    # Plain values converge (issue 16).
+    SUPERSEDED = 10
     """The receiver holds a newer publication of the pair (``ErrorReply.published``)."""
 
 
@@ -140,6 +185,9 @@ class ErrorReply:
 
     code: ErrorCode
     message: str
+    # Signed records.
+    seq: int | None = None
+    """For ``STALE_SEQUENCE`` and ``CAS_MISMATCH``: the seq the refusing node holds."""
     # --- plain values converge (issue 16)
     published: int = 0
 

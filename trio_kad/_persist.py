@@ -30,6 +30,13 @@ import trio
 
 from ._errors import DataDirError
 from ._ids import ID_BYTES, Contact, check_id
+from ._persist_signed import (
+    create_signed_table,
+    delete_signed,
+    load_signed,
+    verified,
+    write_signed,
+)
 from ._records import Record, RecordStore
 from ._routing import ContactInfo
 
@@ -147,8 +154,11 @@ class SqliteStore(RecordStore):
             record.published,
         )
 
+        signed = record.signed
+
         def insert(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+            write_signed(conn, record.key, signed)
 
         async with self._db.lock:
             # The quota is checked under the lock: two concurrent puts of new
@@ -162,6 +172,7 @@ class SqliteStore(RecordStore):
     async def remove(self, key: bytes) -> bool:
         def delete(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM records WHERE key = ?", (key,))
+            delete_signed(conn, [key])
 
         async with self._db.lock:
             if key not in self._records:
@@ -180,6 +191,7 @@ class SqliteStore(RecordStore):
 
             def delete(conn: sqlite3.Connection) -> None:
                 conn.executemany("DELETE FROM records WHERE key = ?", [(key,) for key in dead])
+                delete_signed(conn, dead)
 
             await self._db.write(delete)
             for key in dead:
@@ -413,6 +425,7 @@ def _prepare(
     else:
         _migrate(conn, version)
 
+    _transaction(conn, create_signed_table)
     row = conn.execute("SELECT value FROM meta WHERE key = 'node_id'").fetchone()
     if row is None:
         raise DataDirError(f"{db_path} has no node id (meta row missing)")
@@ -449,6 +462,7 @@ def _load_records(conn: sqlite3.Connection, db_path: Path, now: float, wall: flo
     offset = wall - now
     live: list[Record] = []
     dead: list[tuple[bytes]] = []
+    signatures = load_signed(conn)
     for key, value, stored_at, expires_at, publisher, cached, published in conn.execute(
         "SELECT key, value, stored_at, expires_at, publisher, cached, published FROM records"
     ):
@@ -472,12 +486,14 @@ def _load_records(conn: sqlite3.Connection, db_path: Path, now: float, wall: flo
                 publisher=bool(publisher),
                 cached=bool(cached),
                 published=published,
+                signed=verified(key, value, signatures),
             )
         )
-    if dead:
+    if dead or signatures:
 
         def delete(conn: sqlite3.Connection) -> None:
             conn.executemany("DELETE FROM records WHERE key = ?", dead)
+            delete_signed(conn, signatures)  # of dead records or none, or not verified
 
         _transaction(conn, delete)
     return live

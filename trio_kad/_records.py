@@ -14,6 +14,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from ._messages import SignedPart
+
 _ROOM_ATTEMPTS = 3
 """Rounds of making room for an own pair before ``put_own`` gives up."""
 
@@ -45,6 +47,9 @@ class Record:
     """The IP address whose STORE brought it, for the per-publisher quota ("" when local).
 
     Kept in memory only: after a restart, records count toward no address."""
+    # Signed records.
+    signed: SignedPart | None = None
+    """The publisher's signature when the pair is a signed record (``_signed``)."""
     # --- plain values converge (issue 16)
     published: int = 0
     """When the ``set`` that made the pair ran (ms since the Unix epoch; ``Store.published``)."""

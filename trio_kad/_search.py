@@ -23,7 +23,7 @@ import trio
 from ._disjoint import DisjointLookup
 from ._ids import Contact, distance
 from ._lookup import Done, Lookup, Query
-from ._messages import FindNode, FindValue, FoundValue, Nodes, Reply, Request
+from ._messages import FindNode, FindValue, FoundValue, Nodes, Reply, Request, SignedPart
 from ._newer import newer
 from ._values import acceptable_value
 
@@ -72,6 +72,9 @@ class LookupOutcome:
     """For a value lookup: the distinct holders that returned ``value`` byte for byte (with a
     quorum above 1, those among the k nearest heard from), or, when none reached the quorum
     (``value`` is ``None``), the most that agreed on any value."""
+    # Signed records.
+    signed: SignedPart | None = None
+    """The signature that came with ``value`` (a lookup with a ``rank``)."""
     # --- plain values converge (issue 16)
     published: int = 0
     """The value's publication time (``Store.published``)."""
@@ -119,6 +122,8 @@ class Search:
         want_value: bool,
         quorum: int = 1,
         held: bytes | None = None,
+        rank: Callable[[FoundValue], int | None] | None = None,
+        collect: bool = False,
     ) -> None:
         config = node.config
         self._node = node
@@ -157,6 +162,9 @@ class Search:
         if held is not None and acceptable_value(held, config.max_value_size):
             self._holders[node.node_id] = _Vote(distance(node.node_id, target), held, None, None)
             self._votes[held] = 1
+        self._rank = rank
+        self._collect = collect
+        self._best: tuple[int, FoundValue] | None = None
 
     async def run(self) -> LookupOutcome:
         """Run the lookup to its end and record it in the node's counters."""
@@ -189,8 +197,15 @@ class Search:
         counters.lookup_rounds += stats.rounds
         counters.recent_lookups.append(report)
         del counters.recent_lookups[:-RECENT_LOOKUPS]
+        signed = None if self._best is None else self._best[1].signed
         return LookupOutcome(
-            state.closest(), self._value, report, self._ttl, agreed, self._published
+            state.closest(),
+            self._value,
+            report,
+            self._ttl,
+            agreed,
+            signed=signed,
+            published=self._published,
         )
 
     def _take(self, reply: FoundValue, contact: Contact) -> None:
@@ -234,6 +249,8 @@ class Search:
                 # checked, and who sent it first is not known.
                 state.on_reply(contact.node_id, ())
                 return False
+            if self._rank is not None:
+                return self._absorb_ranked(contact, reply, self._rank(reply))
             holder = contact.node_id
             if holder in self._holders:
                 # Its vote is counted: a second value from it (to a FIND_NODE) adds nothing.
@@ -269,6 +286,27 @@ class Search:
             # A failure: the network may be unhealthy here, so widen too.
             state.parallelism = self._alpha
         state.on_failure(contact.node_id)
+        return False
+
+    def _absorb_ranked(self, contact: Contact, reply: FoundValue, rank: int | None) -> bool:
+        """A value for a lookup with a ``rank``: ``None`` is that holder's miss, else the
+        highest rank met is the answer. Ends the lookup unless it ``collect``s to the end."""
+        state = self._state
+        holder = contact.node_id
+        if rank is None or holder in self._holders:
+            state.on_reply(holder, ())
+            return False
+        if self._best is None or rank > self._best[0]:
+            self._best = (rank, reply)
+            self._value, self._found_at, self._ttl = reply.value, contact, reply.ttl
+        if not self._collect:
+            state.on_reply(holder, ())
+            state.finish()
+            return True
+        # As for a quorum: hear the rest, and ask this holder for its contacts (FIND_NODE).
+        self._holders[holder] = _Vote(distance(holder, state.target), reply.value, contact, None)
+        state.parallelism = self._alpha
+        state.retry(holder)
         return False
 
     def _request_for(self, contact: Contact) -> Request:

@@ -36,6 +36,7 @@ from ._messages import (
 )
 from ._newer import from_future, newer
 from ._records import Record, value_fits
+from ._signed import Refusal, Verdict, store_verdict
 from ._values import well_formed_value
 
 if TYPE_CHECKING:
@@ -57,6 +58,9 @@ class Server:
         self._saw_requester = saw_requester
         self._per_ip_exempt = NetworkSet(node.config.per_ip_exempt)
         self._wall_ms = node.wall_ms
+        # Held from a STORE's verdict to its put: a durable put awaits the disk,
+        # and compare-and-set (signed records' cas) must see no STORE in between.
+        self._store_lock = trio.Lock()
 
     async def handle_request(self, frame: RequestFrame, remote: Address) -> Reply:
         """Answer one request; every valid request from a listening peer updates the table."""
@@ -78,6 +82,7 @@ class Server:
                 return FoundValue(
                     record.value,
                     ttl_left(record, now),
+                    record.signed,
                     published=record.published,
                     cached=record.cached,
                 )
@@ -100,6 +105,10 @@ class Server:
 
     async def accept_store(self, body: Store, origin: str) -> Reply:
         """Keep one pair a peer sent from ``origin`` ("" for none), if the rules allow it."""
+        async with self._store_lock:
+            return await self._accept_store(body, origin)
+
+    async def _accept_store(self, body: Store, origin: str) -> Reply:
         config = self._config
         counters = self._counters
         if not value_fits(body.value, config.max_value_size):
@@ -116,13 +125,30 @@ class Server:
         ttl = config.expire_interval if body.ttl is None else body.ttl
         ttl = min(ttl, config.expire_interval)
         held = self._records.get(body.key, now)
-        same = held is not None and held.value == body.value
-        if held is not None and newer(held.published, held.value, body.published, body.value):
-            # Holders keep the newer publication (_newer): values converge.
+        verdict = store_verdict(
+            body.key,
+            body.value,
+            body.signed,
+            body.cas,
+            None if held is None else held.value,
+            None if held is None else held.signed,
+        )
+        if isinstance(verdict, Refusal):
+            counters.stores_refused += 1
+            return ErrorReply(verdict.code, verdict.message, verdict.seq)
+        if (
+            body.signed is None
+            and held is not None
+            and held.signed is None
+            and newer(held.published, held.value, body.published, body.value)
+        ):
+            # Plain pairs: holders keep the newer publication (_newer), so values converge.
             if body.cache:
                 return Stored()  # a cache copy is best effort: nothing to say
             counters.stores_refused += 1
-            return ErrorReply(ErrorCode.SUPERSEDED, "a newer pair is held", held.published)
+            return ErrorReply(
+                ErrorCode.SUPERSEDED, "a newer pair is held", published=held.published
+            )
         if body.cache:
             if held is not None and not held.cached:
                 return Stored()  # a cache copy never replaces a replica
@@ -131,17 +157,19 @@ class Server:
         if ttl <= 0:
             return Stored()  # already expired at the sender: nothing to keep
         expires_at = now + ttl
-        if same and held is not None and not held.cached:
+        same = verdict is Verdict.REFRESH or (held is not None and held.signed is None)
+        if held is not None and same and held.value == body.value and not held.cached:
             expires_at = max(expires_at, held.expires_at)
         record = Record(
             body.key,
             body.value,
             stored_at=now,
             expires_at=expires_at,
-            publisher=same and held is not None and held.publisher,
+            publisher=held is not None and held.publisher and held.value == body.value,
             cached=body.cache,
             origin=origin,
             published=body.published,
+            signed=body.signed,
         )
         # Acknowledged only once the store says it is kept (committed, when durable).
         try:

@@ -8,30 +8,52 @@ replicate and hand pairs over with ``store_batch``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import trio
 
 from ._duties import among_closest, batches
 from ._errors import StoreError
 from ._ids import Contact
-from ._messages import ErrorCode, ErrorReply, Store, Stored, StoredMany, StoreMany
+from ._messages import (
+    ErrorCode,
+    ErrorReply,
+    Reply,
+    SignedPart,
+    Store,
+    Stored,
+    StoredMany,
+    StoreMany,
+)
 from ._newer import superseded
 from ._records import Record
 
 if TYPE_CHECKING:
     from ._node import Node
 
-__all__ = ["StoresSent", "keep_own", "publish", "send_stores", "store_at_closest", "store_batch"]
+__all__ = [
+    "keep_own",
+    "publish",
+    "send_collecting",
+    "send_stores",
+    "store_at_closest",
+    "store_batch",
+]
 
 
-async def publish(node: Node, key: bytes, value: bytes, published: int | None = None) -> int:
+async def publish(
+    node: Node,
+    key: bytes,
+    value: bytes,
+    signed: SignedPart | None = None,
+    published: int | None = None,
+) -> int:
     """Store as the original publisher: at the k closest, and remembered here for republishing.
 
     ``published`` is the pair's publication time: ``None`` for a new ``set``
     (now, by the node's wall clock); a republish passes the pair's own.
     Returns how many of the k closest acknowledged (this node counts when
-    it is among them).
+    it is among them). ``signed``: the pair is a signed record (``_signed``).
     """
     now = trio.current_time()
     when = node.wall_ms() if published is None else published
@@ -41,9 +63,11 @@ async def publish(node: Node, key: bytes, value: bytes, published: int | None = 
         stored_at=now,
         expires_at=now + node.config.expire_interval,
         publisher=True,
+        signed=signed,
         published=when,
     )
-    return await store_at_closest(node, Store(key, value, published=when), own_copy=mine)
+    request = Store(key, value, signed=signed, published=when)
+    return await store_at_closest(node, request, own_copy=mine)
 
 
 async def store_at_closest(node: Node, request: Store, *, own_copy: Record | None = None) -> int:
@@ -64,10 +88,23 @@ async def store_at_closest(node: Node, request: Store, *, own_copy: Record | Non
     if mine and among_closest(node.node_id, request.key, targets, k):
         targets = targets[: k - 1]
         acks += 1
-    sent = await send_stores(node, targets, request)
-    if own_copy is not None and superseded(sent.superseded, acks + sent.answered):
+    replies = await send_collecting(node, targets, request)
+    if own_copy is not None and superseded(_superseding(replies, request), acks + len(replies)):
         await _drop_superseded(node, own_copy)
-    return acks + sent.acks
+    return acks + sum(isinstance(reply, Stored) for reply in replies)
+
+
+def _superseding(replies: list[Reply], request: Store) -> int:
+    """How many ``replies`` say SUPERSEDED, naming a pair published no earlier than ``request``.
+
+    One that names an older pair is a lie: not counted.
+    """
+    return sum(
+        isinstance(reply, ErrorReply)
+        and reply.code is ErrorCode.SUPERSEDED
+        and reply.published >= request.published
+        for reply in replies
+    )
 
 
 async def _drop_superseded(node: Node, own_copy: Record) -> None:
@@ -75,17 +112,6 @@ async def _drop_superseded(node: Node, own_copy: Record) -> None:
     held = node.records.get(own_copy.key, trio.current_time())
     if held is not None and (held.value, held.published) == (own_copy.value, own_copy.published):
         await node.records.remove(own_copy.key)
-
-
-class StoresSent(NamedTuple):
-    """What the peers sent one STORE answered (``send_stores``)."""
-
-    acks: int
-    """Peers that stored it."""
-    answered: int
-    """Peers that answered at all, with anything."""
-    superseded: int
-    """Peers that refused it because they hold a pair published no earlier (SUPERSEDED)."""
 
 
 async def keep_own(node: Node, record: Record) -> None:
@@ -101,27 +127,25 @@ async def keep_own(node: Node, record: Record) -> None:
         )
 
 
-async def send_stores(node: Node, contacts: Iterable[Contact], request: Store) -> StoresSent:
-    """Send one STORE to each contact at once; say how they answered."""
-    acks = answered = refusals = 0
+async def send_stores(node: Node, contacts: Iterable[Contact], request: Store) -> int:
+    """Send one STORE to each contact at once; return how many acknowledged."""
+    replies = await send_collecting(node, contacts, request)
+    return sum(isinstance(reply, Stored) for reply in replies)
+
+
+async def send_collecting(node: Node, contacts: Iterable[Contact], request: Store) -> list[Reply]:
+    """Send one STORE to each contact at once; the replies of those that answered."""
+    replies: list[Reply] = []
 
     async def store_at(contact: Contact) -> None:
-        nonlocal acks, answered, refusals
-        # Await first: `acks += await ...` would read acks before the await.
         reply = await node.rpc(contact, request)
-        answered += reply is not None
-        acks += isinstance(reply, Stored)
-        # A SUPERSEDED that names an older pair than this one is a lie: not counted.
-        refusals += (
-            isinstance(reply, ErrorReply)
-            and reply.code is ErrorCode.SUPERSEDED
-            and reply.published >= request.published
-        )
+        if reply is not None:
+            replies.append(reply)
 
     async with trio.open_nursery() as nursery:
         for contact in contacts:
             nursery.start_soon(store_at, contact)
-    return StoresSent(acks, answered, refusals)
+    return replies
 
 
 async def store_batch(node: Node, contact: Contact, stores: Sequence[Store]) -> int:

@@ -1,4 +1,4 @@
-"""The ``trio-kad`` command: serve, set, get and demo."""
+"""The ``trio-kad`` command: serve, set, get, demo, and the signed-record commands."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ import trio
 
 from ._address import format_address, parse_address
 from ._api import open_dht
+from ._cli_records import COMMANDS as RECORD_COMMANDS
+from ._cli_records import add_commands as add_record_commands
+from ._cli_records import run_command as run_record_command
 from ._config_file import load_config
 from ._errors import DhtError
 
@@ -62,20 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, text in (("set", "store a UTF-8 string value"), ("get", "print the value of KEY")):
         cmd = sub.add_parser(name, help=text)
-        cmd.add_argument(
-            "--bootstrap",
-            action="append",
-            type=_peer,
-            required=True,
-            metavar="H:P",
-            help="a peer of the network (repeat or comma-separate for several)",
-        )
-        cmd.add_argument(
-            "--timeout", type=float, default=30.0, help="give up after this many seconds"
-        )
+        _network_options(cmd)
         cmd.add_argument("key", metavar="KEY")
         if name == "set":
             cmd.add_argument("value", metavar="VALUE")
+
+    add_record_commands(sub, _network_options)
 
     demo = sub.add_parser("demo", help="run an N-node network in this process and show it work")
     demo.add_argument("--nodes", type=int, default=20, help="how many nodes (default 20)")
@@ -83,6 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--k", type=int, default=5, help="replication factor for the demo (default 5)"
     )
     return parser
+
+
+def _network_options(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "--bootstrap",
+        action="append",
+        type=_peer,
+        required=True,
+        metavar="H:P",
+        help="a peer of the network (repeat or comma-separate for several)",
+    )
+    cmd.add_argument("--timeout", type=float, default=30.0, help="give up after this many seconds")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -99,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return trio.run(_set, args)
         if args.command == "get":
             return trio.run(_get, args)
+        if args.command in RECORD_COMMANDS:
+            return run_record_command(args, _peers(getattr(args, "bootstrap", None)))
         from ._demo import run_demo
 
         if args.nodes < 1 or args.k < 1:
