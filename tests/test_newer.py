@@ -116,6 +116,10 @@ async def test_holders_keep_the_newer_pair(autojump_clock: trio.testing.MockCloc
         assert isinstance(refused, ErrorReply) and refused.code is ErrorCode.MALFORMED
         assert await store("e", now) == Stored()
         assert sim.nodes[1].get_local("kept") == "e"
+        # The same value from an earlier publication only refreshes it.
+        assert await store("e", now - 1000) == Stored()
+        kept = holder.records.get(key, trio.current_time())
+        assert kept is not None and kept.published == now
 
 
 async def test_a_newer_cache_copy_replaces_an_older_one(

@@ -140,6 +140,7 @@ class Server:
             body.signed is None
             and held is not None
             and held.signed is None
+            and held.value != body.value
             and newer(held.published, held.value, body.published, body.value)
         ):
             # Plain pairs: holders keep the newer publication (_newer), so values converge.
@@ -168,7 +169,10 @@ class Server:
             publisher=held is not None and held.publisher and held.value == body.value,
             cached=body.cache,
             origin=origin,
-            published=body.published,
+            # The same value again only refreshes it, keeping the later publication.
+            published=max(body.published, held.published)
+            if held is not None and held.value == body.value
+            else body.published,
             signed=body.signed,
         )
         # Acknowledged only once the store says it is kept (committed, when durable).
