@@ -90,6 +90,7 @@ async def measure_latency(args: argparse.Namespace) -> dict[str, Any]:
     network = None if args.transport == "tcp" else MemoryNetwork(rng=random.Random(args.seed))
     clock = trio.current_time
     samples: dict[str, list[float]] = {"set": [], "get": [], "put_signed": [], "get_signed": []}
+    rpcs: dict[str, list[float]] = {name: [] for name in samples}
     right: Counter[str] = Counter()
     started = clock()
     async with open_simulation(
@@ -97,27 +98,29 @@ async def measure_latency(args: argparse.Namespace) -> dict[str, Any]:
     ) as sim:
         join_s = clock() - started
 
-        async def timed(name: str, op: Awaitable[Any]) -> Any:
+        async def timed(name: str, node: Dht, op: Awaitable[Any]) -> Any:
             begin = clock()
+            sent = node.statistics().transport.requests_sent
             try:
                 return await op
             except DhtError:
                 return None
             finally:
                 samples[name].append((clock() - begin) * 1000)
+                rpcs[name].append(node.statistics().transport.requests_sent - sent)
 
         async def plain(i: int, writer: Dht) -> None:
             key = f"plain-{args.seed}-{i}"
-            right["set"] += await timed("set", writer.set(key, VALUE)) is not None
+            right["set"] += await timed("set", writer, writer.set(key, VALUE)) is not None
             reader = _stranger(sim, writer, key_id(key), rng)
-            right["get"] += await timed("get", reader.get(key)) == VALUE
+            right["get"] += await timed("get", reader, reader.get(key)) == VALUE
 
         async def signed(i: int, writer: Dht) -> None:
             key = SigningKey.from_seed(rng.randbytes(32))
             put = writer.put_signed(key, VALUE)
-            right["put_signed"] += await timed("put_signed", put) is not None
+            right["put_signed"] += await timed("put_signed", writer, put) is not None
             reader = _stranger(sim, writer, signed_key(key.public_key), rng)
-            record = await timed("get_signed", reader.get_signed(key.public_key))
+            record = await timed("get_signed", reader, reader.get_signed(key.public_key))
             right["get_signed"] += record is not None and record.value == VALUE
 
         for i in range(args.ops):
@@ -132,7 +135,11 @@ async def measure_latency(args: argparse.Namespace) -> dict[str, Any]:
         "join_s": join_s,
     }
     for name, values in samples.items():
-        result[name] = {"latency_ms": percentiles(values), "success": right[name] / args.ops}
+        result[name] = {
+            "latency_ms": percentiles(values),
+            "rpcs": percentiles(rpcs[name]),
+            "success": right[name] / args.ops,
+        }
     for signed_op, plain_op in (("put_signed", "set"), ("get_signed", "get")):
         ours, theirs = result[signed_op]["latency_ms"], result[plain_op]["latency_ms"]
         result[f"{signed_op}_vs_{plain_op}"] = {

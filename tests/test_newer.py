@@ -9,7 +9,7 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trio_kad import Config, Dht
+from trio_kad import Config, Dht, StoreError
 from trio_kad._ids import Address, distance, key_id
 from trio_kad._messages import (
     MAX_PUBLISHED,
@@ -183,3 +183,24 @@ async def test_a_lying_peer_cannot_make_a_publishers_pair_vanish(
             assert own is not None and own.publisher
             assert await sim.nodes[-1].get("L") == "mine"
             assert await publisher.get("L") == "mine"
+
+
+async def test_last_writer_by_the_publishers_clocks(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A's clock runs ten minutes ahead: B's set five minutes later is older by the
+    # clocks, so it is refused everywhere (StoreError) and reads keep A's value.
+    k = 5
+    async with open_simulation(30, seed=21, config=Config(k=k)) as sim:
+        a, b = outsiders(sim, "S", k)[:2]
+        fast = node_of(a).wall_clock
+        node_of(a).wall_clock = lambda: fast() + 600
+        await a.set("S", "ahead")
+        await trio.sleep(300)
+        with pytest.raises(StoreError):
+            await b.set("S", "behind")
+        assert node_of(b).records.get(key_id("S"), trio.current_time()) is None
+        for _ in range(48):
+            await trio.sleep(HOUR)
+            for reader in (a, b, sim.nodes[0], sim.nodes[-1]):
+                assert await reader.get("S") == "ahead"
