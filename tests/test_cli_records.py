@@ -46,8 +46,9 @@ def test_put_signed_and_get_signed_across_a_small_network(tmp_path: Path) -> Non
             assert refused.stderr.count("\n") == 1 and "seq 1" in refused.stderr
         missing = run("get-signed", "--bootstrap", first.peer, "00" * 32)
         assert missing.returncode == 1 and missing.stdout == ""
-        bad = run("get-signed", "--bootstrap", first.peer, "not hex")
-        assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+        for bad_key in ("not hex", "00" * 31):
+            bad = run("get-signed", "--bootstrap", first.peer, bad_key)
+            assert bad.returncode == 2 and bad.stderr == "error: PUBKEY_HEX must be 64 hex digits\n"
 
 
 def test_put_signed_fails_with_one_line_on_bad_arguments(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ Every property holds with and without a ``ContactCache``, and both ways agree.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import cbor2
@@ -28,6 +29,7 @@ from wire import (
     refused,
     replies,
     request_ids,
+    requests,
     store_many_fields,
     stored_many_fields,
 )
@@ -232,27 +234,15 @@ signed_parts = st.builds(
 )
 signed_bodies = st.one_of(
     st.builds(
-        Store,
-        ids,
-        st.binary(min_size=1, max_size=64),
-        st.none() | st.integers(0, MAX_TTL),
-        st.booleans(),
-        signed_parts,
-        st.none() | st.integers(0, MAX_SEQ),
+        replace,
+        requests.filter(lambda body: isinstance(body, Store)),
+        signed=signed_parts,
+        cas=st.none() | st.integers(0, MAX_SEQ),
     ),
     st.builds(
         StoreMany,
         st.lists(
-            st.builds(
-                Store,
-                ids,
-                st.binary(min_size=1, max_size=16),
-                st.integers(0, MAX_TTL),
-                st.just(False),
-                st.none() | signed_parts,
-            ),
-            min_size=1,
-            max_size=4,
+            st.builds(replace, pairs, signed=st.none() | signed_parts), min_size=1, max_size=4
         ).map(tuple),
     ),
 )

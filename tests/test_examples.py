@@ -9,15 +9,20 @@ import sys
 from clihelp import ROOT, read_line, serve, stop
 
 
-def test_two_nodes_example() -> None:
+def _run_example(name: str) -> str:
+    """Run ``examples/name`` to its end; its stdout once it exited 0."""
     result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "two_nodes.py")],
+        [sys.executable, str(ROOT / "examples" / name)],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "boop === boop\n"
+    return result.stdout
+
+
+def test_two_nodes_example() -> None:
+    assert _run_example("two_nodes.py") == "boop === boop\n"
 
 
 def test_peer_example_joins_and_stops_on_signal() -> None:
@@ -55,13 +60,6 @@ def test_peer_example_joins_and_stops_on_signal() -> None:
 
 
 def test_signed_record_example() -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "signed_record.py")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == (
+    assert _run_example("signed_record.py") == (
         "seq 0: 198.51.100.7:4000\nseq 1: 203.0.113.9:4000\nrefused: the network holds seq 1\n"
     )

@@ -262,3 +262,16 @@ async def test_immutable_records_are_checked_against_their_hash(
         assert await sim.nodes[3].get_immutable(content_key(b"\x01")) is None
         with pytest.raises(ValueError):
             await sim.nodes[3].get_immutable(b"short")
+
+
+async def test_a_client_that_knows_only_a_holder_still_reaches_the_k_closest(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A holder's value reply names no contacts: the lookup asks it again for them.
+    async with open_simulation(6, seed=169, config=CONFIG) as sim:
+        key = SigningKey.generate()
+        await sim.nodes[0].put_signed(key, "v0")
+        holder = _holders(sim.nodes, signed_key(key.public_key))[0]
+        client = await sim.add_node(bootstrap=[holder.address], client_only=True)
+        # The k closest of the six nodes all acknowledge, not just the one it knew.
+        assert await client.put_signed(key, "v1") == CONFIG.k

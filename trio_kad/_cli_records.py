@@ -12,6 +12,7 @@ import trio
 
 from ._api import open_dht
 from ._errors import CasMismatch, StaleSequence
+from ._messages import PUBLIC_KEY_BYTES
 from ._signed import SEED_BYTES, SigningKey
 
 EXIT_OK = 0
@@ -92,7 +93,7 @@ async def _put_signed(args: argparse.Namespace, peers: list[str]) -> int:
     except (StaleSequence, CasMismatch) as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED
-    print(f"{acks} acknowledgements, seq {seq}")
+    print(f"{acks} acknowledgement{'' if acks == 1 else 's'}, seq {seq}")
     return EXIT_OK
 
 
@@ -102,7 +103,9 @@ async def _get_signed(args: argparse.Namespace, peers: list[str]) -> int:
     try:
         public_key = bytes.fromhex(args.public_key)
     except ValueError:
-        raise ValueError("PUBKEY_HEX must be 64 hex digits") from None
+        public_key = b""
+    if len(public_key) != PUBLIC_KEY_BYTES:  # refused before joining
+        raise ValueError("PUBKEY_HEX must be 64 hex digits")
     with trio.fail_after(args.timeout):
         async with open_dht(bootstrap=peers, client_only=True) as dht:
             record = await dht.get_signed(public_key, salt=args.salt.encode("utf-8"))

@@ -36,7 +36,7 @@ from ._messages import (
 )
 from ._newer import from_future, newer
 from ._records import Record, value_fits
-from ._signed import Refusal, Verdict, store_verdict
+from ._signed import Refusal, Verdict, judge
 from ._values import well_formed_value
 
 if TYPE_CHECKING:
@@ -125,14 +125,7 @@ class Server:
         ttl = config.expire_interval if body.ttl is None else body.ttl
         ttl = min(ttl, config.expire_interval)
         held = self._records.get(body.key, now)
-        verdict = store_verdict(
-            body.key,
-            body.value,
-            body.signed,
-            body.cas,
-            None if held is None else held.value,
-            None if held is None else held.signed,
-        )
+        verdict = judge(body, held)
         if isinstance(verdict, Refusal):
             counters.stores_refused += 1
             return ErrorReply(verdict.code, verdict.message, verdict.seq)

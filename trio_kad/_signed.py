@@ -7,8 +7,8 @@ encoding of the value exactly as ``Dht.set`` stores it. Anyone can hold and
 pass it on; only the key's owner can make a new one. An immutable record lives
 at the SHA-256 of its encoded value, so it needs no signature.
 
-The storing rules (``store_verdict``) and the reader's check (``valid_answer``)
-are pure functions: the server and the lookup only apply what they decide.
+The storing rules (``store_verdict``, ``judge``) and the reader's check
+(``verify``) are pure functions: the server and the lookups apply what they decide.
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ from ._messages import (
     SIGNATURE_BYTES,
     ErrorCode,
     SignedPart,
+    Store,
 )
+from ._records import Record
 
 __all__ = [
     "SIGNING_CONTEXT",
@@ -43,10 +45,10 @@ __all__ = [
     "check_signed_arguments",
     "content_key",
     "is_content_addressed",
+    "judge",
     "signed_key",
     "signing_bytes",
     "store_verdict",
-    "valid_answer",
     "verify",
 ]
 
@@ -221,8 +223,8 @@ def store_verdict(
     return Verdict.STORE
 
 
-def valid_answer(key: bytes, value: bytes, signed: SignedPart | None, want_signed: bool) -> bool:
-    """May a reader believe a FIND_VALUE answer? Signed lookups take only verified records."""
-    if not want_signed:
-        return True
-    return signed is not None and verify(key, value, signed)
+def judge(store: Store, held: Record | None) -> Verdict | Refusal:
+    """``store_verdict`` of ``store`` at a node whose live record under its key is ``held``."""
+    if held is None:
+        return store_verdict(store.key, store.value, store.signed, store.cas, None, None)
+    return store_verdict(store.key, store.value, store.signed, store.cas, held.value, held.signed)

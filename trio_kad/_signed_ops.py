@@ -24,8 +24,8 @@ from ._signed import (
     check_signed_arguments,
     content_key,
     is_content_addressed,
+    judge,
     signed_key,
-    store_verdict,
     verify,
 )
 from ._storing import keep_own, publish, send_collecting
@@ -156,15 +156,7 @@ def _raise_refusal(reply: Reply | None) -> None:
 
 def _local_verdict(node: Node, store: Store) -> Reply:
     """What this node, as a storing node, answers ``store`` (``Stored`` or the refusal)."""
-    held = node.records.get(store.key, trio.current_time())
-    verdict = store_verdict(
-        store.key,
-        store.value,
-        store.signed,
-        store.cas,
-        None if held is None else held.value,
-        None if held is None else held.signed,
-    )
+    verdict = judge(store, node.records.get(store.key, trio.current_time()))
     if isinstance(verdict, Refusal):
         return ErrorReply(verdict.code, verdict.message, verdict.seq)
     return Stored()
