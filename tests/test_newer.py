@@ -21,6 +21,7 @@ from trio_kad._messages import (
     Stored,
 )
 from trio_kad._newer import FUTURE_TOLERANCE_MS, from_future, newer, superseded
+from trio_kad._storing import store_batch
 from trio_kad.testing import Simulation, node_of, open_simulation
 
 HOUR = 3600.0
@@ -204,3 +205,20 @@ async def test_last_writer_by_the_publishers_clocks(
             await trio.sleep(HOUR)
             for reader in (a, b, sim.nodes[0], sim.nodes[-1]):
                 assert await reader.get("S") == "ahead"
+
+
+async def test_a_peer_holding_a_newer_pair_counts_as_holding_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Replication from a holder that missed the later set: the peer refuses the
+    # older pair (SUPERSEDED) but holds the key, so it needs no stand-in.
+    async with open_simulation(2, seed=22, config=Config(k=5)) as sim:
+        sender, holder = (node_of(n) for n in sim.nodes)
+        to = sender.table.closest(holder.node_id, 1)[0]
+        newer_pair = Store(key_id("R"), cbor2.dumps("new"), 3600, published=200)
+        assert await sender.rpc(to, newer_pair) == Stored()
+        older = Store(key_id("R"), cbor2.dumps("old"), 3600, published=100)
+        other = Store(key_id("O"), cbor2.dumps("o"), 3600, published=100)
+        assert await store_batch(sender, to, [older, other]) == 2
+        assert await store_batch(sender, to, [older]) == 1
+        assert sim.nodes[1].get_local("R") == "new"

@@ -151,16 +151,18 @@ async def send_collecting(node: Node, contacts: Iterable[Contact], request: Stor
 async def store_batch(node: Node, contact: Contact, stores: Sequence[Store]) -> int:
     """Send ``stores`` to one contact, many pairs per message; return how many it kept.
 
-    Batches hold at most ``MAX_BATCH_PAIRS`` pairs and half a frame of
-    values. A peer that does not know ``store_many`` gets one STORE per pair;
-    one that fails gets nothing more this time.
+    A pair the contact refuses as SUPERSEDED counts as kept: it holds a newer
+    one of that key, so it needs no stand-in. Batches hold at most
+    ``MAX_BATCH_PAIRS`` pairs and half a frame of values. A peer that does not
+    know ``store_many`` gets one STORE per pair; one that fails gets nothing
+    more this time.
     """
     acks = 0
     for batch in batches(stores, node.config.max_frame_size // 2):
         if len(batch) > 1:
             reply = await node.rpc(contact, StoreMany(tuple(batch)))
             if isinstance(reply, StoredMany) and len(reply.results) == len(batch):
-                acks += reply.results.count(0)
+                acks += sum(result in _HOLDS_IT for result in reply.results)
                 continue
             if not (isinstance(reply, ErrorReply) and reply.code is ErrorCode.UNSUPPORTED):
                 return acks
@@ -169,5 +171,11 @@ async def store_batch(node: Node, contact: Contact, stores: Sequence[Store]) -> 
             single = await node.rpc(contact, store)
             if single is None:
                 return acks
-            acks += isinstance(single, Stored)
+            acks += isinstance(single, Stored) or (
+                isinstance(single, ErrorReply) and single.code is ErrorCode.SUPERSEDED
+            )
     return acks
+
+
+_HOLDS_IT = (0, ErrorCode.SUPERSEDED)
+"""``StoredMany`` results of a peer that holds the key after a ``store_batch``."""
