@@ -58,15 +58,14 @@ def superseded(refusals: int, answered: int) -> bool:
 def trusted_locally(record: Record, table: RoutingTable) -> bool:
     """Can a read return the local copy ``record`` without asking the network?
 
-    A replica, yes: every later ``set`` reached it as one of the k closest (and
-    replication brings it one that did not). A cached copy may be superseded,
-    and so may an own pair of a node outside the k closest to its key (a later
-    ``set`` elsewhere went to the k closest): a read looks on the network and
-    returns the newer of that and the local copy.
+    Yes for a copy held among the k closest to its key (by the table): every
+    later ``set`` stored there, and replication brings a newer pair to one it
+    missed. A cached copy may be superseded, and so may any copy of a node
+    outside the k closest (its own pair, or one it held before nearer nodes
+    joined): a read then looks on the network and returns the newer of what it
+    finds and the local copy.
     """
     if record.cached:
         return False
-    if not record.publisher:
-        return True
     k = table.k
     return among_closest(table.own_id, record.key, table.closest(record.key, k), k)
