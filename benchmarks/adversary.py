@@ -513,6 +513,14 @@ def parse_list(text: str, kind: Callable[[str], Any]) -> list[Any]:
     return [kind(part) for part in text.split(",") if part.strip()]
 
 
+def emit(result: dict[str, Any], started: float) -> None:
+    """Add the wall time since ``started`` and the peak RSS to ``result``; print it as JSON."""
+    result["wall_seconds"] = time.perf_counter() - started
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    json.dump(result, sys.stdout, indent=2)
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").strip().splitlines()[0])
     parser.add_argument("--nodes", type=int, default=1000)
@@ -564,10 +572,7 @@ def main() -> None:
     for fraction in result["params"]["fractions"]:
         clock = trio.testing.MockClock(autojump_threshold=0)
         result["fractions"].append(trio.run(run_fraction, fraction, args, cells, clock=clock))
-    result["wall_seconds"] = time.perf_counter() - started
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    json.dump(result, sys.stdout, indent=2)
-    print()
+    emit(result, started)
 
 
 if __name__ == "__main__":

@@ -33,9 +33,7 @@ goes to stderr); ``--modes`` picks some:
 from __future__ import annotations
 
 import argparse
-import json
 import random
-import resource
 import sys
 import time
 import timeit
@@ -48,7 +46,7 @@ import cbor2
 import trio
 import trio.testing
 from _stats import percentiles, versions
-from adversary import SIGNED_BEHAVIOURS, Adversary, start_hostile
+from adversary import SIGNED_BEHAVIOURS, Adversary, emit, start_hostile
 
 from trio_kad import CasMismatch, Config, Dht, DhtError, MemoryNetwork, SigningKey
 from trio_kad._ids import key_id
@@ -326,10 +324,7 @@ def main() -> None:
         result["adversary"] = trio.run(measure_adversary, args, clock=clock)
         adv = result["adversary"]
         print(f"adversary: newest {adv['newest_share']:.2%} {adv['outcomes']}", file=sys.stderr)
-    result["wall_seconds"] = time.perf_counter() - started
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    json.dump(result, sys.stdout, indent=2)
-    print()
+    emit(result, started)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trio_kad import Config, Dht, StoreError
-from trio_kad._ids import Address, distance, key_id
+from trio_kad._ids import Address, Contact, distance, key_id
 from trio_kad._messages import (
     MAX_PUBLISHED,
     ErrorCode,
@@ -21,6 +21,7 @@ from trio_kad._messages import (
     Stored,
 )
 from trio_kad._newer import FUTURE_TOLERANCE_MS, from_future, newer, superseded
+from trio_kad._node import Node
 from trio_kad._storing import store_batch
 from trio_kad.testing import Simulation, node_of, open_simulation
 
@@ -66,6 +67,12 @@ def outsiders(sim: Simulation, key: str, k: int) -> list[Dht]:
     return order[k:][::-1]
 
 
+def sender_and_holder(sim: Simulation) -> tuple[Node, Node, Contact]:
+    """The two nodes of a two-node network, and the second as the first's contact."""
+    sender, holder = (node_of(n) for n in sim.nodes)
+    return sender, holder, sender.table.closest(holder.node_id, 1)[0]
+
+
 def closest(sim: Simulation, key: str, k: int) -> list[Dht]:
     ident = key_id(key)
     return sorted(sim.nodes, key=lambda n: distance(n.node_id, ident))[:k]
@@ -93,8 +100,7 @@ async def test_a_later_set_wins_for_48_hours(autojump_clock: trio.testing.MockCl
 
 async def test_holders_keep_the_newer_pair(autojump_clock: trio.testing.MockClock) -> None:
     async with open_simulation(2, seed=17, config=Config(k=5)) as sim:
-        sender, holder = (node_of(n) for n in sim.nodes)
-        to = sender.table.closest(holder.node_id, 1)[0]
+        sender, holder, to = sender_and_holder(sim)
         key = key_id("kept")
         now = holder.wall_ms()
 
@@ -127,8 +133,7 @@ async def test_a_newer_cache_copy_replaces_an_older_one(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with open_simulation(2, seed=18, config=Config(k=5)) as sim:
-        sender, holder = (node_of(n) for n in sim.nodes)
-        to = sender.table.closest(holder.node_id, 1)[0]
+        sender, _, to = sender_and_holder(sim)
         key = key_id("cached")
         for value, published in [("old", 10), ("new", 20), ("older", 5)]:
             body = Store(key, cbor2.dumps(value), cache=True, published=published)
@@ -213,8 +218,7 @@ async def test_a_peer_holding_a_newer_pair_counts_as_holding_it(
     # Replication from a holder that missed the later set: the peer refuses the
     # older pair (SUPERSEDED) but holds the key, so it needs no stand-in.
     async with open_simulation(2, seed=22, config=Config(k=5)) as sim:
-        sender, holder = (node_of(n) for n in sim.nodes)
-        to = sender.table.closest(holder.node_id, 1)[0]
+        sender, _, to = sender_and_holder(sim)
         newer_pair = Store(key_id("R"), cbor2.dumps("new"), 3600, published=200)
         assert await sender.rpc(to, newer_pair) == Stored()
         older = Store(key_id("R"), cbor2.dumps("old"), 3600, published=100)
