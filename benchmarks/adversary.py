@@ -22,6 +22,16 @@ instead of to its own handler. The behaviours, named for ``--behaviours``:
 The four reply behaviours are dealt out in turn among the hostile nodes;
 ``store-flood`` is done by every hostile node on top of its reply behaviour.
 
+``benchmarks/records.py --modes adversary`` deals out three more, against
+signed records (``SIGNED_BEHAVIOURS``; not in ``all`` here, whose gets are plain):
+
+- ``stale-signed``: answers FIND_VALUE with the lowest-seq signed record any
+  colluder was sent for that key (validly signed, but old);
+- ``forged-signed``: answers FIND_VALUE with the newest record seen under a
+  far higher seq, its signature left as it was or its value changed;
+- ``miskeyed-signed``: answers FIND_VALUE with a record validly signed by
+  the adversary's own key, at the highest seq, under the key asked for.
+
 For each fraction: the nodes join in random order (hostile ones among them).
 Then for each lookup width d (``Config.disjoint_paths``) and quorum q, fresh
 client-only writers ``set`` ``--keys`` keys and fresh client-only readers
@@ -58,9 +68,19 @@ import trio
 import trio.testing
 from _stats import percentiles, versions
 
-from trio_kad import Config, Dht, DhtError, MemoryNetwork, MemoryTransport, Transport, open_dht
+from trio_kad import (
+    Config,
+    Dht,
+    DhtError,
+    MemoryNetwork,
+    MemoryTransport,
+    SigningKey,
+    Transport,
+    open_dht,
+)
 from trio_kad._ids import Contact
 from trio_kad._messages import (
+    MAX_SEQ,
     FindNode,
     FindValue,
     FoundValue,
@@ -69,6 +89,7 @@ from trio_kad._messages import (
     ReplyFrame,
     Request,
     RequestFrame,
+    SignedPart,
     Store,
     StoredMany,
     StoreMany,
@@ -81,6 +102,8 @@ Address = tuple[str, int]
 HOST = "127.0.0.1"
 REPLY_BEHAVIOURS = ("drop", "poison", "wrong-value", "forge")
 BEHAVIOURS = (*REPLY_BEHAVIOURS, "store-flood")
+SIGNED_BEHAVIOURS = ("stale-signed", "forged-signed", "miskeyed-signed")
+"""Lies about signed records (``benchmarks/records.py``), not among ``BEHAVIOURS``."""
 DEAD_PORTS = range(9000, 10000)
 """Ports nobody listens on (the memory network hands out ports from 10000 up)."""
 FLOOD_BATCH = 32
@@ -107,6 +130,10 @@ class Adversary:
         self.honest: list[Address] = []
         """Where honest nodes listen: the flood's targets."""
         self.lies: Counter[str] = Counter()
+        self.signed_seen: dict[bytes, list[tuple[bytes, SignedPart]]] = {}
+        """Every signed record a colluder was sent, by key, in the order they came."""
+        self.own_key = SigningKey.from_seed(rng.randbytes(32))
+        """The adversary's own key, which signs its mis-keyed records."""
 
     def join(self, dht: Dht) -> None:
         self.ids.add(dht.node_id)
@@ -138,11 +165,48 @@ class Adversary:
         # The same for every colluder, so that they agree on it (quorum reads).
         return cbor2.dumps(f"forged {key.hex()[:16]}")
 
+    def watch_signed(self, body: Request) -> None:
+        """Remember the signed records in a STORE or STORE_MANY, for the signed lies."""
+        pairs = body.pairs if isinstance(body, StoreMany) else (body,)
+        for pair in pairs:
+            if isinstance(pair, Store) and pair.signed is not None:
+                self.signed_seen.setdefault(pair.key, []).append((pair.value, pair.signed))
+
+    def signed_lie(self, behaviour: str, key: bytes) -> FoundValue | None:
+        """The signed-record lie of ``behaviour`` for ``key``; ``None`` when it has none."""
+        seen = self.signed_seen.get(key, [])
+        if behaviour == "stale-signed":
+            if not seen:
+                return None
+            value, signed = min(seen, key=lambda record: record[1].seq)
+            return FoundValue(value, 3600, signed)
+        if behaviour == "forged-signed":
+            if not seen:
+                return None
+            value, signed = max(seen, key=lambda record: record[1].seq)
+            if self.rng.random() < 0.5:  # a higher seq under the old signature
+                forged = SignedPart(
+                    signed.public_key, signed.salt, signed.seq + 1000, signed.signature
+                )
+                return FoundValue(value, 3600, forged)
+            # Another value under the newest signature.
+            return FoundValue(cbor2.dumps(f"forged {key.hex()[:16]}"), 3600, signed)
+        value = cbor2.dumps(f"mis-keyed {key.hex()[:16]}")
+        return FoundValue(value, 3600, self.own_key.sign(b"", MAX_SEQ, value))
+
     async def answer(
         self, behaviour: str, frame: RequestFrame, remote: Address, honest: RequestHandler
     ) -> Reply:
         """A hostile node's reply to ``frame``; ``honest`` is its own node's handler."""
         body = frame.body
+        if behaviour in SIGNED_BEHAVIOURS:
+            if isinstance(body, FindValue):
+                lie = self.signed_lie(behaviour, body.key)
+                if lie is not None:
+                    self.lies[behaviour] += 1
+                    return lie
+            self.watch_signed(body)
+            return await honest(frame, remote)
         if isinstance(body, FindNode | FindValue):
             target = body.target if isinstance(body, FindNode) else body.key
             if behaviour == "poison":
@@ -449,6 +513,14 @@ def parse_list(text: str, kind: Callable[[str], Any]) -> list[Any]:
     return [kind(part) for part in text.split(",") if part.strip()]
 
 
+def emit(result: dict[str, Any], started: float) -> None:
+    """Add the wall time since ``started`` and the peak RSS to ``result``; print it as JSON."""
+    result["wall_seconds"] = time.perf_counter() - started
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    json.dump(result, sys.stdout, indent=2)
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").strip().splitlines()[0])
     parser.add_argument("--nodes", type=int, default=1000)
@@ -500,10 +572,7 @@ def main() -> None:
     for fraction in result["params"]["fractions"]:
         clock = trio.testing.MockClock(autojump_threshold=0)
         result["fractions"].append(trio.run(run_fraction, fraction, args, cells, clock=clock))
-    result["wall_seconds"] = time.perf_counter() - started
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    json.dump(result, sys.stdout, indent=2)
-    print()
+    emit(result, started)
 
 
 if __name__ == "__main__":

@@ -127,3 +127,18 @@ def test_adversary_benchmark() -> None:
         assert sum(cell["outcomes"].values()) == pytest.approx(1.0)
         assert cell["rpcs_per_get"]["mean"] >= 0
         assert cell["honest_banned"] >= 0
+
+
+def test_records_benchmark() -> None:
+    data = bench(
+        "records", "--verify-number", "20", "--repeats", "1", "--nodes", "12", "--ops", "3",
+        "--cas-nodes", "12", "--rounds", "3", "--adv-nodes", "20", "--keys", "5",
+    )  # fmt: skip
+    assert data["verify"]["signed_store_new_key_us"] > 0  # type: ignore[index]
+    latency = data["latency"]
+    for op in ("set", "get", "put_signed", "get_signed"):
+        assert latency[op]["success"] == 1.0  # type: ignore[index]
+    assert data["cas"]["outcomes"]["winners_1"] == 3  # type: ignore[index]
+    adversary = data["adversary"]
+    assert adversary["hostile"] == 4  # type: ignore[index]
+    assert 0.0 <= adversary["newest_share"] <= 1.0  # type: ignore[index]

@@ -27,6 +27,7 @@ from trio_kad._messages import (
     ReplyFrame,
     RequestFrame,
     Store,
+    StoreMany,
 )
 
 
@@ -137,6 +138,13 @@ def test_bad_body_field(frame: Frame, name: str, value: object) -> None:
         (RequestFrame(7, SENDER, 1, Store(KEY, b"v")), "ttl", True),
         (RequestFrame(7, SENDER, 1, Store(KEY, b"v")), "cache", 1),
         (ReplyFrame(7, SENDER, FoundValue(b"v")), "ttl", 1.5),
+        (RequestFrame(7, SENDER, 1, Store(KEY, b"v")), "published", -1),
+        (RequestFrame(7, SENDER, 1, Store(KEY, b"v")), "published", 2**63),
+        (RequestFrame(7, SENDER, 1, Store(KEY, b"v")), "published", True),
+        (RequestFrame(7, SENDER, 1, Store(KEY, b"v")), "published", 1.5),
+        (ReplyFrame(7, SENDER, FoundValue(b"v")), "published", "1"),
+        (ReplyFrame(7, SENDER, FoundValue(b"v")), "cached", 1),
+        (ReplyFrame(7, SENDER, ErrorReply(ErrorCode.SUPERSEDED, "x")), "published", -5),
     ],
 )
 def test_bad_optional_field(frame: Frame, name: str, value: object) -> None:
@@ -169,6 +177,9 @@ GOOD_PAIR = [KEY, b"v", 60]
         [KEY],
         [[KEY, b"v"]],
         [[KEY, b"v", 60, False]],
+        [[KEY, b"v", 60, -1]],
+        [[KEY, b"v", 60, 2**63]],
+        [[KEY, b"v", 60, 1, 2]],
         [(KEY, b"v", 60), [KEY[:31], b"v", 60]],
         [[KEY + b"\x00", b"v", 60]],
         [[KEY.hex(), b"v", 60]],
@@ -238,3 +249,10 @@ def test_store_many_is_a_request_and_stored_many_a_reply() -> None:
     # The reply type carries no "pairs", the request type no "results".
     refused_with_id(store_many_fields([GOOD_PAIR]) | {"t": "stored_many"})
     refused_with_id(stored_many_fields([0]) | {"t": "store_many"})
+
+
+def test_pairs_without_published_are_the_oldest() -> None:
+    # An older peer sends [key, value, ttl]: published 0, the oldest.
+    frame = decode_frame(cbor2.dumps(store_many_fields([GOOD_PAIR, [*GOOD_PAIR, 1234]])))
+    assert isinstance(frame, RequestFrame)
+    assert frame.body == StoreMany((Store(KEY, b"v", 60), Store(KEY, b"v", 60, published=1234)))

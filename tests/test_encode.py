@@ -46,20 +46,31 @@ def reference_map(frame: Frame) -> dict[str, Any]:
             fields["ttl"] = body.ttl
         if body.cache:
             fields["cache"] = True
+        if body.published:
+            fields["published"] = body.published
     elif isinstance(body, FindNode):
         fields |= {"t": "find_node", "target": body.target}
     elif isinstance(body, FindValue):
         fields |= {"t": "find_value", "key": body.key}
     elif isinstance(body, StoreMany):
-        fields |= {"t": "store_many", "pairs": [[p.key, p.value, p.ttl] for p in body.pairs]}
+        pairs = [
+            [p.key, p.value, p.ttl] + ([p.published] if p.published else []) for p in body.pairs
+        ]
+        fields |= {"t": "store_many", "pairs": pairs}
     elif isinstance(body, Nodes):
         fields |= {"t": "nodes", "nodes": [[c.node_id, c.host, c.port] for c in body.contacts]}
     elif isinstance(body, FoundValue):
         fields |= {"t": "value", "value": body.value}
         if body.ttl is not None:
             fields["ttl"] = body.ttl
+        if body.published:
+            fields["published"] = body.published
+        if body.cached:
+            fields["cached"] = True
     elif isinstance(body, ErrorReply):
         fields |= {"t": "error", "code": int(body.code), "message": body.message}
+        if body.published:
+            fields["published"] = body.published
     else:
         assert isinstance(body, StoredMany)
         fields |= {"t": "stored_many", "results": [int(result) for result in body.results]}

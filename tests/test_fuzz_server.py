@@ -62,6 +62,7 @@ from trio_kad._messages import (
     StoredMany,
     StoreMany,
 )
+from trio_kad._newer import from_future, newer
 from trio_kad._storing import publish
 from trio_kad._values import well_formed_value
 
@@ -352,7 +353,7 @@ any_input = st.one_of(raw_bytes, raw_maps, raw_requests, raw_replies, direct_req
 
 # --- the harness --------------------------------------------------------------
 
-RecordState = dict[bytes, tuple[bytes, float, bool, bool]]
+RecordState = dict[bytes, tuple[bytes, float, bool, bool, int]]
 
 
 class Harness:
@@ -368,7 +369,10 @@ class Harness:
         self.expected = dict(KNOWN)
 
     def records(self) -> RecordState:
-        return {r.key: (r.value, r.expires_at, r.publisher, r.cached) for r in self.node.records}
+        return {
+            r.key: (r.value, r.expires_at, r.publisher, r.cached, r.published)
+            for r in self.node.records
+        }
 
     def contacts(self) -> set[Contact]:
         return set(self.node.table.contacts())
@@ -453,6 +457,16 @@ class Harness:
             if isinstance(request, Store) and not well_formed_value(request.value):
                 assert body.code is ErrorCode.MALFORMED  # a value no setter could make
                 return
+            if isinstance(request, Store) and from_future(request.published, self.node.wall_ms()):
+                assert body.code is ErrorCode.MALFORMED  # dated too far ahead
+                return
+            if isinstance(request, Store) and body.code is ErrorCode.SUPERSEDED:
+                # Only a newer pair held refuses a STORE, and the reply says when it was published.
+                held = self.node.records.get(request.key, trio.current_time())
+                assert held is not None
+                assert newer(held.published, held.value, request.published, request.value)
+                assert body.published == held.published
+                return
             # Anything else may be refused only for load (rate, quota), never as "internal".
             assert body.code is ErrorCode.OVERLOADED, body
             return
@@ -507,6 +521,9 @@ class Harness:
                 assert request.key not in changed, "a cache copy must never replace a replica"
             if request.key in changed and request.key in after:
                 assert after[request.key][0] == request.value
+                same = held is not None and held[0] == request.value
+                published = max(request.published, held[4]) if same else request.published
+                assert after[request.key][4] == published
             if request.key in self.expected and request.key in after:
                 # A remote STORE may legitimately overwrite a pair (Kademlia has no owners).
                 self.expected[request.key] = after[request.key][0]

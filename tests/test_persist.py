@@ -43,7 +43,9 @@ async def test_reopen_keeps_node_id_records_and_contacts(tmp_path: Path) -> None
     assert len(node_id) == 32
     async with first:
         # Trio time 10 = wall WALL: 3 h left, published by us.
-        await first.records.put(Record(b"k", b"v", 10.0, 10.0 + 3 * HOUR, publisher=True))
+        await first.records.put(
+            Record(b"k", b"v", 10.0, 10.0 + 3 * HOUR, publisher=True, published=1234)
+        )
         await first.records.put(Record(b"c", b"w", 10.0, 10.0 + HOUR / 2, cached=True))
         await first.save_contacts([contact(1), contact(2), contact(3)])
 
@@ -52,7 +54,12 @@ async def test_reopen_keeps_node_id_records_and_contacts(tmp_path: Path) -> None
         assert second.node_id == node_id
         kept = second.records.get(b"k", 5.0)
         assert kept is not None
-        assert (kept.value, kept.publisher, kept.cached) == (b"v", True, False)
+        assert (kept.value, kept.publisher, kept.cached, kept.published) == (
+            b"v",
+            True,
+            False,
+            1234,
+        )
         assert kept.expires_at - 5.0 == pytest.approx(2 * HOUR)  # 3 h left minus the hour down
         assert kept.stored_at == pytest.approx(5.0 - HOUR)
         assert second.records.get(b"c", 5.0) is None  # expired while down: dropped at load
@@ -149,6 +156,36 @@ async def test_newer_schema_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(DataDirError, match="newer"):
         await open_dir(tmp_path)
+
+
+async def test_schema_1_is_migrated_and_its_pairs_count_as_oldest(tmp_path: Path) -> None:
+    # A data_dir written before pairs carried their publication time (schema 1).
+    conn = sqlite3.connect(tmp_path / DB_FILENAME)
+    for statement in (
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
+        "CREATE TABLE records (key BLOB PRIMARY KEY, value BLOB NOT NULL, stored_at REAL NOT NULL,"
+        " expires_at REAL NOT NULL, publisher INTEGER NOT NULL, cached INTEGER NOT NULL)",
+        "CREATE TABLE contacts (node_id BLOB PRIMARY KEY, host TEXT NOT NULL,"
+        " port INTEGER NOT NULL, last_seen REAL NOT NULL)",
+        f"PRAGMA application_id = {APPLICATION_ID}",
+        "PRAGMA user_version = 1",
+    ):
+        conn.execute(statement)
+    conn.execute("INSERT INTO meta VALUES ('node_id', ?)", (bytes(32),))
+    conn.execute("INSERT INTO records VALUES (?, ?, ?, ?, 1, 0)", (b"k", b"v", WALL, WALL + HOUR))
+    conn.commit()
+    conn.close()
+    async with await open_dir(tmp_path, now=0.0, wall=WALL) as data:
+        kept = data.records.get(b"k", 0.0)
+        assert kept is not None
+        assert (kept.value, kept.publisher, kept.published) == (b"v", True, 0)
+        await data.records.put(Record(b"n", b"w", 0.0, HOUR, published=99))
+    async with await open_dir(tmp_path, now=0.0, wall=WALL) as data:
+        again = data.records.get(b"n", 0.0)
+        assert again is not None and again.published == 99
+    conn = sqlite3.connect(tmp_path / DB_FILENAME)
+    assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+    conn.close()
 
 
 async def test_missing_meta_row_is_refused(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from trio_kad._codec import (
 from trio_kad._errors import ProtocolError
 from trio_kad._ids import Contact
 from trio_kad._messages import (
+    MAX_PUBLISHED,
     MAX_TTL,
     ErrorCode,
     ErrorReply,
@@ -62,7 +63,12 @@ hosts = st.text(
 contacts = st.builds(Contact, ids, hosts, ports)
 
 
-batch_pairs = st.builds(Store, ids, st.binary(min_size=1, max_size=16), st.integers(0, MAX_TTL))
+publications = st.integers(0, MAX_PUBLISHED) | st.sampled_from([0, 23, 24, 2**32, MAX_PUBLISHED])
+
+
+batch_pairs = st.builds(
+    Store, ids, st.binary(min_size=1, max_size=16), st.integers(0, MAX_TTL), published=publications
+)
 
 
 batch_results = st.sampled_from([0, *ErrorCode])
@@ -76,6 +82,7 @@ requests = st.one_of(
         st.binary(min_size=1, max_size=64),
         st.none() | st.integers(0, MAX_TTL),
         st.booleans(),
+        published=publications,
     ),
     st.builds(FindNode, ids),
     st.builds(FindValue, ids),
@@ -87,8 +94,19 @@ replies = st.one_of(
     st.just(Pong()),
     st.just(Stored()),
     st.builds(Nodes, st.lists(contacts, max_size=8).map(tuple)),
-    st.builds(FoundValue, st.binary(max_size=64), st.none() | st.integers(0, MAX_TTL)),
-    st.builds(ErrorReply, st.sampled_from(ErrorCode), st.text(max_size=MAX_ERROR_MESSAGE_LENGTH)),
+    st.builds(
+        FoundValue,
+        st.binary(max_size=64),
+        st.none() | st.integers(0, MAX_TTL),
+        published=publications,
+        cached=st.booleans(),
+    ),
+    st.builds(
+        ErrorReply,
+        st.sampled_from(ErrorCode),
+        st.text(max_size=MAX_ERROR_MESSAGE_LENGTH),
+        published=publications,
+    ),
     st.builds(StoredMany, st.lists(batch_results, min_size=1, max_size=8).map(tuple)),
 )
 
@@ -123,7 +141,7 @@ cbor_items = st.recursive(
 
 FIELD_NAMES = [
     "v", "t", "id", "from", "port", "key", "value", "target", "nodes", "code", "message",
-    "pairs", "results",
+    "pairs", "results", "published", "cached",
 ]  # fmt: skip
 
 
@@ -148,12 +166,17 @@ ttls = st.none() | st.integers(0, MAX_TTL) | st.sampled_from([23, 24, 255, 256, 
 
 bodies = st.one_of(
     st.just(Ping()),
-    st.builds(Store, ids, values.filter(bool), ttls, st.booleans()),
+    st.builds(Store, ids, values.filter(bool), ttls, st.booleans(), published=publications),
     st.builds(FindNode, ids),
     st.builds(FindValue, ids),
     st.builds(
         StoreMany,
-        st.lists(st.builds(Store, ids, values.filter(bool), st.integers(0, MAX_TTL)), min_size=1)
+        st.lists(
+            st.builds(
+                Store, ids, values.filter(bool), st.integers(0, MAX_TTL), published=publications
+            ),
+            min_size=1,
+        )
         .map(tuple)
         .filter(lambda pairs: len(pairs) <= 64),
     ),
@@ -168,8 +191,10 @@ reply_bodies = st.one_of(
         st.lists(st.builds(Contact, ids, hosts, ports), max_size=30).map(tuple)
         | st.integers(0, MAX_CONTACTS).map(lambda n: (Contact(KEY, "h", 1),) * n),
     ),
-    st.builds(FoundValue, values, ttls),
-    st.builds(ErrorReply, st.sampled_from(ErrorCode), st.text(max_size=256)),
+    st.builds(FoundValue, values, ttls, published=publications, cached=st.booleans()),
+    st.builds(
+        ErrorReply, st.sampled_from(ErrorCode), st.text(max_size=256), published=publications
+    ),
     st.builds(
         StoredMany, st.lists(st.sampled_from([0, *ErrorCode]), min_size=1, max_size=64).map(tuple)
     ),

@@ -20,6 +20,7 @@ from ._messages import (
     MAX_BATCH_PAIRS,
     MAX_CONTACTS,
     MAX_ERROR_MESSAGE_LENGTH,
+    MAX_PUBLISHED,
     MAX_REQUEST_ID,
     MAX_SALT_BYTES,
     MAX_SEQ,
@@ -84,6 +85,17 @@ def _ttl_field(fields: dict[Any, Any], request_id: int) -> int | None:
     return value
 
 
+def _published(value: object, what: str, request_id: int) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_PUBLISHED:
+        _fail(f"{what} must be an int in 0..{MAX_PUBLISHED}", request_id)
+    return value
+
+
+def _published_field(fields: dict[Any, Any], request_id: int) -> int:
+    """``published`` (0, the oldest, when absent: a peer that does not send it)."""
+    return _published(fields.get("published", 0), "'published'", request_id)
+
+
 def _flag_field(fields: dict[Any, Any], key: str, request_id: int) -> bool:
     value = fields.get(key, False)
     if type(value) is not bool:
@@ -130,6 +142,7 @@ def _decode_store(fields: dict[Any, Any], request_id: int) -> Store:
         _flag_field(fields, "cache", request_id),
         signed,
         cas,
+        published=_published_field(fields, request_id),
     )
 
 
@@ -138,6 +151,8 @@ def _decode_found_value(fields: dict[Any, Any], request_id: int) -> FoundValue:
         _bytes_field(fields, "value", 0, request_id),
         _ttl_field(fields, request_id),
         _signed_field(fields, request_id),
+        published=_published_field(fields, request_id),
+        cached=_flag_field(fields, "cached", request_id),
     )
 
 
@@ -150,7 +165,12 @@ def _decode_error(fields: dict[Any, Any], request_id: int) -> ErrorReply:
         _fail(
             f"'message' must be text of at most {MAX_ERROR_MESSAGE_LENGTH} characters", request_id
         )
-    return ErrorReply(ERROR_CODES[code], message, _seq_field(fields, "seq", request_id))
+    return ErrorReply(
+        ERROR_CODES[code],
+        message,
+        _seq_field(fields, "seq", request_id),
+        published=_published_field(fields, request_id),
+    )
 
 
 def _batch(fields: dict[Any, Any], key: str, request_id: int) -> list[Any]:
@@ -164,7 +184,11 @@ def _decode_store_many(fields: dict[Any, Any], request_id: int) -> StoreMany:
     pairs = []
     for item in _batch(fields, "pairs", request_id):
         if type(item) is not list or not 3 <= len(item) <= 4:
-            _fail("a pair must be [key, value, ttl] or [key, value, ttl, signed]", request_id)
+            _fail(
+                "a pair must be [key, value, ttl], [key, value, ttl, published]"
+                " or [key, value, ttl, signed]",
+                request_id,
+            )
         key, value, ttl = item[:3]
         if type(key) is not bytes or len(key) != ID_BYTES:
             _fail(f"a pair key must be {ID_BYTES} bytes", request_id)
@@ -172,8 +196,13 @@ def _decode_store_many(fields: dict[Any, Any], request_id: int) -> StoreMany:
             _fail("a pair value must be non-empty bytes", request_id)
         if type(ttl) is not int or not 0 <= ttl <= MAX_TTL:
             _fail(f"a pair ttl must be an int in 0..{MAX_TTL}", request_id)
-        signed = None if len(item) == 3 else decode_signed_part(item[3], request_id)
-        pairs.append(Store(key, value, ttl, signed=signed))
+        # The fourth item: an int is the pair's publication time, an array its signature.
+        extra = None if len(item) == 3 else item[3]
+        if type(extra) is list:
+            pairs.append(Store(key, value, ttl, signed=decode_signed_part(extra, request_id)))
+        else:
+            published = 0 if extra is None else _published(extra, "a pair published", request_id)
+            pairs.append(Store(key, value, ttl, published=published))
     return StoreMany(tuple(pairs))
 
 

@@ -147,11 +147,16 @@ def _replica(record: Record, now: float) -> Store | None:
     """The STORE that passes ``record`` on with its remaining life; None for a cached copy.
 
     Cached copies are never passed on (paper 2.3), and expired pairs are gone.
+    The publication time goes along unchanged, so the newer pair wins everywhere.
     """
     if record.cached:
         return None
     ttl = ttl_left(record, now)
-    return Store(record.key, record.value, ttl=ttl, signed=record.signed) if ttl > 0 else None
+    if ttl <= 0:
+        return None
+    return Store(
+        record.key, record.value, ttl=ttl, signed=record.signed, published=record.published
+    )
 
 
 def replication_plan(

@@ -24,6 +24,7 @@ from ._messages import (
     MAX_BATCH_PAIRS,
     MAX_CONTACTS,
     MAX_ERROR_MESSAGE_LENGTH,
+    MAX_PUBLISHED,
     MAX_REQUEST_ID,
     MAX_SALT_BYTES,
     MAX_SEQ,
@@ -156,6 +157,9 @@ _MESSAGE_KEY = _text("message")
 _STORE_MANY_TYPE = _text("store_many")
 _PAIRS_KEY = _text("pairs")
 _PAIR_START = _head(_ARRAY, 3) + _ID_HEAD
+_PUBLISHED_PAIR_START = _head(_ARRAY, 4) + _ID_HEAD
+_PUBLISHED_KEY = _text("published")
+_CACHED_ENTRY = _text("cached") + _TRUE
 _STORED_MANY_TYPE = _text("stored_many")
 _RESULTS_KEY = _text("results")
 
@@ -173,7 +177,16 @@ def _encode_store(body: Store) -> _BodyBytes:
         entries += 1
     if body.signed is not None or body.cas is not None:
         entries += _signed_store_entries(body, parts)
+    entries += _published_entry(body.published, parts)
     return _STORE_TYPE, entries, b"".join(parts)
+
+
+def _published_entry(published: int, parts: list[bytes]) -> int:
+    """Append the ``published`` entry unless it is 0 (the default); return the entries added."""
+    if _check_uint(published, 0, MAX_PUBLISHED, "published") == 0:
+        return 0
+    parts += (_PUBLISHED_KEY, _head(_UINT, published))
+    return 1
 
 
 def _encode_find_node(body: FindNode) -> _BodyBytes:
@@ -202,6 +215,7 @@ def _encode_store_many(body: StoreMany) -> _BodyBytes:
         if pair.cache:
             raise ValueError("a store_many pair cannot be a cache copy")
         value = _check_store_value(pair.value, "store_many value")
+        published = _check_uint(pair.published, 0, MAX_PUBLISHED, "store_many published")
         parts += (
             _PAIR_START,
             _check_encode_id(pair.key, "store_many key"),
@@ -212,9 +226,13 @@ def _encode_store_many(body: StoreMany) -> _BodyBytes:
         if pair.cas is not None:
             raise ValueError("a store_many pair cannot carry cas")
         if pair.signed is not None:
-            # A signed pair is [key, value, ttl, signed]: its head says 4, not 3.
+            # A signed pair is [key, value, ttl, signed]: its head says 4, not 3. Its seq
+            # orders it, so it carries no published.
             parts[-5] = _SIGNED_PAIR_START
             parts.append(encode_signed_part(pair.signed))
+        elif published:
+            parts[-5] = _PUBLISHED_PAIR_START
+            parts.append(_head(_UINT, published))
     return _STORE_MANY_TYPE, 1, b"".join(parts)
 
 
@@ -236,10 +254,16 @@ def _encode_found_value(body: FoundValue) -> _BodyBytes:
         raise ValueError("found value must be bytes")
     if body.signed is not None:
         return _encode_signed_found_value(body)
-    if body.ttl is None:
-        return _VALUE_TYPE, 1, b"".join((_VALUE_KEY, _head(_BYTES, len(value)), value))
-    ttl = _head(_UINT, _check_uint(body.ttl, 0, MAX_TTL, "value ttl"))
-    return _VALUE_TYPE, 2, b"".join((_VALUE_KEY, _head(_BYTES, len(value)), value, _TTL_KEY, ttl))
+    parts = [_VALUE_KEY, _head(_BYTES, len(value)), value]
+    entries = 1
+    if body.ttl is not None:
+        parts += (_TTL_KEY, _head(_UINT, _check_uint(body.ttl, 0, MAX_TTL, "value ttl")))
+        entries += 1
+    entries += _published_entry(body.published, parts)
+    if body.cached:
+        parts.append(_CACHED_ENTRY)
+        entries += 1
+    return _VALUE_TYPE, entries, b"".join(parts)
 
 
 def _encode_error(body: ErrorReply) -> _BodyBytes:
@@ -248,11 +272,13 @@ def _encode_error(body: ErrorReply) -> _BodyBytes:
     if type(body.message) is not str or len(body.message) > MAX_ERROR_MESSAGE_LENGTH:
         raise ValueError(f"error message must be text of at most {MAX_ERROR_MESSAGE_LENGTH}")
     message = body.message.encode("utf-8")  # UnicodeEncodeError is a ValueError
-    parts = (_CODE_KEY, _head(_UINT, body.code), _MESSAGE_KEY, _head(TEXT, len(message)), message)
+    parts = [_CODE_KEY, _head(_UINT, body.code), _MESSAGE_KEY, _head(TEXT, len(message)), message]
+    entries = 2
     if body.seq is not None:
-        seq = _head(_UINT, _check_uint(body.seq, 0, MAX_SEQ, "error seq"))
-        return _ERROR_TYPE, 3, b"".join((*parts, _SEQ_KEY, seq))
-    return _ERROR_TYPE, 2, b"".join(parts)
+        parts += (_SEQ_KEY, _head(_UINT, _check_uint(body.seq, 0, MAX_SEQ, "error seq")))
+        entries += 1
+    entries += _published_entry(body.published, parts)
+    return _ERROR_TYPE, entries, b"".join(parts)
 
 
 def _encode_stored_many(body: StoredMany) -> _BodyBytes:
@@ -308,6 +334,7 @@ def _signed_store_entries(body: Store, parts: list[bytes]) -> int:
 
 
 def _encode_signed_found_value(body: FoundValue) -> _BodyBytes:
+    # A signed record's seq orders it: ``published`` and ``cached`` are for plain values.
     assert body.signed is not None
     parts = [_VALUE_KEY, _head(_BYTES, len(body.value)), body.value]
     if body.ttl is not None:

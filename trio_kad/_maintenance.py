@@ -231,7 +231,7 @@ async def republish(node: Node) -> int:
     """One republish round; returns how many pairs were published again."""
     mine = [record for record in node.records if record.publisher]
     for record in mine:
-        await publish(node, record.key, record.value, record.signed)
+        await publish(node, record.key, record.value, record.signed, record.published)
     return len(mine)
 
 

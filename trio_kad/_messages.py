@@ -57,6 +57,11 @@ class Store:
     receiver's full tExpire); replication passes on what is left, so copies
     never outlive the publication. ``cache`` marks a FIND_VALUE cache copy
     (paper 2.3), which the receiver keeps for a shorter time.
+
+    ``published`` is when the ``set`` that made the pair ran, in milliseconds
+    since the Unix epoch by the publisher's clock, carried unchanged by every
+    copy; 0 (also what a peer that does not send it means) is the oldest.
+    Holders keep the newer publication (``_newer``).
     """
 
     key: bytes
@@ -68,6 +73,8 @@ class Store:
     """The publisher's signature: the pair is a signed record (``_signed``)."""
     cas: int | None = None
     """Compare-and-swap: store only if the seq held is this one (signed STOREs only)."""
+    # --- plain values converge (issue 16)
+    published: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +98,8 @@ class StoreMany:
     Replication (paper section 2.5) sends every pair a node holds to each of
     the k closest nodes: one ``StoreMany`` per peer instead of one ``Store``
     per pair. Each item is a ``Store`` with ``cache=False`` and an int
-    ``ttl`` (on the wire a pair is ``[key, value, ttl]``); 1 to
+    ``ttl`` (on the wire a pair is ``[key, value, ttl]``, or
+    ``[key, value, ttl, published]`` when ``published`` is not 0); 1 to
     ``MAX_BATCH_PAIRS`` items. The sender also keeps the frame under the
     receiver's ``max_frame_size``, splitting large batches by size.
     """
@@ -123,13 +131,21 @@ class Nodes:
 
 @dataclass(frozen=True, slots=True)
 class FoundValue:
-    """Reply to ``FindValue``: the value as opaque bytes, and its remaining life in seconds."""
+    """Reply to ``FindValue``: the value as opaque bytes, and its remaining life in seconds.
+
+    ``published`` is the pair's publication time (``Store.published``);
+    ``cached`` says the copy is a FIND_VALUE cache copy, which a newer
+    publication elsewhere may have superseded (readers look further).
+    """
 
     value: bytes
     ttl: int | None = None
     # Signed records.
     signed: SignedPart | None = None
     """The signature that came with the value, when it is a signed record."""
+    # --- plain values converge (issue 16)
+    published: int = 0
+    cached: bool = False
 
 
 class ErrorCode(enum.IntEnum):
@@ -154,17 +170,26 @@ class ErrorCode(enum.IntEnum):
     """A signed STORE whose signature does not verify, or whose key is not its record's."""
     PROTECTED = 9
     """A plain STORE to a key that holds a signed or content-addressed record."""
+    # Plain values converge (issue 16).
+    SUPERSEDED = 10
+    """The receiver holds a newer publication of the pair (``ErrorReply.published``)."""
 
 
 @dataclass(frozen=True, slots=True)
 class ErrorReply:
-    """Reply to any request the receiver refuses. ``message`` is short and generic."""
+    """Reply to any request the receiver refuses. ``message`` is short and generic.
+
+    ``published``: with ``SUPERSEDED``, the publication time of the pair held
+    (0 otherwise, and then not on the wire).
+    """
 
     code: ErrorCode
     message: str
     # Signed records.
     seq: int | None = None
     """For ``STALE_SEQUENCE`` and ``CAS_MISMATCH``: the seq the refusing node holds."""
+    # --- plain values converge (issue 16)
+    published: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +281,8 @@ Frame = RequestFrame | ReplyFrame
 PROTOCOL_VERSION = 1
 MAX_TTL = 2**32 - 1
 """Largest ``ttl`` on the wire, in seconds (about 136 years)."""
+MAX_PUBLISHED = 2**63 - 1
+"""Largest ``published`` on the wire, in milliseconds since the Unix epoch."""
 MAX_BATCH_PAIRS = 64
 """Most pairs one ``StoreMany`` carries, and so most results one ``StoredMany`` carries."""
 MAX_REQUEST_ID = 2**64 - 1

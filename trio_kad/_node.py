@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -28,6 +29,7 @@ from ._messages import (
     RequestFrame,
     Store,
 )
+from ._newer import newer, trusted_locally
 from ._records import MemoryStore, RecordStore
 from ._routing import Added, PingOldest, RoutingTable
 from ._rtt import RttTable
@@ -66,6 +68,7 @@ class Node:
         rng: random.Random,
         store: RecordStore | None = None,
         client_only: bool = False,
+        wall_clock: Callable[[], float] | None = None,
     ) -> None:
         self.node_id = node_id
         self.config = config
@@ -119,11 +122,21 @@ class Node:
         self.joined_in, self.joined_out = trio.open_memory_channel[None](1)
         self.on_checkpoint: Callable[[], Awaitable[None]] | None = None
         """Called after each refresh round (saves contacts when the node is durable)."""
+        if wall_clock is None:
+            # The wall clock as the Trio clock moves it, so MockClock tests move it too.
+            wall_start, trio_start = time.time(), trio.current_time()
+            wall_clock = lambda: wall_start + (trio.current_time() - trio_start)  # noqa: E731
+        self.wall_clock: Callable[[], float] = wall_clock
+        """Seconds since the Unix epoch, which dates the pairs this node publishes."""
         self.server = Server(self, self._saw_requester)
         self.handle_request: Callable[[RequestFrame, Address], Awaitable[Reply]] = (
             self.server.handle_request
         )
         """The transport's handler: answers one request (see ``Server.handle_request``)."""
+
+    def wall_ms(self) -> int:
+        """``wall_clock`` in whole milliseconds: a ``published`` time (``Store.published``)."""
+        return int(self.wall_clock() * 1000)
 
     async def run(
         self, host: str, port: int, *, task_status: trio.TaskStatus[Address | None]
@@ -313,12 +326,22 @@ class Node:
         # A copy that will not decode (kept before STOREs were checked) is a miss.
         if record is not None and not well_formed_value(record.value):
             record = None
-        if record is not None and quorum == 1:
+        if record is not None and quorum == 1 and trusted_locally(record, self.table):
             return record.value, None
         held = None if record is None else record.value
         outcome = await self.lookup(key, want_value=True, quorum=quorum, held=held)
         if outcome.value is None and outcome.agreed:
             raise QuorumError(outcome.agreed, quorum)
+        # The local copy, unless the network's is newer (issue 16).
+        if (
+            record is not None
+            and quorum == 1
+            and (
+                outcome.value is None
+                or newer(record.published, record.value, outcome.published, outcome.value)
+            )
+        ):
+            return record.value, outcome.report
         if outcome.value is not None and outcome.contacts and self._nursery is not None:
             # Paper section 2.3: cache the pair at the closest node seen that lacked it,
             # so later lookups for a popular key end sooner. Off the caller's path.
@@ -328,7 +351,9 @@ class Node:
                 None,
             )
             if closest is not None:
-                cache = Store(key, outcome.value, ttl=outcome.ttl, cache=True)
+                cache = Store(
+                    key, outcome.value, ttl=outcome.ttl, cache=True, published=outcome.published
+                )
                 self._nursery.start_soon(self.rpc, closest, cache)
         return outcome.value, outcome.report
 

@@ -45,16 +45,23 @@ T = TypeVar("T")
 DB_FILENAME = "trio-kad.sqlite3"
 LOCK_FILENAME = "trio-kad.lock"
 APPLICATION_ID = 0x4B414431  # "KAD1": marks the file as ours, so a foreign db is never touched
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 _SCHEMA = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
     "CREATE TABLE records (key BLOB PRIMARY KEY, value BLOB NOT NULL, stored_at REAL NOT NULL,"
-    " expires_at REAL NOT NULL, publisher INTEGER NOT NULL, cached INTEGER NOT NULL)",
+    " expires_at REAL NOT NULL, publisher INTEGER NOT NULL, cached INTEGER NOT NULL,"
+    " published INTEGER NOT NULL DEFAULT 0)",
     "CREATE TABLE contacts (node_id BLOB PRIMARY KEY, host TEXT NOT NULL,"
     " port INTEGER NOT NULL, last_seen REAL NOT NULL)",
 )
+_MIGRATIONS = {
+    # Version 1 to 2: plain values carry their publication time (issue 16); pairs
+    # kept before count as published at 0, the oldest.
+    1: ("ALTER TABLE records ADD COLUMN published INTEGER NOT NULL DEFAULT 0",),
+}
+"""Statements that take a database from a schema version to the next."""
 
 
 def _transaction(conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
@@ -144,12 +151,13 @@ class SqliteStore(RecordStore):
             record.expires_at + offset,
             int(record.publisher),
             int(record.cached),
+            record.published,
         )
 
         signed = record.signed
 
         def insert(conn: sqlite3.Connection) -> None:
-            conn.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?)", row)
+            conn.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?)", row)
             write_signed(conn, record.key, signed)
 
         async with self._db.lock:
@@ -392,7 +400,7 @@ def _prepare(
                 f"{db_path} has schema version {version}, newer than this trio-kad "
                 f"understands ({SCHEMA_VERSION}); upgrade trio-kad"
             )
-        if version != SCHEMA_VERSION:
+        if version not in _MIGRATIONS and version != SCHEMA_VERSION:
             raise DataDirError(f"{db_path} has unknown schema version {version}")
 
     # WAL: a commit appends to the log, readers never block the writer.
@@ -414,6 +422,8 @@ def _prepare(
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
         _transaction(conn, initialize)
+    else:
+        _migrate(conn, version)
 
     _transaction(conn, create_signed_table)
     row = conn.execute("SELECT value FROM meta WHERE key = 'node_id'").fetchone()
@@ -429,6 +439,19 @@ def _prepare(
     return stored_id, _load_records(conn, db_path, now, wall), _load_contacts(conn, db_path)
 
 
+def _migrate(conn: sqlite3.Connection, version: int) -> None:
+    """Bring a database of schema ``version`` up to ``SCHEMA_VERSION``, one step a transaction."""
+    while version < SCHEMA_VERSION:
+
+        def step(conn: sqlite3.Connection, version: int = version) -> None:
+            for statement in _MIGRATIONS[version]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+
+        _transaction(conn, step)
+        version += 1
+
+
 def _pragma_int(conn: sqlite3.Connection, name: str) -> int:
     value = conn.execute(f"PRAGMA {name}").fetchone()[0]
     assert isinstance(value, int)
@@ -440,14 +463,15 @@ def _load_records(conn: sqlite3.Connection, db_path: Path, now: float, wall: flo
     live: list[Record] = []
     dead: list[tuple[bytes]] = []
     signatures = load_signed(conn)
-    for key, value, stored_at, expires_at, publisher, cached in conn.execute(
-        "SELECT key, value, stored_at, expires_at, publisher, cached FROM records"
+    for key, value, stored_at, expires_at, publisher, cached, published in conn.execute(
+        "SELECT key, value, stored_at, expires_at, publisher, cached, published FROM records"
     ):
         if not (
             isinstance(key, bytes)
             and isinstance(value, bytes)
             and isinstance(stored_at, float)
             and isinstance(expires_at, float)
+            and isinstance(published, int)
         ):
             raise DataDirError(f"{db_path} holds a malformed record")
         if expires_at <= wall:
@@ -461,6 +485,7 @@ def _load_records(conn: sqlite3.Connection, db_path: Path, now: float, wall: flo
                 expires_at=expires_at - offset,
                 publisher=bool(publisher),
                 cached=bool(cached),
+                published=published,
                 signed=verified(key, value, signatures),
             )
         )

@@ -50,6 +50,9 @@ class Record:
     # Signed records.
     signed: SignedPart | None = None
     """The publisher's signature when the pair is a signed record (``_signed``)."""
+    # --- plain values converge (issue 16)
+    published: int = 0
+    """When the ``set`` that made the pair ran (ms since the Unix epoch; ``Store.published``)."""
 
 
 class RecordStore(abc.ABC):

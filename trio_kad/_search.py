@@ -24,6 +24,7 @@ from ._disjoint import DisjointLookup
 from ._ids import Contact, distance
 from ._lookup import Done, Lookup, Query
 from ._messages import FindNode, FindValue, FoundValue, Nodes, Reply, Request, SignedPart
+from ._newer import newer
 from ._values import acceptable_value
 
 if TYPE_CHECKING:
@@ -74,6 +75,9 @@ class LookupOutcome:
     # Signed records.
     signed: SignedPart | None = None
     """The signature that came with ``value`` (a lookup with a ``rank``)."""
+    # --- plain values converge (issue 16)
+    published: int = 0
+    """The value's publication time (``Store.published``)."""
 
 
 class _Vote(NamedTuple):
@@ -84,6 +88,7 @@ class _Vote(NamedTuple):
     contact: Contact | None
     """``None`` for this node's own copy."""
     ttl: int | None
+    published: int = 0
 
 
 class Search:
@@ -145,6 +150,10 @@ class Search:
         self._value: bytes | None = None
         self._found_at: Contact | None = None
         self._ttl: int | None = None
+        self._published = 0
+        # The newest cached copy heard (issue 16): the answer only if no holder of the
+        # pair itself answers, since a newer publication may have superseded it.
+        self._cached: tuple[FoundValue, Contact] | None = None
         self._quorum = quorum
         self._k = config.k
         # Distinct holders heard from: their vote and where it came from.
@@ -168,8 +177,11 @@ class Search:
             vote, agreed = self._count_nearest()
             if vote is not None and agreed >= self._quorum:
                 self._value, self._found_at, self._ttl = vote.value, vote.contact, vote.ttl
+                self._published = vote.published
         else:
             agreed = max(self._votes.values(), default=0)
+            if self._value is None and self._cached is not None:
+                self._take(*self._cached)
         stats = state.statistics()
         report = LookupReport(
             target=state.target,
@@ -186,7 +198,26 @@ class Search:
         counters.recent_lookups.append(report)
         del counters.recent_lookups[:-RECENT_LOOKUPS]
         signed = None if self._best is None else self._best[1].signed
-        return LookupOutcome(state.closest(), self._value, report, self._ttl, agreed, signed)
+        return LookupOutcome(
+            state.closest(),
+            self._value,
+            report,
+            self._ttl,
+            agreed,
+            signed=signed,
+            published=self._published,
+        )
+
+    def _take(self, reply: FoundValue, contact: Contact) -> None:
+        self._value, self._found_at = reply.value, contact
+        self._ttl, self._published = reply.ttl, reply.published
+
+    def _newer_cached(self, reply: FoundValue) -> bool:
+        """Is the cached copy heard newer than ``reply`` (``_newer``)?"""
+        cached = self._cached
+        return cached is not None and newer(
+            cached[0].published, cached[0].value, reply.published, reply.value
+        )
 
     def _count_nearest(self) -> tuple[_Vote | None, int]:
         """The value most holders among the k nearest nodes heard from returned, and how many.
@@ -226,12 +257,20 @@ class Search:
                 state.on_reply(holder, ())
                 return False
             self._holders[holder] = _Vote(
-                distance(holder, state.target), reply.value, contact, reply.ttl
+                distance(holder, state.target), reply.value, contact, reply.ttl, reply.published
             )
             votes = self._votes[reply.value] = self._votes.get(reply.value, 0) + 1
             if self._quorum == 1:
-                self._value, self._found_at, self._ttl = reply.value, contact, reply.ttl
                 state.on_reply(holder, ())
+                if reply.cached:
+                    # Look on for a holder of the pair itself: keep the newest copy.
+                    if self._cached is None or not self._newer_cached(reply):
+                        self._cached = (reply, contact)
+                    state.parallelism = self._alpha
+                    return False
+                if self._cached is not None and self._newer_cached(reply):
+                    reply, contact = self._cached
+                self._take(reply, contact)
                 state.finish()
                 return True
             # More holders to hear, in parallel. A holder names no contacts, so the

@@ -34,6 +34,7 @@ from ._messages import (
     StoredMany,
     StoreMany,
 )
+from ._newer import from_future, newer
 from ._records import Record, value_fits
 from ._signed import Refusal, Verdict, judge
 from ._values import well_formed_value
@@ -56,6 +57,7 @@ class Server:
         self._counters = node.counters
         self._saw_requester = saw_requester
         self._per_ip_exempt = NetworkSet(node.config.per_ip_exempt)
+        self._wall_ms = node.wall_ms
         # Held from a STORE's verdict to its put: a durable put awaits the disk,
         # and compare-and-set (signed records' cas) must see no STORE in between.
         self._store_lock = trio.Lock()
@@ -77,7 +79,13 @@ class Server:
             now = trio.current_time()
             record = self._records.get(body.key, now)
             if record is not None:
-                return FoundValue(record.value, ttl_left(record, now), record.signed)
+                return FoundValue(
+                    record.value,
+                    ttl_left(record, now),
+                    record.signed,
+                    published=record.published,
+                    cached=record.cached,
+                )
             return Nodes(self._closest_for(body.key, frame.sender_id))
         # Pairs from an exempt host count toward no per-IP quota.
         origin = "" if remote[0] in self._per_ip_exempt else ip_group(remote[0])
@@ -110,6 +118,9 @@ class Server:
             # A value this node would never serve: readers would take it for a miss.
             counters.stores_refused += 1
             return ErrorReply(ErrorCode.MALFORMED, "value is not valid CBOR")
+        if from_future(body.published, self._wall_ms()):
+            counters.stores_refused += 1
+            return ErrorReply(ErrorCode.MALFORMED, "published is too far in the future")
         now = trio.current_time()
         ttl = config.expire_interval if body.ttl is None else body.ttl
         ttl = min(ttl, config.expire_interval)
@@ -118,6 +129,20 @@ class Server:
         if isinstance(verdict, Refusal):
             counters.stores_refused += 1
             return ErrorReply(verdict.code, verdict.message, verdict.seq)
+        if (
+            body.signed is None
+            and held is not None
+            and held.signed is None
+            and held.value != body.value
+            and newer(held.published, held.value, body.published, body.value)
+        ):
+            # Plain pairs: holders keep the newer publication (_newer), so values converge.
+            if body.cache:
+                return Stored()  # a cache copy is best effort: nothing to say
+            counters.stores_refused += 1
+            return ErrorReply(
+                ErrorCode.SUPERSEDED, "a newer pair is held", published=held.published
+            )
         if body.cache:
             if held is not None and not held.cached:
                 return Stored()  # a cache copy never replaces a replica
@@ -137,6 +162,10 @@ class Server:
             publisher=held is not None and held.publisher and held.value == body.value,
             cached=body.cache,
             origin=origin,
+            # The same value again only refreshes it, keeping the later publication.
+            published=max(body.published, held.published)
+            if held is not None and held.value == body.value
+            else body.published,
             signed=body.signed,
         )
         # Acknowledged only once the store says it is kept (committed, when durable).

@@ -25,6 +25,7 @@ from ._messages import (
     StoredMany,
     StoreMany,
 )
+from ._newer import superseded
 from ._records import Record
 
 if TYPE_CHECKING:
@@ -40,13 +41,22 @@ __all__ = [
 ]
 
 
-async def publish(node: Node, key: bytes, value: bytes, signed: SignedPart | None = None) -> int:
+async def publish(
+    node: Node,
+    key: bytes,
+    value: bytes,
+    signed: SignedPart | None = None,
+    published: int | None = None,
+) -> int:
     """Store as the original publisher: at the k closest, and remembered here for republishing.
 
+    ``published`` is the pair's publication time: ``None`` for a new ``set``
+    (now, by the node's wall clock); a republish passes the pair's own.
     Returns how many of the k closest acknowledged (this node counts when
     it is among them). ``signed``: the pair is a signed record (``_signed``).
     """
     now = trio.current_time()
+    when = node.wall_ms() if published is None else published
     mine = Record(
         key,
         value,
@@ -54,15 +64,19 @@ async def publish(node: Node, key: bytes, value: bytes, signed: SignedPart | Non
         expires_at=now + node.config.expire_interval,
         publisher=True,
         signed=signed,
+        published=when,
     )
-    return await store_at_closest(node, Store(key, value, signed=signed), own_copy=mine)
+    request = Store(key, value, signed=signed, published=when)
+    return await store_at_closest(node, request, own_copy=mine)
 
 
 async def store_at_closest(node: Node, request: Store, *, own_copy: Record | None = None) -> int:
     """Find the k closest to the key and send them ``request``.
 
     ``own_copy`` is kept locally first (see ``keep_own``; it counts as an
-    acknowledgement when this node is among the k closest).
+    acknowledgement when this node is among the k closest). When most of
+    the k closest say a newer pair is out (``_newer.superseded``), the own
+    copy is dropped: this node stops republishing it.
     """
     if own_copy is not None:
         await keep_own(node, own_copy)
@@ -74,7 +88,30 @@ async def store_at_closest(node: Node, request: Store, *, own_copy: Record | Non
     if mine and among_closest(node.node_id, request.key, targets, k):
         targets = targets[: k - 1]
         acks += 1
-    return acks + await send_stores(node, targets, request)
+    replies = await send_collecting(node, targets, request)
+    if own_copy is not None and superseded(_superseding(replies, request), acks + len(replies)):
+        await _drop_superseded(node, own_copy)
+    return acks + sum(isinstance(reply, Stored) for reply in replies)
+
+
+def _superseding(replies: list[Reply], request: Store) -> int:
+    """How many ``replies`` say SUPERSEDED, naming a pair published no earlier than ``request``.
+
+    One that names an older pair is a lie: not counted.
+    """
+    return sum(
+        isinstance(reply, ErrorReply)
+        and reply.code is ErrorCode.SUPERSEDED
+        and reply.published >= request.published
+        for reply in replies
+    )
+
+
+async def _drop_superseded(node: Node, own_copy: Record) -> None:
+    """Forget ``own_copy`` unless a newer copy (or a new ``set``) replaced it meanwhile."""
+    held = node.records.get(own_copy.key, trio.current_time())
+    if held is not None and (held.value, held.published) == (own_copy.value, own_copy.published):
+        await node.records.remove(own_copy.key)
 
 
 async def keep_own(node: Node, record: Record) -> None:
@@ -114,16 +151,18 @@ async def send_collecting(node: Node, contacts: Iterable[Contact], request: Stor
 async def store_batch(node: Node, contact: Contact, stores: Sequence[Store]) -> int:
     """Send ``stores`` to one contact, many pairs per message; return how many it kept.
 
-    Batches hold at most ``MAX_BATCH_PAIRS`` pairs and half a frame of
-    values. A peer that does not know ``store_many`` gets one STORE per pair;
-    one that fails gets nothing more this time.
+    A pair the contact refuses as SUPERSEDED counts as kept: it holds a newer
+    one of that key, so it needs no stand-in. Batches hold at most
+    ``MAX_BATCH_PAIRS`` pairs and half a frame of values. A peer that does not
+    know ``store_many`` gets one STORE per pair; one that fails gets nothing
+    more this time.
     """
     acks = 0
     for batch in batches(stores, node.config.max_frame_size // 2):
         if len(batch) > 1:
             reply = await node.rpc(contact, StoreMany(tuple(batch)))
             if isinstance(reply, StoredMany) and len(reply.results) == len(batch):
-                acks += reply.results.count(0)
+                acks += sum(result in _HOLDS_IT for result in reply.results)
                 continue
             if not (isinstance(reply, ErrorReply) and reply.code is ErrorCode.UNSUPPORTED):
                 return acks
@@ -132,5 +171,11 @@ async def store_batch(node: Node, contact: Contact, stores: Sequence[Store]) -> 
             single = await node.rpc(contact, store)
             if single is None:
                 return acks
-            acks += isinstance(single, Stored)
+            acks += isinstance(single, Stored) or (
+                isinstance(single, ErrorReply) and single.code is ErrorCode.SUPERSEDED
+            )
     return acks
+
+
+_HOLDS_IT = (0, ErrorCode.SUPERSEDED)
+"""``StoredMany`` results of a peer that holds the key after a ``store_batch``."""
