@@ -184,7 +184,7 @@ def _histogram(rows: Sequence[LookupRow]) -> str:
                 for label, count in zip(labels, counts, strict=True)
             ],
         )
-        + f"<p>Over the last {len(rows)} lookups.</p>"
+        + f"<p>Over the last {len(rows)} lookup{'' if len(rows) == 1 else 's'}.</p>"
     )
 
 
