@@ -303,9 +303,9 @@ def test_policy_cache_size_must_be_positive() -> None:
 @settings(max_examples=1000, deadline=None)
 @given(ipv6s, st.integers(0, 2**64 - 1))
 def test_one_ipv6_64_is_one_group(ip: ipaddress.IPv6Address, low: int) -> None:
-    if ip.ipv4_mapped is not None:
-        return
     same_64 = ipaddress.IPv6Address(int(ip) >> 64 << 64 | low)
+    if ip.ipv4_mapped is not None or same_64.ipv4_mapped is not None:
+        return  # ::ffff:0:0/96 lies inside ::/64 and is an IPv4 address, its own group
     assert ip_group(str(ip)) == ip_group(str(same_64)) == ip_group(same_64.exploded)
     next_64 = ipaddress.IPv6Address((int(ip) ^ 1 << 64) & (2**128 - 1))
     assert ip_group(str(ip)) != ip_group(str(next_64))
