@@ -33,6 +33,7 @@ from ._maintenance import (
 from ._messages import MAX_TTL
 from ._node import LookupReport, Node
 from ._persist import DataDir
+from ._persist_providers import load_providers, save_providers
 from ._provider_ops import (
     announce,
     find_providers,
@@ -401,7 +402,8 @@ async def open_dht(
             client_only=client_only,
         )
         if data is not None:
-            node.on_checkpoint = partial(_save_contacts, node, data)
+            node.on_checkpoint = partial(_checkpoint, node, data)
+            await load_providers(data, node.providers)
         async with trio.open_nursery() as nursery:
             address = await nursery.start(node.run, host, port)
             if peers:
@@ -427,9 +429,14 @@ async def open_dht(
             with trio.CancelScope(shield=True):
                 try:
                     if node is not None:
-                        await _save_contacts(node, data)
+                        await _checkpoint(node, data)
                 finally:
                     await data.aclose()
+
+
+async def _checkpoint(node: Node, data: DataDir) -> None:
+    await _save_contacts(node, data)
+    await save_providers(data, node.providers)
 
 
 async def _save_contacts(node: Node, data: DataDir) -> None:
