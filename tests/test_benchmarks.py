@@ -84,6 +84,11 @@ def test_idle_benchmark() -> None:
 def test_abuse_benchmark() -> None:
     data = bench("abuse", "--seconds", "3")
     assert data["honest"]["success_rate"] == 1.0  # type: ignore[index]
+    # Provider sets (issue 17): the flood is refused, the honest provider still found.
+    provider = data["honest_provider"]
+    assert provider["outcomes"] == {"found": provider["finds"]}  # type: ignore[index]
+    counts = data["attack"]["counts"]  # type: ignore[index]
+    assert counts["provider_flood_reply_11"] > 0  # OVER_QUOTA
 
 
 def test_floor_benchmark() -> None:
