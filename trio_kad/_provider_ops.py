@@ -36,6 +36,7 @@ from ._messages import (
     StoreProviders,
 )
 from ._providers import Provider, ProviderMerge, ProviderRefusal
+from ._search import record_lookup
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -183,6 +184,7 @@ class _ProviderLookup:
             max_queries=config.lookup_max_rpcs,
         )
         self.merge = ProviderMerge(limit)
+        self.started = trio.current_time()
 
     def local(self) -> list[Provider]:
         """This node's own entries for the key (it may be a holder)."""
@@ -228,6 +230,7 @@ async def find_providers(node: Node, key: bytes, limit: int) -> list[Provider]:
                     break
                 search.absorb(*await receive.receive())
             nursery.cancel_scope.cancel()
+    record_lookup(node, state, search.started)  # Dht.last_lookup: its RPCs and hops
     return search.merge.result()
 
 
@@ -246,8 +249,9 @@ async def iterate_providers(node: Node, key: bytes, limit: int) -> AsyncIterator
         for provider in found[:left]:
             yield provider
         left -= len(found[:left])
-        step = state.next()
-        if left <= 0 or not isinstance(step, Query):
+        step = state.next() if left > 0 else None
+        if not isinstance(step, Query):
+            record_lookup(node, state, search.started)
             return
         found = search.absorb(*await search.ask(step.contact))
 

@@ -80,6 +80,28 @@ class LookupOutcome:
     """The value's publication time (``Store.published``)."""
 
 
+def record_lookup(
+    node: Node, state: Lookup | DisjointLookup, started: float, found_at: Contact | None = None
+) -> LookupReport:
+    """The report of a lookup that ended, counted in the node's counters."""
+    stats = state.statistics()
+    report = LookupReport(
+        target=state.target,
+        rounds=stats.rounds,
+        queries=stats.queries,
+        failures=stats.failures,
+        duration=trio.current_time() - started,
+        found_at=found_at,
+    )
+    counters = node.counters
+    counters.lookups += 1
+    counters.lookup_rpcs += stats.queries
+    counters.lookup_rounds += stats.rounds
+    counters.recent_lookups.append(report)
+    del counters.recent_lookups[:-RECENT_LOOKUPS]
+    return report
+
+
 class _Vote(NamedTuple):
     """What one holder returned to a quorum read, and how near the key it is."""
 
@@ -182,21 +204,7 @@ class Search:
             agreed = max(self._votes.values(), default=0)
             if self._value is None and self._cached is not None:
                 self._take(*self._cached)
-        stats = state.statistics()
-        report = LookupReport(
-            target=state.target,
-            rounds=stats.rounds,
-            queries=stats.queries,
-            failures=stats.failures,
-            duration=trio.current_time() - self._started,
-            found_at=self._found_at,
-        )
-        counters = self._node.counters
-        counters.lookups += 1
-        counters.lookup_rpcs += stats.queries
-        counters.lookup_rounds += stats.rounds
-        counters.recent_lookups.append(report)
-        del counters.recent_lookups[:-RECENT_LOOKUPS]
+        report = record_lookup(self._node, state, self._started, self._found_at)
         signed = None if self._best is None else self._best[1].signed
         return LookupOutcome(
             state.closest(),
