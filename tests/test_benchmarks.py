@@ -147,3 +147,17 @@ def test_records_benchmark() -> None:
     adversary = data["adversary"]
     assert adversary["hostile"] == 4  # type: ignore[index]
     assert 0.0 <= adversary["newest_share"] <= 1.0  # type: ignore[index]
+
+
+# --- provider sets (issue 17)
+
+
+def test_providers_benchmark() -> None:
+    data = bench(
+        "providers", *("--nodes", "24", "--topics", "3", "--announcers", "4", "--entries", "500")
+    )
+    find, churn, memory = data["find"], data["churn"], data["memory"]
+    assert isinstance(find, dict) and find["found_all_share"] == 1.0
+    assert find["rpcs_per_find"]["mean"] >= 0
+    assert isinstance(churn, dict) and churn["stopped_still_listed_share_after_one_lifetime"] == 0
+    assert isinstance(memory, dict) and memory["bytes_per_entry"] > 0
