@@ -192,7 +192,8 @@ async def test_replication_only_from_listening_holders(
     async with open_dht(transport=network.transport()) as holder:
         node = node_of(holder)
         entry = ProviderEntry(b"p" * 32, "198.51.100.4", 80, 5, 100)
-        body = StoreProviders(key_id("t"), (entry,))
+        named = ProviderEntry(b"n" * 32, "victim.example", 80, 5, 100)
+        body = StoreProviders(key_id("t"), (entry, named))
         refused = await node.handle_request(request(b"h" * 32, body, port=None), ("10.0.0.1", 0))
         assert isinstance(refused, ErrorReply)
         assert isinstance(
@@ -202,7 +203,7 @@ async def test_replication_only_from_listening_holders(
             request(b"f" * 32, GetProviders(key_id("t"))), ("10.0.0.2", 0)
         )
         assert isinstance(reply, Providers)
-        assert reply.entries == (entry,)
+        assert reply.entries == (entry,)  # a host name is never an announcement's address
 
 
 async def test_announce_fails_when_nobody_accepts(autojump_clock: trio.testing.MockClock) -> None:

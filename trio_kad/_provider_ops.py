@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ._address import ip_group
+from ._address import ip_group, ip_literal
 from ._diversity import NetworkSet
 from ._duties import among_closest
 from ._errors import StoreError
@@ -91,8 +91,10 @@ class ProviderServer:
             # A holder vouches for the hosts it passes on; each entry counts against its
             # announcer's address, as the announcement itself did.
             for entry in body.entries:
-                if entry.node_id == node.node_id:
-                    continue  # this node knows its own announcements best
+                if entry.node_id == node.node_id or ip_literal(entry.host) is None:
+                    # This node knows its own announcements best; and an announcement
+                    # only ever records an address, so a name is made up.
+                    continue
                 node.providers.add(
                     body.key,
                     entry.node_id,
@@ -200,7 +202,8 @@ class _ProviderLookup:
             self.state.on_failure(contact.node_id)
             return []
         self.state.on_reply(contact.node_id, self.node.addresses.allowed(reply.contacts))
-        return self._take(reply.entries)
+        # Holders record the address an announcement came from: a name was made up.
+        return self._take(e for e in reply.entries if ip_literal(e.host) is not None)
 
     def _take(self, entries: Iterable[ProviderEntry]) -> list[Provider]:
         new = self.merge.add(entries)
