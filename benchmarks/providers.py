@@ -28,6 +28,7 @@ import random
 import sys
 import time
 import tracemalloc
+from collections import Counter
 from dataclasses import asdict
 from typing import Any
 
@@ -35,11 +36,12 @@ import trio
 import trio.testing
 from _stats import percentiles, versions
 
-from trio_kad import Config, Dht
+from trio_kad import Config, Dht, StoreError
 from trio_kad._providers import ProviderTable
 from trio_kad.testing import Simulation, open_simulation
 
-ANNOUNCE_PARALLELISM = 32
+ANNOUNCE_PARALLELISM = 8
+ANNOUNCE_TRIES = 3
 
 
 def deal(sim: Simulation, args: argparse.Namespace, rng: random.Random) -> dict[str, list[Dht]]:
@@ -47,17 +49,26 @@ def deal(sim: Simulation, args: argparse.Namespace, rng: random.Random) -> dict[
     return {f"topic-{t}": rng.sample(sim.nodes, args.announcers) for t in range(args.topics)}
 
 
-async def announce_all(topics: dict[str, list[Dht]]) -> None:
+async def announce_all(topics: dict[str, list[Dht]]) -> Counter[str]:
+    """Announce every topic from each of its announcers; count acks and failed tries."""
     limiter = trio.CapacityLimiter(ANNOUNCE_PARALLELISM)
+    counts: Counter[str] = Counter()
 
     async def one(dht: Dht, topic: str, port: int) -> None:
         async with limiter:
-            await dht.announce(topic, port=port)
+            for _ in range(ANNOUNCE_TRIES):
+                try:
+                    counts["acks"] += await dht.announce(topic, port=port)
+                    counts["announced"] += 1
+                    return
+                except StoreError:
+                    counts["failed_tries"] += 1
 
     async with trio.open_nursery() as nursery:
         for topic, announcers in topics.items():
             for i, dht in enumerate(announcers):
                 nursery.start_soon(one, dht, topic, 10_000 + i)
+    return counts
 
 
 def outsider(sim: Simulation, announcers: list[Dht], rng: random.Random) -> Dht:
@@ -71,7 +82,7 @@ async def measure_find(args: argparse.Namespace) -> dict[str, Any]:
     async with open_simulation(args.nodes, seed=args.seed, tcp=True) as sim:
         grown = time.perf_counter()
         topics = deal(sim, args, rng)
-        await announce_all(topics)
+        announcements = await announce_all(topics)
         announced = time.perf_counter()
         latencies, rpcs, complete, first = [], [], 0, []
         for topic, announcers in topics.items():
@@ -89,6 +100,7 @@ async def measure_find(args: argparse.Namespace) -> dict[str, Any]:
                 break
         return {
             "transport": "tcp",
+            "announcements": dict(announcements),
             "found_all_share": complete / len(topics),
             "find_latency_ms": _ms(percentiles(latencies)),
             "rpcs_per_find": percentiles([float(n) for n in rpcs]),
@@ -105,7 +117,7 @@ async def measure_churn(args: argparse.Namespace) -> dict[str, Any]:
     config = Config()
     async with open_simulation(args.nodes, seed=args.seed, config=config) as sim:
         topics = deal(sim, args, rng)
-        await announce_all(topics)
+        announcements = await announce_all(topics)
         stopped = rng.sample(sim.nodes, int(args.stop * len(sim.nodes)))
         for dht in stopped:
             sim.stop_node(dht)
@@ -128,6 +140,7 @@ async def measure_churn(args: argparse.Namespace) -> dict[str, Any]:
             stale_total += len(dead)
         return {
             "transport": "memory, MockClock",
+            "announcements": dict(announcements),
             "stopped_nodes": len(stopped),
             "live_found_share_after_one_interval": live_found / max(1, live_total),
             "live_announcers": live_total,
