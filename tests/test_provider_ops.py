@@ -170,19 +170,30 @@ async def test_floods_from_one_address_are_refused_and_counted(
         assert stats.providers_refused == 46 + 4
 
 
-async def test_replication_brings_sets_to_the_new_closest(
+async def test_holders_replicate_their_sets_every_replicate_interval(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     config = Config(provider_lifetime=20_000.0, provider_reannounce_interval=10_000.0)
     async with open_simulation(12, seed=9, config=config) as sim:
+        key, holder, other = key_id("t"), node_of(sim.nodes[0]), node_of(sim.nodes[5])
+        # An entry only one holder has (as if the others had just joined).
+        holder.providers.add(key, b"p" * 32, "198.51.100.4", 80, "", trio.current_time())
+        await trio.sleep(config.replicate_interval / 2)
+        assert other.providers.get(key, trio.current_time()) == []
+        await trio.sleep(config.replicate_interval / 2 + 120)
+        (entry,) = other.providers.get(key, trio.current_time())
+        assert (entry.node_id, entry.host) == (b"p" * 32, "198.51.100.4")
+
+
+async def test_a_newcomer_among_the_closest_is_handed_the_set(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_simulation(12, seed=12) as sim:
         await sim.nodes[0].announce("t", port=80)
         newcomer = await sim.add_node()
-        node = node_of(newcomer)
-        key = key_id("t")
-        await trio.sleep(config.replicate_interval + 120)
-        assert [e.node_id for e in node.providers.get(key, trio.current_time())] == [
-            sim.nodes[0].node_id
-        ]
+        await trio.sleep(10)  # far less than replicate_interval
+        entries = node_of(newcomer).providers.get(key_id("t"), trio.current_time())
+        assert [e.node_id for e in entries] == [sim.nodes[0].node_id]
 
 
 async def test_replication_only_from_listening_holders(

@@ -198,7 +198,7 @@ class Node:
         result = self.table.update(contact, now)
         if isinstance(result, PingOldest):
             self._check_oldest(result.oldest, now)
-        elif isinstance(result, Added) and len(self.records):
+        elif isinstance(result, Added) and (len(self.records) or self.providers.topics):
             with contextlib.suppress(trio.WouldBlock):
                 self.newcomers_in.send_nowait(contact)
 

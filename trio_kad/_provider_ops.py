@@ -18,7 +18,7 @@ import trio
 
 from ._address import ip_group, ip_literal
 from ._diversity import NetworkSet
-from ._duties import among_closest
+from ._duties import among_closest, hands_over
 from ._errors import StoreError
 from ._ids import Address, Contact
 from ._lookup import Done, Lookup, Query
@@ -45,6 +45,7 @@ __all__ = [
     "ProviderServer",
     "announce",
     "find_providers",
+    "handoff_providers",
     "iterate_providers",
     "run_provider_upkeep",
     "run_reannounce",
@@ -298,4 +299,18 @@ async def replicate_providers(node: Node) -> int:
             request = StoreProviders(key, tuple(entries[:MAX_PROVIDER_ENTRIES]))
             for contact in closest[: k - 1]:
                 nursery.start_soon(send, contact, request)
+    return sent
+
+
+async def handoff_providers(node: Node, newcomer: Contact) -> int:
+    """Send ``newcomer`` the provider sets it is now among the k closest for; return how many.
+
+    The rule of pairs (``_duties.hands_over``): only the closest holder hands a set over.
+    """
+    sent = 0
+    for key, entries in node.providers.items(trio.current_time()):
+        if hands_over(node.table, key, newcomer):
+            if await node.rpc(newcomer, StoreProviders(key, tuple(entries))) is None:
+                break  # gone: replication catches up
+            sent += 1
     return sent
