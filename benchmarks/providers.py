@@ -58,7 +58,8 @@ async def announce_all(topics: dict[str, list[Dht]]) -> Counter[str]:
         async with limiter:
             for _ in range(ANNOUNCE_TRIES):
                 try:
-                    counts["acks"] += await dht.announce(topic, port=port)
+                    acks = await dht.announce(topic, port=port)  # not inside +=: it awaits
+                    counts["acks"] += acks
                     counts["announced"] += 1
                     return
                 except StoreError:
