@@ -217,6 +217,20 @@ async def test_replication_only_from_listening_holders(
         assert reply.entries == (entry,)  # a host name is never an announcement's address
 
 
+async def test_replication_only_from_the_keys_closest(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_simulation(40, seed=13) as sim:
+        holder, key = node_of(sim.nodes[0]), key_id("t")
+        far = bytes(b ^ 0xFF for b in key)  # as far from the key as an id can be
+        entry = ProviderEntry(b"p" * 32, "198.51.100.4", 80, 5, 100)
+        reply = await holder.handle_request(
+            request(far, StoreProviders(key, (entry,))), ("198.51.100.66", 0)
+        )
+        assert isinstance(reply, ErrorReply) and reply.code is ErrorCode.UNSUPPORTED
+        assert holder.providers.get(key, trio.current_time()) == []
+
+
 async def test_announce_fails_when_nobody_accepts(autojump_clock: trio.testing.MockClock) -> None:
     network = MemoryNetwork(rng=random.Random(11))
     config = Config(max_provider_topics=1)

@@ -87,8 +87,12 @@ class ProviderServer:
             )
             return _reply(refusal)
         if isinstance(body, StoreProviders):
-            if frame.sender_port is None:
-                return ErrorReply(ErrorCode.UNSUPPORTED, "only a listening holder replicates")
+            k, sender = node.config.k, frame.sender_id
+            closest = node.table.closest(body.key, k, exclude={sender})
+            if frame.sender_port is None or not among_closest(sender, body.key, closest, k):
+                # Only a holder replicates: a listening node among the k closest to the key
+                # as far as this node knows, so a far-off liar cannot plant entries.
+                return ErrorReply(ErrorCode.UNSUPPORTED, "only the key's holders replicate it")
             # A holder vouches for the hosts it passes on; each entry counts against its
             # announcer's address, as the announcement itself did.
             for entry in body.entries:
