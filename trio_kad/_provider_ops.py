@@ -21,7 +21,7 @@ from ._diversity import NetworkSet
 from ._duties import among_closest, hands_over
 from ._errors import StoreError
 from ._ids import Address, Contact
-from ._lookup import Done, Lookup, Query
+from ._lookup import Lookup, Query
 from ._messages import (
     MAX_PROVIDER_ENTRIES,
     AddProvider,
@@ -36,7 +36,7 @@ from ._messages import (
     StoreProviders,
 )
 from ._providers import Provider, ProviderMerge, ProviderRefusal
-from ._search import record_lookup
+from ._search import drive_in_parallel, record_lookup
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -197,9 +197,9 @@ class _ProviderLookup:
         """This node's own entries for the key (it may be a holder)."""
         return self._take(self.node.providers.get(self.state.target, trio.current_time()))
 
-    async def ask(self, contact: Contact) -> tuple[Contact, Reply | None]:
+    async def ask(self, contact: Contact) -> Reply | None:
         node = self.node
-        return contact, await node.rpc(contact, self.request, node.rtt.timeout(contact))
+        return await node.rpc(contact, self.request, node.rtt.timeout(contact))
 
     def absorb(self, contact: Contact, reply: Reply | None) -> list[Provider]:
         """Apply one RPC's outcome; the providers it brought that were not known yet."""
@@ -222,22 +222,12 @@ async def find_providers(node: Node, key: bytes, limit: int) -> list[Provider]:
     search = _ProviderLookup(node, key, limit)
     search.local()
     state = search.state
-    send, receive = trio.open_memory_channel[tuple[Contact, Reply | None]](node.config.alpha)
 
-    async def ask(contact: Contact) -> None:
-        await send.send(await search.ask(contact))
+    def absorb(contact: Contact, reply: Reply | None) -> bool:
+        search.absorb(contact, reply)
+        return False  # the merge ends the lookup once it is full
 
-    with send, receive:
-        async with trio.open_nursery() as nursery:
-            while True:
-                step = state.next()
-                while isinstance(step, Query):
-                    nursery.start_soon(ask, step.contact)
-                    step = state.next()
-                if isinstance(step, Done):
-                    break
-                search.absorb(*await receive.receive())
-            nursery.cancel_scope.cancel()
+    await drive_in_parallel(state, search.ask, absorb, node.config.alpha)
     record_lookup(node, state, search.started)  # Dht.last_lookup: its RPCs and hops
     return search.merge.result()
 
@@ -261,7 +251,7 @@ async def iterate_providers(node: Node, key: bytes, limit: int) -> AsyncIterator
         if not isinstance(step, Query):
             record_lookup(node, state, search.started)
             return
-        found = search.absorb(*await search.ask(step.contact))
+        found = search.absorb(step.contact, await search.ask(step.contact))
 
 
 # --- upkeep: expiry and replication (paper 2.5, applied to provider sets) ----------

@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from operator import attrgetter
@@ -355,28 +355,40 @@ class Search:
 
     async def _ask_in_parallel(self) -> None:
         """Drive the lookup with up to ``parallelism`` RPCs at once, each its own task."""
-        state = self._state
         node = self._node
         request_for, timeout = self._request_for, node.rtt.timeout
-        send, receive = trio.open_memory_channel[tuple[Contact, Reply | None]](
-            self._alpha * self._paths
-        )
 
-        async def ask(contact: Contact) -> None:
-            reply = await node.rpc(contact, request_for(contact), timeout(contact))
-            await send.send((contact, reply))
+        def ask(contact: Contact) -> Awaitable[Reply | None]:
+            return node.rpc(contact, request_for(contact), timeout(contact))
 
-        # Closed synchronously at the end: `async with` on the channels would cost
-        # two checkpoints per lookup for nothing.
-        with send, receive:
-            async with trio.open_nursery() as nursery:
-                while True:
+        await drive_in_parallel(self._state, ask, self._absorb, self._alpha * self._paths)
+
+
+async def drive_in_parallel(
+    state: Lookup | DisjointLookup,
+    ask: Callable[[Contact], Awaitable[Reply | None]],
+    absorb: Callable[[Contact, Reply | None], bool],
+    capacity: int,
+) -> None:
+    """Run ``state``'s queries, up to its parallelism at once, each its own task, until it
+    is done or ``absorb`` (of each outcome) says to stop. ``capacity``: the most in flight."""
+    send, receive = trio.open_memory_channel[tuple[Contact, Reply | None]](capacity)
+
+    async def one(contact: Contact) -> None:
+        reply = await ask(contact)
+        await send.send((contact, reply))
+
+    # Closed synchronously at the end: `async with` on the channels would cost
+    # two checkpoints per lookup for nothing.
+    with send, receive:
+        async with trio.open_nursery() as nursery:
+            while True:
+                step = state.next()
+                while isinstance(step, Query):
+                    nursery.start_soon(one, step.contact)
                     step = state.next()
-                    while isinstance(step, Query):
-                        nursery.start_soon(ask, step.contact)
-                        step = state.next()
-                    if isinstance(step, Done):
-                        break
-                    if self._absorb(*await receive.receive()):
-                        break
-                nursery.cancel_scope.cancel()
+                if isinstance(step, Done):
+                    break
+                if absorb(*await receive.receive()):
+                    break
+            nursery.cancel_scope.cancel()
