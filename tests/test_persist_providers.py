@@ -67,4 +67,4 @@ async def test_saved_entries_are_read_back_within_the_bounds_and_alive_only(
             assert await load_providers(data, small) == 3
             entries = small.get(KEY, trio.current_time())
             assert [e.port for e in entries] == [81, 82, 83]
-            assert entries[1].age in (2, 3)
+            assert 2 <= entries[1].age <= 4  # rounded up at each save and read

@@ -125,6 +125,18 @@ def test_replicated_entries_keep_their_age_and_never_outlive_the_lifetime() -> N
     assert t.get(KEY, now=10.0)[0].age == 30
 
 
+def test_copies_of_copies_never_outlive_the_entry() -> None:
+    first, second = table(), table()
+    first.add(KEY, node(1), "198.51.100.1", 80, "", now=0.3)
+    now = 0.3
+    for _ in range(50):  # replicated back and forth, a fraction of a second apart
+        now += 0.7
+        (entry,) = first.get(KEY, now)
+        second.add(KEY, node(1), entry.host, entry.port, "", now, ttl=entry.ttl, age=entry.age)
+        first, second = second, first
+    assert first.get(KEY, now=100.3) == [] and second.get(KEY, now=100.3) == []
+
+
 def test_remove_and_sweep() -> None:
     t = table()
     t.add(KEY, node(1), "198.51.100.1", 80, "a", now=0.0)

@@ -217,8 +217,10 @@ class ProviderTable:
 
 
 def _wire(entry: _Entry, now: float) -> ProviderEntry:
-    age = min(MAX_TTL, max(0, math.floor(now - entry.announced_at)))
-    ttl = min(MAX_TTL, max(0, math.ceil(entry.expires_at - now)))
+    # Rounded so that a copy never looks fresher or lives longer than the entry:
+    # replicated along a chain of holders, rounding the other way would add up.
+    age = min(MAX_TTL, max(0, math.ceil(now - entry.announced_at)))
+    ttl = min(MAX_TTL, max(0, math.floor(entry.expires_at - now)))
     return ProviderEntry(entry.node_id, entry.host, entry.port, age, ttl)
 
 
