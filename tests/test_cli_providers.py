@@ -4,37 +4,21 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from types import SimpleNamespace
 
 import pytest
-from clihelp import _env, closed_port, command, read_line, run, serve, stop
+from clihelp import closed_port, run, running, serve, stop
 
 ANNOUNCED = re.compile(r"^announced (\S+) on port (\d+): (\d+) acks$")
 
 
 @contextmanager
 def announcing(peer: str, port: int, topic: str) -> Iterator[SimpleNamespace]:
-    process = subprocess.Popen(
-        command("announce", "--bootstrap", peer, "--port", str(port), topic),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-    )
-    try:
-        line = read_line(process, 30)
-        assert ANNOUNCED.match(line), (line, process.stderr and process.stderr.read())
+    with running("announce", "--bootstrap", peer, "--port", str(port), topic) as (process, line):
+        assert ANNOUNCED.match(line), line
         yield SimpleNamespace(process=process)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
