@@ -42,6 +42,17 @@ async def test_finders_get_every_announcer_freshest_first(
         assert await sim.nodes[-1].find_providers("nobody here") == []
 
 
+async def test_provider_lookups_take_disjoint_paths_too(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_simulation(30, seed=14, config=Config(disjoint_paths=2)) as sim:
+        for i, dht in enumerate(sim.nodes[:5]):
+            await dht.announce("paths", port=5000 + i)
+        found = await sim.nodes[-1].find_providers("paths")
+        assert sorted(p.port for p in found) == [5000 + i for i in range(5)]
+        assert len([p async for p in sim.nodes[-2].providers("paths")]) == 5
+
+
 async def test_find_providers_stops_once_it_has_limit(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

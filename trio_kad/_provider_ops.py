@@ -21,7 +21,7 @@ from ._diversity import NetworkSet
 from ._duties import among_closest, hands_over
 from ._errors import StoreError
 from ._ids import Address, Contact
-from ._lookup import Lookup, Query
+from ._lookup import Query
 from ._messages import (
     MAX_PROVIDER_ENTRIES,
     AddProvider,
@@ -36,7 +36,7 @@ from ._messages import (
     StoreProviders,
 )
 from ._providers import Provider, ProviderMerge, ProviderRefusal
-from ._search import drive_in_parallel, record_lookup
+from ._search import drive_in_parallel, record_lookup, start_lookup
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -178,20 +178,10 @@ class _ProviderLookup:
     """One lookup of a topic's key that merges the provider sets it meets."""
 
     def __init__(self, node: Node, key: bytes, limit: int) -> None:
-        config = node.config
         self.node = node
         self.request = GetProviders(key)
-        self.state = Lookup(
-            key,
-            node.table.closest(key, config.k),
-            k=config.k,
-            alpha=config.alpha,
-            exclude=(node.node_id,),
-            max_candidates=config.lookup_max_contacts,
-            max_queries=config.lookup_max_rpcs,
-        )
+        self.state, self.started = start_lookup(node, key)
         self.merge = ProviderMerge(limit)
-        self.started = trio.current_time()
 
     def local(self) -> list[Provider]:
         """This node's own entries for the key (it may be a holder)."""
@@ -227,7 +217,8 @@ async def find_providers(node: Node, key: bytes, limit: int) -> list[Provider]:
         search.absorb(contact, reply)
         return False  # the merge ends the lookup once it is full
 
-    await drive_in_parallel(state, search.ask, absorb, node.config.alpha)
+    capacity = node.config.alpha * node.config.disjoint_paths
+    await drive_in_parallel(state, search.ask, absorb, capacity)
     record_lookup(node, state, search.started)  # Dht.last_lookup: its RPCs and hops
     return search.merge.result()
 

@@ -80,6 +80,32 @@ class LookupOutcome:
     """The value's publication time (``Store.published``)."""
 
 
+def start_lookup(node: Node, target: bytes) -> tuple[Lookup | DisjointLookup, float]:
+    """The state of a new lookup of ``target`` as ``node``'s Config shapes it, and its start.
+
+    Disjoint paths and bounds from the Config; the bucket of ``target`` counts
+    as looked up now (paper 2.3: refresh only buckets nobody looked up).
+    """
+    config = node.config
+    started = trio.current_time()
+    node.table.touch(target, started)
+    paths = config.disjoint_paths
+    # One path is the plain lookup: no bookkeeping of paths on the usual get.
+    make: Callable[..., Lookup | DisjointLookup] = (
+        Lookup if paths == 1 else partial(DisjointLookup, paths=paths)
+    )
+    state = make(
+        target,
+        node.table.closest(target, config.k),
+        k=config.k,
+        alpha=config.alpha,
+        exclude=(node.node_id,),
+        max_candidates=config.lookup_max_contacts,
+        max_queries=config.lookup_max_rpcs,
+    )
+    return state, started
+
+
 def record_lookup(
     node: Node, state: Lookup | DisjointLookup, started: float, found_at: Contact | None = None
 ) -> LookupReport:
@@ -153,22 +179,8 @@ class Search:
         self._alpha = config.alpha
         self._find_node = FindNode(target)
         self._request: Request = FindValue(target) if want_value else self._find_node
-        self._started = trio.current_time()
-        node.table.touch(target, self._started)
-        self._paths = paths = config.disjoint_paths
-        # One path is the plain lookup: no bookkeeping of paths on the usual get.
-        make: Callable[..., Lookup | DisjointLookup] = (
-            Lookup if paths == 1 else partial(DisjointLookup, paths=paths)
-        )
-        self._state = make(
-            target,
-            node.table.closest(target, config.k),
-            k=config.k,
-            alpha=config.alpha,
-            exclude=(node.node_id,),
-            max_candidates=config.lookup_max_contacts,
-            max_queries=config.lookup_max_rpcs,
-        )
+        self._paths = config.disjoint_paths
+        self._state, self._started = start_lookup(node, target)
         self._value: bytes | None = None
         self._found_at: Contact | None = None
         self._ttl: int | None = None
