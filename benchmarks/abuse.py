@@ -38,8 +38,10 @@ from _stats import versions
 import trio_kad
 from trio_kad import Config, open_dht
 from trio_kad._codec import encode_frame
+from trio_kad._ids import key_id
 from trio_kad._messages import (
     MAX_TTL,
+    AddProvider,
     FindNode,
     FindValue,
     Ping,
@@ -60,12 +62,16 @@ SOURCES = {
     "connection_storm": "127.0.0.7",
     "hostile_values": "127.0.0.8",
     MIXED: "127.0.0.9",
+    # Provider sets (issue 17): fresh node ids, full topics, ports 0 and 65536.
+    "provider_flood": "127.0.0.10",
 }
 WORKERS_PER_KIND = 4
 MAX_ITERATIONS_PER_WORKER = 1_000_000
 HALF_FRAMES_HELD = 100  # per worker of the half_frames kind
 STORM_HELD = 200  # idle connections one storm worker keeps open at most
 OP_TIMEOUT = 5.0  # an honest operation slower than this counts as failed
+PROVIDER_BURST = 50  # announcements per provider_flood connection
+HONEST_TOPIC = "honest-service"
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -278,6 +284,52 @@ class Attack:
             for stream in held:
                 await trio.aclose_forcefully(stream)
 
+    async def provider_flood(self) -> None:
+        """Announcements under fresh node ids to a few topics; replies counted by outcome."""
+        topics = [key_id(f"flooded-{n}") for n in range(4)] + [key_id(HONEST_TOPIC)]
+        for _ in range(MAX_ITERATIONS_PER_WORKER):
+            if not self.running():
+                return
+            stream = await self.connect("provider_flood")
+            if stream is None:
+                await trio.sleep(0.1)
+                continue
+            frames = []
+            for request_id in range(PROVIDER_BURST):
+                if self.rng.random() < 0.1:  # a port the decoder refuses (MALFORMED)
+                    fields = {"v": 1, "t": "add_provider", "id": request_id}
+                    fields |= {"from": self.rng.randbytes(32), "key": topics[0]}
+                    fields["service_port"] = self.rng.choice([0, 65536, -1])
+                    payload = cbor2.dumps(fields)
+                    frames.append(len(payload).to_bytes(4, "big") + payload)
+                else:
+                    topic = self.rng.choice(topics)
+                    frames.append(self.request(AddProvider(topic, 80), request_id))
+            try:
+                await stream.send_all(b"".join(frames))
+                self.counts["provider_flood_sent"] += PROVIDER_BURST
+                await self.count_replies("provider_flood", stream, PROVIDER_BURST)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self.counts["closed_by_server"] += 1
+            finally:
+                await trio.aclose_forcefully(stream)
+
+    async def count_replies(self, kind: str, stream: trio.SocketStream, expected: int) -> None:
+        """Read up to ``expected`` reply frames; count them by type and error code."""
+        buffer = b""
+        seen = 0
+        with trio.move_on_after(5):
+            while seen < expected:
+                data = await stream.receive_some(65536)
+                if not data:
+                    return
+                buffer += data
+                while len(buffer) >= 4 and len(buffer) >= 4 + (n := int.from_bytes(buffer[:4])):
+                    reply, buffer = cbor2.loads(buffer[4 : 4 + n]), buffer[4 + n :]
+                    seen += 1
+                    outcome = reply.get("t") if reply.get("t") != "error" else reply.get("code")
+                    self.counts[f"{kind}_reply_{outcome}"] += 1
+
     async def mixed(self) -> None:
         makers = [self.garbage, self.tagged, self.nested, self.hostile_request]
         for _ in range(MAX_ITERATIONS_PER_WORKER):
@@ -302,6 +354,7 @@ async def attack(target: tuple[str, int], seconds: float, seed: int) -> dict[str
         state.connection_storm,
         lambda: state.simple("hostile_values", state.hostile_request, 8),
         state.mixed,
+        state.provider_flood,
     ]
     # A hard stop: nothing may outlive the run by more than the longest drain.
     with trio.move_on_after(seconds + 20):
@@ -369,6 +422,32 @@ async def honest_client(
             await trio.sleep(pace)
 
 
+async def honest_provider(
+    bootstrap: tuple[str, int], deadline: float, latencies: list[float], outcomes: Counter[str]
+) -> None:
+    """One honest service announces itself; another client finds it once a second."""
+    async with (
+        open_dht(bootstrap=[bootstrap], client_only=True) as provider,
+        open_dht(bootstrap=[bootstrap], client_only=True) as finder,
+    ):
+        with trio.fail_after(OP_TIMEOUT):
+            await provider.announce(HONEST_TOPIC, port=7000)
+        for _ in range(MAX_ITERATIONS_PER_WORKER):
+            if trio.current_time() >= deadline:
+                return
+            start = time.perf_counter()
+            try:
+                with trio.fail_after(OP_TIMEOUT):
+                    found = await finder.find_providers(HONEST_TOPIC, limit=64)
+                ok = provider.node_id in {p.node_id for p in found}
+            except (trio_kad.DhtError, trio.TooSlowError) as exc:
+                outcomes[type(exc).__name__] += 1
+                ok = False
+            latencies.append(time.perf_counter() - start)
+            outcomes["found" if ok else "missed"] += 1
+            await trio.sleep(1.0)
+
+
 async def honest_side(args: argparse.Namespace) -> dict[str, Any]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     node = await trio.lowlevel.open_process(
@@ -416,8 +495,13 @@ async def honest_side(args: argparse.Namespace) -> dict[str, Any]:
                 samples.append(read_proc(node.pid))
                 await trio.sleep(0.5)
 
+        provider_latencies: list[float] = []
+        provider_outcomes: Counter[str] = Counter()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sample)
+            nursery.start_soon(
+                honest_provider, address, deadline, provider_latencies, provider_outcomes
+            )
             for index in range(args.honest):
                 written: dict[str, int] = {}
                 nursery.start_soon(
@@ -454,6 +538,12 @@ async def honest_side(args: argparse.Namespace) -> dict[str, Any]:
                 "latency_p50_ms": _ms(percentile(latencies, 0.50)),
                 "latency_p99_ms": _ms(percentile(latencies, 0.99)),
                 "latency_max_ms": _ms(max(latencies, default=None)),
+            },
+            "honest_provider": {
+                "finds": len(provider_latencies),
+                "outcomes": dict(provider_outcomes),
+                "latency_p50_ms": _ms(percentile(provider_latencies, 0.50)),
+                "latency_max_ms": _ms(max(provider_latencies, default=None)),
             },
             "node": {
                 "peak_rss_kib": end.get("VmHWM"),

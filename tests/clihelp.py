@@ -61,15 +61,22 @@ class Server:
 
 @contextmanager
 def serve(*args: str) -> Iterator[Server]:
+    with running("serve", *args) as (process, line):
+        yield Server(process, line)
+
+
+@contextmanager
+def running(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``trio-kad *args`` as a process, with its first line of output; killed at the end."""
     process = subprocess.Popen(
-        command("serve", *args),
+        command(*args),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=_env(),
     )
     try:
-        yield Server(process, read_line(process, 30))
+        yield process, read_line(process, 30)
     finally:
         if process.poll() is None:
             process.kill()

@@ -84,6 +84,11 @@ def test_idle_benchmark() -> None:
 def test_abuse_benchmark() -> None:
     data = bench("abuse", "--seconds", "3")
     assert data["honest"]["success_rate"] == 1.0  # type: ignore[index]
+    # Provider sets (issue 17): the flood is refused, the honest provider still found.
+    provider = data["honest_provider"]
+    assert provider["outcomes"] == {"found": provider["finds"]}  # type: ignore[index]
+    counts = data["attack"]["counts"]  # type: ignore[index]
+    assert counts["provider_flood_reply_11"] > 0  # OVER_QUOTA
 
 
 def test_floor_benchmark() -> None:
@@ -142,3 +147,17 @@ def test_records_benchmark() -> None:
     adversary = data["adversary"]
     assert adversary["hostile"] == 4  # type: ignore[index]
     assert 0.0 <= adversary["newest_share"] <= 1.0  # type: ignore[index]
+
+
+# --- provider sets (issue 17)
+
+
+def test_providers_benchmark() -> None:
+    data = bench(
+        "providers", *("--nodes", "24", "--topics", "3", "--announcers", "4", "--entries", "500")
+    )
+    find, churn, memory = data["find"], data["churn"], data["memory"]
+    assert isinstance(find, dict) and find["found_all_share"] == 1.0
+    assert find["rpcs_per_find"]["mean"] >= 0
+    assert isinstance(churn, dict) and churn["stopped_still_listed_share_after_one_lifetime"] == 0
+    assert isinstance(memory, dict) and memory["bytes_per_entry"] > 0

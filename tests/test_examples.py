@@ -115,3 +115,12 @@ def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+# --- provider sets (issue 17)
+
+
+def test_rendezvous_example() -> None:
+    assert _run_example("rendezvous.py") == "".join(
+        f"peer-{i} found 2 others, 2 answered\n" for i in range(3)
+    )

@@ -44,6 +44,9 @@ SHELL = [
     "cli",
     "_cli_records",  # the signed-record commands of cli
     "testing",
+    # --- provider sets (issue 17)
+    "_provider_ops",  # announcing, finding and replicating providers
+    "_cli_providers",  # the announce and providers commands of cli
 ]
 """The Trio and I/O side (glob patterns). A new module that must do I/O goes here."""
 

@@ -22,6 +22,7 @@ from ._errors import (
 from ._memory import MemoryTransport
 from ._memory_net import MemoryNetwork
 from ._node import LookupReport
+from ._providers import Provider
 from ._signed import SignedRecord, SigningKey
 from ._tcp import TcpTransport
 from ._transport import Transport, TransportStatistics
@@ -41,6 +42,7 @@ __all__ = [
     "MemoryTransport",
     "PeerMisbehaved",
     "ProtocolError",
+    "Provider",
     "QuorumError",
     "RemoteError",
     "SignedRecord",

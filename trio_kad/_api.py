@@ -30,8 +30,18 @@ from ._maintenance import (
     run_replicate,
     run_republish,
 )
+from ._messages import MAX_TTL
 from ._node import LookupReport, Node
 from ._persist import DataDir
+from ._persist_providers import load_providers, save_providers
+from ._provider_ops import (
+    announce,
+    find_providers,
+    iterate_providers,
+    run_provider_upkeep,
+    run_reannounce,
+)
+from ._providers import Provider
 from ._records import value_fits
 from ._signed import SignedRecord, SigningKey, check_signed_arguments, signed_key
 from ._signed_ops import find_immutable, find_signed, publish_immutable, publish_signed
@@ -61,6 +71,11 @@ class DhtStatistics:
     """Bytes of the values held, all records together."""
     bans: int
     """Peers banned right now."""
+    # --- provider sets (issue 17)
+    provider_entries: int = 0
+    """Provider entries held for the network, all topics together."""
+    providers_refused: int = 0
+    """Announcements and replicated entries refused (full topic, over quota, ...)."""
 
 
 class Dht:
@@ -192,6 +207,61 @@ class Dht:
         value = await find_immutable(self._node, ident)
         return None if value is None else _decode(value)
 
+    # --- provider sets (SPEC "Finding peers") ----------------------------------
+
+    async def announce(self, topic: str | bytes, *, port: int | None = None) -> int:
+        """Announce this node as a provider of ``topic`` at the k closest; return the acks.
+
+        ``port``: the service's port (``None``: this node's own listening port;
+        a client-only node must give one). Holders record the host the
+        announcement comes from. Re-announced every
+        ``Config.provider_reannounce_interval`` while the ``open_dht`` block
+        runs, until ``unannounce``. Raises ``ValueError`` for a bad port
+        (before any I/O), ``StoreError`` when no node accepted it.
+        """
+        if port is None:
+            if self._address is None:
+                raise ValueError("a client-only node must give the port it provides on")
+            port = self._address[1]
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise ValueError(f"port must be an int in 1..65535, got {port!r}")
+        node, ident = self._node, key_id(topic)
+        acks = await announce(node, ident, port, node.own_host)
+        interval = node.config.provider_reannounce_interval
+        node.announced[ident] = (port, trio.current_time() + interval)
+        return acks
+
+    async def unannounce(self, topic: str | bytes) -> None:
+        """Stop re-announcing ``topic`` and drop this node's own entry, if it holds one.
+
+        The other holders keep the entry until it expires
+        (``Config.provider_lifetime`` after the last announcement).
+        """
+        ident = key_id(topic)
+        self._node.announced.pop(ident, None)
+        self._node.providers.remove(ident, self._node.node_id)
+        await trio.lowlevel.checkpoint()
+
+    async def find_providers(self, topic: str | bytes, *, limit: int = 20) -> list[Provider]:
+        """Up to ``limit`` providers of ``topic``, distinct by node id, freshest first.
+
+        A lookup toward the topic's key that merges the sets of the holders it
+        meets and stops as soon as it has ``limit``.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be an int >= 1, got {limit!r}")
+        return await find_providers(self._node, key_id(topic), limit)
+
+    def providers(self, topic: str | bytes, *, limit: int | None = None) -> AsyncIterator[Provider]:
+        """Each provider of ``topic`` once, as the lookup meets it (the first one fast).
+
+        Ends when the lookup does, or once ``limit`` providers were yielded.
+        """
+        bad = isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        if limit is not None and bad:
+            raise ValueError(f"limit must be an int >= 1 or None, got {limit!r}")
+        return iterate_providers(self._node, key_id(topic), limit or MAX_TTL)
+
     def get_local(self, key: str | bytes) -> Any:
         """The value under ``key`` if this node holds it, without any network traffic.
 
@@ -233,6 +303,8 @@ class Dht:
             transport=node.transport.statistics(),
             record_bytes=node.records.value_bytes,
             bans=node.table.bans_running(trio.current_time()),
+            provider_entries=len(node.providers),
+            providers_refused=sum(node.providers.refused.values()),
         )
 
     @property
@@ -330,7 +402,8 @@ async def open_dht(
             client_only=client_only,
         )
         if data is not None:
-            node.on_checkpoint = partial(_save_contacts, node, data)
+            node.on_checkpoint = partial(_checkpoint, node, data)
+            await load_providers(data, node.providers)
         async with trio.open_nursery() as nursery:
             address = await nursery.start(node.run, host, port)
             if peers:
@@ -356,9 +429,14 @@ async def open_dht(
             with trio.CancelScope(shield=True):
                 try:
                     if node is not None:
-                        await _save_contacts(node, data)
+                        await _checkpoint(node, data)
                 finally:
                     await data.aclose()
+
+
+async def _checkpoint(node: Node, data: DataDir) -> None:
+    await _save_contacts(node, data)
+    await save_providers(data, node.providers)
 
 
 async def _save_contacts(node: Node, data: DataDir) -> None:
@@ -368,6 +446,7 @@ async def _save_contacts(node: Node, data: DataDir) -> None:
 async def start_maintenance(nursery: trio.Nursery, node: Node) -> None:
     """Start the paper's timers; a client-only node holds no replicas to keep."""
     tasks = [run_join_refresh, run_refresh, run_republish, run_expire]
+    tasks += [run_reannounce, run_provider_upkeep]  # provider sets (issue 17)
     if not node.client_only:
         tasks += [run_replicate, run_handoff]
     for task in tasks:

@@ -193,6 +193,44 @@ class Config:
     handoff_deadline: float = 10.0
     """Seconds the hand-off on exit may take in all; pairs not handed over by then
     are left to the other holders' replication."""
+    # --- provider sets (issue 17)
+    provider_lifetime: float = 2700.0
+    """Seconds a provider entry lives at a holder after its last announcement (45 min).
+
+    Providers are running processes, not stored content: an entry outliving
+    its provider sends finders to a dead address. libp2p keeps provider
+    records 48 h (re-provided every 22 h) because it announces many content
+    ids per peer; BitTorrent's Mainline, which announces one topic per
+    torrent like we do, re-announces every 15-30 min. Three re-announce
+    intervals: one lost re-announcement costs nothing, and a stopped
+    provider is gone within 45 min.
+    """
+    provider_reannounce_interval: float = 900.0
+    """Seconds between two announcements of each topic a node announces while it runs.
+
+    Each is a lookup and k small RPCs per topic; it also brings the entry to
+    whichever nodes are now the k closest. Less than ``provider_lifetime``.
+    """
+    max_providers_per_topic: int = 64
+    """Entries one holder keeps per topic; announcements by new providers beyond are refused.
+
+    At most ``MAX_PROVIDER_ENTRIES`` (256), which one reply carries; the
+    existing entries keep their places until they expire, so a flood cannot
+    push out providers that announced first.
+    """
+    max_provider_topics: int = 10_000
+    """Topics one holder keeps provider sets for."""
+    max_providers_per_ip: int = 256
+    """Provider entries one holder keeps from one announcing address (IPv4 /24, IPv6 /48).
+
+    Hosts in ``per_ip_exempt`` count toward no per-IP quota.
+    """
+    max_provider_ids_per_ip: int = 8
+    """Distinct node ids one announcing address (IPv4 /24, IPv6 /48) may hold entries under.
+
+    Fresh node ids cost nothing to make: this bounds how many places one
+    host can take in one topic, whatever ids it invents.
+    """
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -221,6 +259,10 @@ class Config:
             raise ValueError("Config.lookup_max_contacts must be at least Config.k")
         if self.disjoint_paths > self.k:
             raise ValueError("Config.disjoint_paths must not exceed Config.k")
+        if self.provider_reannounce_interval >= self.provider_lifetime:
+            raise ValueError("Config.provider_reannounce_interval must be below provider_lifetime")
+        if self.max_providers_per_topic > 256:
+            raise ValueError("Config.max_providers_per_topic must be at most 256")
         if self.max_value_size + 1024 > self.max_frame_size:
             raise ValueError("Config.max_frame_size must leave room for a value of max_value_size")
 

@@ -46,6 +46,7 @@ from ._messages import (
     StoredMany,
     StoreMany,
 )
+from ._provider_wire import PROVIDER_REQUEST_DECODERS, decode_providers
 from ._values import load_frame_item
 
 __all__ = ["PING", "PONG", "STORED", "UnsupportedFrameError", "decode_contact", "decode_general"]
@@ -259,6 +260,7 @@ _REQUEST_DECODERS: dict[str, Callable[[dict[Any, Any], int], Request]] = {
     "find_node": lambda fields, request_id: FindNode(_id_field(fields, "target", request_id)),
     "find_value": lambda fields, request_id: FindValue(_id_field(fields, "key", request_id)),
     "store_many": _decode_store_many,
+    **PROVIDER_REQUEST_DECODERS,
 }
 _REPLY_DECODERS: dict[str, Callable[[dict[Any, Any], int], Reply]] = {
     "pong": lambda fields, request_id: PONG,
@@ -266,6 +268,7 @@ _REPLY_DECODERS: dict[str, Callable[[dict[Any, Any], int], Reply]] = {
     "value": _decode_found_value,
     "error": _decode_error,
     "stored_many": _decode_stored_many,
+    "providers": lambda fields, request_id: decode_providers(fields, request_id, decode_contact),
 }
 
 

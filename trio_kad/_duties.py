@@ -235,21 +235,26 @@ def handoff_stores(
     holder closest to the key hands it over, so a join costs one STORE per pair
     rather than k of them.
     """
-    k = table.k
-    own_id = table.own_id
     stores: list[Store] = []
     for record in records:
         store = _replica(record, now)
-        if store is None:
-            continue
-        key = record.key
-        others = table.closest(key, k, exclude={newcomer.node_id})
-        if others and distance(others[0].node_id, key) < distance(own_id, key):
-            continue  # a closer holder will hand it over
-        # This node holds the pair too, so the newcomer competes for k - 1 places.
-        if among_closest(newcomer.node_id, key, others, k - 1):
+        if store is not None and hands_over(table, record.key, newcomer):
             stores.append(store)
     return stores
+
+
+def hands_over(table: RoutingTable, key: bytes, newcomer: Contact) -> bool:
+    """Should the table's owner, holding ``key``, hand it to ``newcomer`` (paper 2.5)?
+
+    When the newcomer is among the k closest to the key and no holder the
+    table knows is closer to the key than the owner (that one hands it over).
+    """
+    k = table.k
+    others = table.closest(key, k, exclude={newcomer.node_id})
+    if others and distance(others[0].node_id, key) < distance(table.own_id, key):
+        return False  # a closer holder will hand it over
+    # This node holds the key too, so the newcomer competes for k - 1 places.
+    return among_closest(newcomer.node_id, key, others, k - 1)
 
 
 def leave_plan(

@@ -41,6 +41,7 @@ from ._messages import (
     Nodes,
     Ping,
     Pong,
+    Providers,
     Reply,
     ReplyFrame,
     RequestFrame,
@@ -50,6 +51,7 @@ from ._messages import (
     StoredMany,
     StoreMany,
 )
+from ._provider_wire import PROVIDER_REQUEST_ENCODERS, encode_providers
 
 __all__ = ["encode_contact", "encode_frame", "encode_reply"]
 
@@ -349,6 +351,7 @@ _REQUEST_ENCODERS: dict[type, Callable[[Any], _BodyBytes]] = {
     FindNode: _encode_find_node,
     FindValue: _encode_find_value,
     StoreMany: _encode_store_many,
+    **PROVIDER_REQUEST_ENCODERS,
 }
 _REPLY_ENCODERS: dict[type, Callable[[Any], _BodyBytes]] = {
     Pong: lambda body: _PONG_BYTES,
@@ -356,6 +359,7 @@ _REPLY_ENCODERS: dict[type, Callable[[Any], _BodyBytes]] = {
     FoundValue: _encode_found_value,
     ErrorReply: _encode_error,
     StoredMany: _encode_stored_many,
+    Providers: lambda body: encode_providers(body, encode_contact),
 }
 
 

@@ -29,6 +29,7 @@ from ._duties import (
 from ._ids import Contact
 from ._messages import FindNode, Nodes, Ping, Store
 from ._node import Node
+from ._provider_ops import handoff_providers
 from ._storing import publish, store_batch
 
 log = logging.getLogger("trio_kad.maintenance")
@@ -264,4 +265,5 @@ async def handoff(node: Node, newcomer: Contact) -> int:
     stores = handoff_stores(node.table, node.records, newcomer, trio.current_time())
     if stores:
         await store_batch(node, newcomer, stores)
+    await handoff_providers(node, newcomer)  # provider sets (issue 17)
     return len(stores)

@@ -107,7 +107,53 @@ class StoreMany:
     pairs: tuple[Store, ...]
 
 
-Request = Ping | Store | FindNode | FindValue | StoreMany
+# --- provider sets (issue 17; docs/protocol.md, "Provider sets") -------------
+
+
+@dataclass(frozen=True, slots=True)
+class AddProvider:
+    """Add the sender to the provider set of ``key``, serving on ``port``; answered by ``Stored``.
+
+    The entry's host is the address the request's connection came from, never
+    one the sender names.
+    """
+
+    key: bytes
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class GetProviders:
+    """The provider set of ``key`` held here, and the k closest contacts (``Providers``)."""
+
+    key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderEntry:
+    """One provider as it travels: ``[node_id, host, port, age, ttl]``.
+
+    ``age``: seconds since it announced; ``ttl``: seconds its entry has left.
+    """
+
+    node_id: bytes
+    host: str
+    port: int
+    age: int
+    ttl: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreProviders:
+    """A holder replicating the provider set of ``key`` (1 to ``MAX_PROVIDER_ENTRIES`` entries)."""
+
+    key: bytes
+    entries: tuple[ProviderEntry, ...]
+
+
+Request = (
+    Ping | Store | FindNode | FindValue | StoreMany | AddProvider | GetProviders | StoreProviders
+)
 
 # --- replies -----------------------------------------------------------------
 
@@ -173,6 +219,11 @@ class ErrorCode(enum.IntEnum):
     # Plain values converge (issue 16).
     SUPERSEDED = 10
     """The receiver holds a newer publication of the pair (``ErrorReply.published``)."""
+    # Provider sets (issue 17).
+    OVER_QUOTA = 11
+    """The announcing address holds as many provider entries, or node ids, as it may."""
+    PROVIDER_CONFLICT = 12
+    """The node id is a provider of the key from another address until that entry expires."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +255,15 @@ class StoredMany:
     results: tuple[int, ...]
 
 
-Reply = Pong | Stored | Nodes | FoundValue | ErrorReply | StoredMany
+@dataclass(frozen=True, slots=True)
+class Providers:
+    """Reply to ``GetProviders``: the holder's entries for the key and its k closest contacts."""
+
+    entries: tuple[ProviderEntry, ...]
+    contacts: tuple[Contact, ...]
+
+
+Reply = Pong | Stored | Nodes | FoundValue | ErrorReply | StoredMany | Providers
 
 # --- frames: a message with its header ---------------------------------------
 
@@ -293,3 +352,5 @@ MAX_ERROR_MESSAGE_LENGTH = 256
 """Longest ``message`` of an ``ErrorReply``, in characters."""
 ERROR_CODES: dict[int, ErrorCode] = {code.value: code for code in ErrorCode}
 """Every ``ErrorCode`` by its value on the wire."""
+MAX_PROVIDER_ENTRIES = 256
+"""Most provider entries one ``providers`` reply or ``store_providers`` request carries."""

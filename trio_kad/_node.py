@@ -30,6 +30,7 @@ from ._messages import (
     Store,
 )
 from ._newer import newer, trusted_locally
+from ._providers import ProviderTable
 from ._records import MemoryStore, RecordStore
 from ._routing import Added, PingOldest, RoutingTable
 from ._rtt import RttTable
@@ -128,6 +129,19 @@ class Node:
             wall_clock = lambda: wall_start + (trio.current_time() - trio_start)  # noqa: E731
         self.wall_clock: Callable[[], float] = wall_clock
         """Seconds since the Unix epoch, which dates the pairs this node publishes."""
+        # --- provider sets (issue 17)
+        self.providers = ProviderTable(
+            lifetime=config.provider_lifetime,
+            max_per_topic=config.max_providers_per_topic,
+            max_topics=config.max_provider_topics,
+            max_per_origin=config.max_providers_per_ip,
+            max_ids_per_origin=config.max_provider_ids_per_ip,
+        )
+        """Provider sets held for the network (``_provider_ops.ProviderServer``)."""
+        self.announced: dict[bytes, tuple[int, float]] = {}
+        """Topics this node announces: key -> (port, when to announce again)."""
+        self.own_host: str | None = None
+        """The host this node listens on (``None`` until ``run``, and for a client-only node)."""
         self.server = Server(self, self._saw_requester)
         self.handle_request: Callable[[RequestFrame, Address], Awaitable[Reply]] = (
             self.server.handle_request
@@ -149,7 +163,7 @@ class Node:
                 self.transport.run, self.config, self.node_id, host, port, handler
             )
             if address is not None:
-                self.port = address[1]
+                self.port, self.own_host = address[1], address[0]
             self.addresses = AddressPolicy(host if address is None else address[0])
             task_status.started(address)
 
@@ -184,7 +198,7 @@ class Node:
         result = self.table.update(contact, now)
         if isinstance(result, PingOldest):
             self._check_oldest(result.oldest, now)
-        elif isinstance(result, Added) and len(self.records):
+        elif isinstance(result, Added) and (len(self.records) or self.providers.topics):
             with contextlib.suppress(trio.WouldBlock):
                 self.newcomers_in.send_nowait(contact)
 

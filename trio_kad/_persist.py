@@ -299,6 +299,12 @@ class DataDir:
             ordered.sort(key=lambda row: -row[3])
             self._contacts = [Contact(node_id, host, port) for node_id, host, port, _ in ordered]
 
+    async def transaction(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``body`` in one transaction in the worker thread: for the tables of other
+        modules (``_persist_providers``). Raises ``DataDirError`` as the store's writes do."""
+        async with self._db.lock:
+            return await self._db.write(body)
+
     async def aclose(self) -> None:
         """Close the database. Idempotent; completes even when cancelled."""
         await self._db.aclose()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from operator import attrgetter
@@ -80,6 +80,54 @@ class LookupOutcome:
     """The value's publication time (``Store.published``)."""
 
 
+def start_lookup(node: Node, target: bytes) -> tuple[Lookup | DisjointLookup, float]:
+    """The state of a new lookup of ``target`` as ``node``'s Config shapes it, and its start.
+
+    Disjoint paths and bounds from the Config; the bucket of ``target`` counts
+    as looked up now (paper 2.3: refresh only buckets nobody looked up).
+    """
+    config = node.config
+    started = trio.current_time()
+    node.table.touch(target, started)
+    paths = config.disjoint_paths
+    # One path is the plain lookup: no bookkeeping of paths on the usual get.
+    make: Callable[..., Lookup | DisjointLookup] = (
+        Lookup if paths == 1 else partial(DisjointLookup, paths=paths)
+    )
+    state = make(
+        target,
+        node.table.closest(target, config.k),
+        k=config.k,
+        alpha=config.alpha,
+        exclude=(node.node_id,),
+        max_candidates=config.lookup_max_contacts,
+        max_queries=config.lookup_max_rpcs,
+    )
+    return state, started
+
+
+def record_lookup(
+    node: Node, state: Lookup | DisjointLookup, started: float, found_at: Contact | None = None
+) -> LookupReport:
+    """The report of a lookup that ended, counted in the node's counters."""
+    stats = state.statistics()
+    report = LookupReport(
+        target=state.target,
+        rounds=stats.rounds,
+        queries=stats.queries,
+        failures=stats.failures,
+        duration=trio.current_time() - started,
+        found_at=found_at,
+    )
+    counters = node.counters
+    counters.lookups += 1
+    counters.lookup_rpcs += stats.queries
+    counters.lookup_rounds += stats.rounds
+    counters.recent_lookups.append(report)
+    del counters.recent_lookups[:-RECENT_LOOKUPS]
+    return report
+
+
 class _Vote(NamedTuple):
     """What one holder returned to a quorum read, and how near the key it is."""
 
@@ -131,22 +179,8 @@ class Search:
         self._alpha = config.alpha
         self._find_node = FindNode(target)
         self._request: Request = FindValue(target) if want_value else self._find_node
-        self._started = trio.current_time()
-        node.table.touch(target, self._started)
-        self._paths = paths = config.disjoint_paths
-        # One path is the plain lookup: no bookkeeping of paths on the usual get.
-        make: Callable[..., Lookup | DisjointLookup] = (
-            Lookup if paths == 1 else partial(DisjointLookup, paths=paths)
-        )
-        self._state = make(
-            target,
-            node.table.closest(target, config.k),
-            k=config.k,
-            alpha=config.alpha,
-            exclude=(node.node_id,),
-            max_candidates=config.lookup_max_contacts,
-            max_queries=config.lookup_max_rpcs,
-        )
+        self._paths = config.disjoint_paths
+        self._state, self._started = start_lookup(node, target)
         self._value: bytes | None = None
         self._found_at: Contact | None = None
         self._ttl: int | None = None
@@ -182,21 +216,7 @@ class Search:
             agreed = max(self._votes.values(), default=0)
             if self._value is None and self._cached is not None:
                 self._take(*self._cached)
-        stats = state.statistics()
-        report = LookupReport(
-            target=state.target,
-            rounds=stats.rounds,
-            queries=stats.queries,
-            failures=stats.failures,
-            duration=trio.current_time() - self._started,
-            found_at=self._found_at,
-        )
-        counters = self._node.counters
-        counters.lookups += 1
-        counters.lookup_rpcs += stats.queries
-        counters.lookup_rounds += stats.rounds
-        counters.recent_lookups.append(report)
-        del counters.recent_lookups[:-RECENT_LOOKUPS]
+        report = record_lookup(self._node, state, self._started, self._found_at)
         signed = None if self._best is None else self._best[1].signed
         return LookupOutcome(
             state.closest(),
@@ -347,28 +367,40 @@ class Search:
 
     async def _ask_in_parallel(self) -> None:
         """Drive the lookup with up to ``parallelism`` RPCs at once, each its own task."""
-        state = self._state
         node = self._node
         request_for, timeout = self._request_for, node.rtt.timeout
-        send, receive = trio.open_memory_channel[tuple[Contact, Reply | None]](
-            self._alpha * self._paths
-        )
 
-        async def ask(contact: Contact) -> None:
-            reply = await node.rpc(contact, request_for(contact), timeout(contact))
-            await send.send((contact, reply))
+        def ask(contact: Contact) -> Awaitable[Reply | None]:
+            return node.rpc(contact, request_for(contact), timeout(contact))
 
-        # Closed synchronously at the end: `async with` on the channels would cost
-        # two checkpoints per lookup for nothing.
-        with send, receive:
-            async with trio.open_nursery() as nursery:
-                while True:
+        await drive_in_parallel(self._state, ask, self._absorb, self._alpha * self._paths)
+
+
+async def drive_in_parallel(
+    state: Lookup | DisjointLookup,
+    ask: Callable[[Contact], Awaitable[Reply | None]],
+    absorb: Callable[[Contact, Reply | None], bool],
+    capacity: int,
+) -> None:
+    """Run ``state``'s queries, up to its parallelism at once, each its own task, until it
+    is done or ``absorb`` (of each outcome) says to stop. ``capacity``: the most in flight."""
+    send, receive = trio.open_memory_channel[tuple[Contact, Reply | None]](capacity)
+
+    async def one(contact: Contact) -> None:
+        reply = await ask(contact)
+        await send.send((contact, reply))
+
+    # Closed synchronously at the end: `async with` on the channels would cost
+    # two checkpoints per lookup for nothing.
+    with send, receive:
+        async with trio.open_nursery() as nursery:
+            while True:
+                step = state.next()
+                while isinstance(step, Query):
+                    nursery.start_soon(one, step.contact)
                     step = state.next()
-                    while isinstance(step, Query):
-                        nursery.start_soon(ask, step.contact)
-                        step = state.next()
-                    if isinstance(step, Done):
-                        break
-                    if self._absorb(*await receive.receive()):
-                        break
-                nursery.cancel_scope.cancel()
+                if isinstance(step, Done):
+                    break
+                if absorb(*await receive.receive()):
+                    break
+            nursery.cancel_scope.cancel()

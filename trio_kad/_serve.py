@@ -19,11 +19,13 @@ from ._duties import CACHE_HORIZON, cache_ttl, ttl_left
 from ._errors import DataDirError
 from ._ids import Address, Contact
 from ._messages import (
+    AddProvider,
     ErrorCode,
     ErrorReply,
     FindNode,
     FindValue,
     FoundValue,
+    GetProviders,
     Nodes,
     Ping,
     Pong,
@@ -33,8 +35,10 @@ from ._messages import (
     Stored,
     StoredMany,
     StoreMany,
+    StoreProviders,
 )
 from ._newer import from_future, newer
+from ._provider_ops import ProviderServer
 from ._records import Record, value_fits
 from ._signed import Refusal, Verdict, judge
 from ._values import well_formed_value
@@ -61,6 +65,7 @@ class Server:
         # Held from a STORE's verdict to its put: a durable put awaits the disk,
         # and compare-and-set (signed records' cas) must see no STORE in between.
         self._store_lock = trio.Lock()
+        self._providers = ProviderServer(node)
 
     async def handle_request(self, frame: RequestFrame, remote: Address) -> Reply:
         """Answer one request; every valid request from a listening peer updates the table."""
@@ -97,6 +102,8 @@ class Server:
                 reply = await self.accept_store(pair, origin)
                 results.append(reply.code.value if isinstance(reply, ErrorReply) else 0)
             return StoredMany(tuple(results))
+        if isinstance(body, AddProvider | GetProviders | StoreProviders):
+            return self._providers.serve(frame, remote)
         return ErrorReply(ErrorCode.UNSUPPORTED, "unknown request")
 
     def _closest_for(self, target: bytes, requester: bytes) -> tuple[Contact, ...]:

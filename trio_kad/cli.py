@@ -15,6 +15,9 @@ import trio
 from ._address import format_address, parse_address
 from ._api import open_dht, raise_single
 from ._cli_config import add_config_flags, config_from_args, defaults_toml
+from ._cli_providers import COMMANDS as PROVIDER_COMMANDS
+from ._cli_providers import add_commands as add_provider_commands
+from ._cli_providers import run_command as run_provider_command
 from ._cli_records import COMMANDS as RECORD_COMMANDS
 from ._cli_records import add_commands as add_record_commands
 from ._cli_records import run_command as run_record_command
@@ -83,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("value", metavar="VALUE")
 
     add_record_commands(sub, _network_options)
+    add_provider_commands(sub, _network_options)
     config = sub.add_parser("config", help="print every Config field with its default")
     config.add_argument(
         "--defaults", action="store_true", required=True, help="as TOML that --config accepts"
@@ -121,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return trio.run(_get, args)
         if args.command in RECORD_COMMANDS:
             return run_record_command(args, _peers(getattr(args, "bootstrap", None)))
+        if args.command in PROVIDER_COMMANDS:
+            return run_provider_command(args, _peers(args.bootstrap))
         if args.command == "config":
             print(defaults_toml(), end="")
             return EXIT_OK
