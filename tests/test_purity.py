@@ -44,6 +44,9 @@ SHELL = [
     "cli",
     "_cli_records",  # the signed-record commands of cli
     "testing",
+    "_pushing",  # watching a key: the holder's pushes
+    "_watching",  # watching a key: the watcher's listens and polls
+    "_cli_watch",
 ]
 """The Trio and I/O side (glob patterns). A new module that must do I/O goes here."""
 

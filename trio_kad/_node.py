@@ -30,6 +30,7 @@ from ._messages import (
     Store,
 )
 from ._newer import newer, trusted_locally
+from ._pushing import Pusher
 from ._records import MemoryStore, RecordStore
 from ._routing import Added, PingOldest, RoutingTable
 from ._rtt import RttTable
@@ -37,6 +38,7 @@ from ._search import LookupOutcome, LookupReport, Search
 from ._serve import Server
 from ._transport import Transport
 from ._values import well_formed_value
+from ._watching import Watches
 
 __all__ = ["LookupOutcome", "LookupReport", "Node", "NodeCounters"]
 
@@ -128,11 +130,24 @@ class Node:
             wall_clock = lambda: wall_start + (trio.current_time() - trio_start)  # noqa: E731
         self.wall_clock: Callable[[], float] = wall_clock
         """Seconds since the Unix epoch, which dates the pairs this node publishes."""
+        # Watching a key (issue 18): this node's watches, and its listeners as a holder.
+        self.watches = Watches()
+        self.pusher = Pusher(self)
         self.server = Server(self, self._saw_requester)
         self.handle_request: Callable[[RequestFrame, Address], Awaitable[Reply]] = (
             self.server.handle_request
         )
         """The transport's handler: answers one request (see ``Server.handle_request``)."""
+
+    def spawn(self, job: Callable[..., Awaitable[None]], *args: object) -> bool:
+        """Run ``job(*args)`` in the node's nursery; False when the node is not running."""
+        if self._nursery is None:
+            return False
+        try:
+            self._nursery.start_soon(job, *args)
+        except RuntimeError:  # the nursery is closing
+            return False
+        return True
 
     def wall_ms(self) -> int:
         """``wall_clock`` in whole milliseconds: a ``published`` time (``Store.published``)."""
