@@ -36,6 +36,8 @@ class Listener:
     sending: bool = False
     """A push task is working for it (started by ``offer``, ended by ``next_push``)."""
     dropped: bool = False
+    client_only: bool = False
+    """It does not listen: ``address`` is its connection's, reached over that connection only."""
 
 
 @dataclass(slots=True)
@@ -73,7 +75,14 @@ class Listeners:
         return self._count
 
     def listen(
-        self, key: bytes, node_id: bytes, address: Address, group: str, now: float
+        self,
+        key: bytes,
+        node_id: bytes,
+        address: Address,
+        group: str,
+        now: float,
+        *,
+        client_only: bool = False,
     ) -> Listener | None:
         """Add or renew ``node_id``'s listener for ``key``; ``None`` when over a limit.
 
@@ -89,6 +98,7 @@ class Listeners:
         if known is not None:
             self._move(known, group)
             known.address = address
+            known.client_only = client_only
             known.expires_at = now + self._ttl
             self.stats.listens_accepted += 1
             return known
@@ -103,9 +113,9 @@ class Listeners:
         ):
             self.stats.listens_refused += 1
             return None
-        listener = Listener(
-            key, node_id, address, group, now + self._ttl, TokenBucket(self._rate, self._burst, now)
-        )
+        bucket = TokenBucket(self._rate, self._burst, now)
+        listener = Listener(key, node_id, address, group, now + self._ttl, bucket)
+        listener.client_only = client_only
         self._by_key.setdefault(key, {})[node_id] = listener
         self._count += 1
         if group:

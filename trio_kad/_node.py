@@ -133,6 +133,8 @@ class Node:
         # Watching a key (issue 18): this node's watches, and its listeners as a holder.
         self.watches = Watches()
         self.pusher = Pusher(self)
+        if client_only:
+            transport.push_handler = self.watches.serve_client
         self.server = Server(self, self._saw_requester)
         self.handle_request: Callable[[RequestFrame, Address], Awaitable[Reply]] = (
             self.server.handle_request

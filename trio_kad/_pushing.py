@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ._ids import Address, Contact
+from ._errors import TransportError
+from ._ids import Address
 from ._listeners import Listener, Listeners
-from ._messages import ErrorCode, ErrorReply, Listen, Push, RequestFrame, Store
+from ._messages import ErrorCode, ErrorReply, Listen, Pong, Push, RequestFrame, Store
 from ._records import Record
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("trio_kad.watch")
 
 _CLIENT_ONLY = ErrorReply(ErrorCode.OVERLOADED, "cannot push to a node that does not listen")
+_UNREACHABLE = ErrorReply(ErrorCode.OVERLOADED, "this node does not dial that address")
 _TOO_MANY = ErrorReply(ErrorCode.OVERLOADED, "too many listeners")
 
 
@@ -55,10 +57,19 @@ class Pusher:
         listens on: never to an address a peer merely named.
         """
         port = frame.sender_port
-        if port is None or not self._node.addresses.allows(remote[0]):
-            return _CLIENT_ONLY
+        if port is None:
+            # A client-only listener: over the connection its LISTEN came by, or not at all.
+            address = remote
+            if not self._node.transport.holds_connection(address):
+                return _CLIENT_ONLY
+        elif self._node.addresses.allows(remote[0]):
+            address = (remote[0], port)
+        else:
+            return _UNREACHABLE
         now = trio.current_time()
-        kept = self.listeners.listen(body.key, frame.sender_id, (remote[0], port), group, now)
+        kept = self.listeners.listen(
+            body.key, frame.sender_id, address, group, now, client_only=port is None
+        )
         return None if kept is not None else _TOO_MANY
 
     def stored(self, held: Record | None, record: Record) -> None:
@@ -73,7 +84,6 @@ class Pusher:
 
     async def _push_to(self, listener: Listener) -> None:
         listeners = self.listeners
-        contact = Contact(listener.node_id, *listener.address)
         while True:
             step = listeners.next_push(listener, trio.current_time())
             if step is None:
@@ -81,10 +91,30 @@ class Pusher:
             if isinstance(step, float):
                 await trio.sleep(step)
                 continue
-            reply = await self._node.rpc(contact, Push(step), self._timeout)
-            if reply is None or isinstance(reply, ErrorReply):
+            if not await self._push(listener, step):
                 # Gone, too slow, or no longer listening: it renews if it still wants pushes.
-                log.debug("dropped listener %r of %s", contact, listener.key.hex()[:12])
+                log.debug("dropped a listener of %s", listener.key.hex()[:12])
                 listeners.drop(listener)
                 listener.sending = False
                 return
+
+    async def _push(self, listener: Listener, pair: Store) -> bool:
+        """One push, within ``Config.watch_push_timeout``; whether the listener took it.
+
+        Sent by the transport directly, not as an RPC of the node: a listener's
+        answer says nothing about the routing table (a client-only one has
+        no place in it), and its silence charges no contact.
+        """
+        node = self._node
+        transport = node.transport
+        if listener.client_only and not transport.holds_connection(listener.address):
+            return False  # its connection closed: never dial a client's ephemeral port
+        with trio.move_on_after(self._timeout):
+            try:
+                reply = await transport.request(
+                    listener.address, node.node_id, node.port, Push(pair)
+                )
+            except TransportError:
+                return False
+            return reply.sender_id == listener.node_id and isinstance(reply.body, Pong)
+        return False

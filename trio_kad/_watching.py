@@ -17,12 +17,13 @@ future; a signed record's key and signature). Anything else is answered
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import trio
 
-from ._ids import Contact
+from ._ids import Address, Contact
 from ._messages import (
     ErrorCode,
     ErrorReply,
@@ -48,6 +49,7 @@ log = logging.getLogger("trio_kad.watch")
 
 T = TypeVar("T")
 
+_NOT_SERVING = ErrorReply(ErrorCode.UNSUPPORTED, "this node answers no requests")
 _NOT_LISTENING = ErrorReply(ErrorCode.NOT_LISTENING, "not listening to this key")
 
 
@@ -85,6 +87,12 @@ class Watches:
             return _NOT_LISTENING
         return Pong()
 
+    async def serve_client(self, frame: RequestFrame, remote: Address) -> Reply:
+        """A client-only node's ``Transport.push_handler``: pushes only."""
+        if isinstance(frame.body, Push):
+            return self.push(frame, frame.body)
+        return _NOT_SERVING
+
     def local(self, record: Record) -> None:
         """This node itself came to hold ``record`` (it is one of the holders)."""
         for watch in self._by_key.get(record.key, ()):
@@ -108,7 +116,7 @@ class Watch:
         self._best: tuple[int, bytes] | None = None
         self._slot: tuple[bytes, SignedPart | None] | None = None
         self._ready = trio.Event()
-        self.listening_at: set[bytes] = set()
+        self.listening_at: dict[bytes, Contact] = {}
         """Nodes that accepted this watch's LISTEN at its last renewal (and since)."""
         self.polling = False
         """No node accepted the LISTEN at the last renewal: polling until the next."""
@@ -142,14 +150,23 @@ class Watch:
 
     async def run(self) -> None:
         """Listen at the closest nodes, renew, follow churn; poll while nobody accepts."""
-        config = self._node.config
+        node = self._node
+        config = node.config
+        # A client-only watcher is pushed to over the connections it opened, which
+        # close after idle_timeout: it LISTENs again (no lookup) before they do.
+        keepalive = config.idle_timeout / 2 if node.client_only else math.inf
         while True:
             deadline = trio.current_time() + config.watch_renew_interval
             self.polling = not await self._listen_round()
-            while self.polling and trio.current_time() < deadline:
-                await self._poll()
-                await trio.sleep(min(config.watch_poll_interval, deadline - trio.current_time()))
-            await trio.sleep_until(deadline)
+            while trio.current_time() < deadline:
+                if self.polling:
+                    await self._poll()
+                    wait = config.watch_poll_interval
+                else:
+                    wait = keepalive
+                await trio.sleep(min(wait, deadline - trio.current_time()))
+                if not self.polling and trio.current_time() < deadline:
+                    await self._listen_again()
 
     async def _listen_round(self) -> bool:
         """LISTEN at the k closest nodes found now; whether any accepted."""
@@ -158,22 +175,32 @@ class Watch:
         if record is not None and not record.cached:
             self.offer(record.value, record.published, record.signed)
         outcome = await node.lookup(self.key)
-        accepted: set[bytes] = set()
+        accepted = await self._listen_at(outcome.contacts[: node.config.k])
+        # Nodes no longer among the closest get NOT_LISTENING for their next push.
+        self.listening_at = accepted
+        return bool(accepted)
+
+    async def _listen_again(self) -> None:
+        """Renew at the nodes listened at, without a lookup (keeps connections open)."""
+        self.listening_at = await self._listen_at(list(self.listening_at.values()))
+
+    async def _listen_at(self, contacts: list[Contact]) -> dict[bytes, Contact]:
+        """Send LISTEN to ``contacts`` at once; those that accepted, by id."""
+        node = self._node
+        accepted: dict[bytes, Contact] = {}
 
         async def listen_at(contact: Contact) -> None:
             reply = await node.rpc(contact, Listen(self.key))
             if isinstance(reply, FoundValue | Nodes):
-                accepted.add(contact.node_id)
-                self.listening_at.add(contact.node_id)  # its pushes count from now on
+                accepted[contact.node_id] = contact
+                self.listening_at[contact.node_id] = contact  # its pushes count from now on
             if isinstance(reply, FoundValue) and not reply.cached:
                 self.offer(reply.value, reply.published, reply.signed)
 
         async with trio.open_nursery() as nursery:
-            for contact in outcome.contacts[: node.config.k]:
+            for contact in contacts:
                 nursery.start_soon(listen_at, contact)
-        # Nodes no longer among the closest get NOT_LISTENING for their next push.
-        self.listening_at = accepted
-        return bool(accepted)
+        return accepted
 
     async def _poll(self) -> None:
         """One value lookup, as ``get`` or ``get_signed`` would make it."""
