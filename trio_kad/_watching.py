@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import trio
 
-from ._ids import Address, Contact
+from ._ids import Address, Contact, key_id
 from ._messages import (
     ErrorCode,
     ErrorReply,
@@ -86,6 +86,13 @@ class Watches:
             self.unsolicited += 1
             return _NOT_LISTENING
         return Pong()
+
+    def listening_ids(self, key: str | bytes) -> set[bytes]:
+        """The ids of the nodes the watches of ``key`` listen at (for tests and statistics)."""
+        ids: set[bytes] = set()
+        for watch in self._by_key.get(key_id(key), ()):
+            ids.update(watch.listening_at)
+        return ids
 
     async def serve_client(self, frame: RequestFrame, remote: Address) -> Reply:
         """A client-only node's ``Transport.push_handler``: pushes only."""
