@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import cbor2
 import pytest
 import trio
 import trio.testing
 
 from trio_kad import Config, Dht, SigningKey, StaleSequence
-from trio_kad._ids import distance, key_id
+from trio_kad._ids import Contact, distance, key_id
+from trio_kad._messages import ErrorCode, ErrorReply, Pong, Push, Store
+from trio_kad._signed import signed_key
 from trio_kad.testing import node_of, open_simulation
 
 CONFIG = Config(k=4, watch_renew_interval=60.0, watch_listener_ttl=180.0)
@@ -110,7 +113,7 @@ async def test_the_watch_follows_churn_at_each_renewal(
             assert seen == [1]
             # Every node the watcher listens at leaves; new ones come.
             for dht in list(sim.nodes[2:]):
-                if node_of(dht).node_id in node_of(watcher).watches.listening_ids("k"):
+                if node_of(dht).node_id in node_of(watcher).watches.listening_ids(key_id("k")):
                     sim.stop_node(dht)
             await sim.grow(5)
             await trio.sleep(CONFIG.watch_renew_interval)  # one renewal finds the new closest
@@ -158,3 +161,65 @@ async def test_a_signed_watch_sees_rising_seqs_only(
                 if record.seq == 3:
                     break
         assert seqs == [(1, "one"), (3, "three")]
+
+
+async def test_unsolicited_and_forged_pushes_are_dropped_and_counted(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_simulation(20, seed=8, config=CONFIG) as sim:
+        watcher = sim.nodes[-1]
+        me = node_of(watcher)
+        stranger = node_of(sim.nodes[0])
+        target = Contact(watcher.node_id, *watcher.address)
+        ident = key_id("k")
+        # A key nobody here watches.
+        reply = await stranger.rpc(target, Push(Store(ident, cbor2.dumps("lie"))))
+        assert isinstance(reply, ErrorReply) and reply.code is ErrorCode.NOT_LISTENING
+        assert me.watches.unsolicited == 1
+        async with watcher.watch("k") as updates:
+            await trio.sleep(1)
+            listened = me.watches.listening_ids(key_id("k"))
+            liar = next(d for d in sim.nodes if d.node_id not in listened and d is not watcher)
+            # A watched key, from a node the watch does not listen at.
+            reply = await node_of(liar).rpc(target, Push(Store(ident, cbor2.dumps("lie"))))
+            assert isinstance(reply, ErrorReply) and reply.code is ErrorCode.NOT_LISTENING
+            assert me.watches.unsolicited == 2
+            # From a node it listens at, but not a value any setter could make.
+            holder = node_of(next(d for d in sim.nodes if d.node_id in listened))
+            for bad in (b"\xff", cbor2.dumps("x" * CONFIG.max_value_size)):
+                assert await holder.rpc(target, Push(Store(ident, bad))) == Pong()
+            assert me.watches.refused == 2
+            # A signed record forged for a plain key, and a date from the far future.
+            forged = SigningKey.generate().sign(b"", 1, cbor2.dumps("lie"))
+            assert await holder.rpc(target, Push(Store(ident, b"\x01", signed=forged))) == Pong()
+            future = me.wall_ms() + 2 * 3600 * 1000
+            assert await holder.rpc(target, Push(Store(ident, b"\x01", published=future))) == Pong()
+            assert me.watches.refused == 4
+            with trio.move_on_after(5) as scope:
+                await updates.__anext__()
+            assert scope.cancelled_caught  # nothing reached the reader
+
+
+async def test_a_signed_watch_refuses_forged_records(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_simulation(20, seed=9, config=CONFIG) as sim:
+        watcher = sim.nodes[-1]
+        me = node_of(watcher)
+        key, thief = SigningKey.generate(), SigningKey.generate()
+        ident = signed_key(key.public_key)
+        target = Contact(watcher.node_id, *watcher.address)
+        async with watcher.watch_signed(key.public_key) as updates:
+            await trio.sleep(1)
+            listened = me.watches.listening_ids(ident)
+            holder = node_of(next(d for d in sim.nodes if d.node_id in listened))
+            value = cbor2.dumps("lie")
+            forged = thief.sign(b"", 9, value)  # another key's signature
+            tampered = key.sign(b"", 9, cbor2.dumps("truth"))  # signs other bytes
+            for signed in (forged, tampered, None):
+                assert await holder.rpc(target, Push(Store(ident, value, signed=signed))) == Pong()
+            assert me.watches.refused == 3
+            await sim.nodes[0].put_signed(key, "truth", seq=9)
+            with trio.fail_after(5):
+                record = await updates.__anext__()
+            assert (record.seq, record.value) == (9, "truth")

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import trio
 
-from ._ids import Address, Contact, key_id
+from ._ids import Address, Contact
 from ._messages import (
     ErrorCode,
     ErrorReply,
@@ -87,10 +87,10 @@ class Watches:
             return _NOT_LISTENING
         return Pong()
 
-    def listening_ids(self, key: str | bytes) -> set[bytes]:
-        """The ids of the nodes the watches of ``key`` listen at (for tests and statistics)."""
+    def listening_ids(self, key: bytes) -> set[bytes]:
+        """The ids of the nodes the watches of key id ``key`` listen at (tests, statistics)."""
         ids: set[bytes] = set()
-        for watch in self._by_key.get(key_id(key), ()):
+        for watch in self._by_key.get(key, ()):
             ids.update(watch.listening_at)
         return ids
 
