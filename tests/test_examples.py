@@ -115,3 +115,7 @@ def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_watch_example() -> None:
+    assert _run_example("watch.py") == "temperature: 20\ntemperature: 21\ntemperature: 22\n"
