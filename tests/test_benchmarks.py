@@ -142,3 +142,17 @@ def test_records_benchmark() -> None:
     adversary = data["adversary"]
     assert adversary["hostile"] == 4  # type: ignore[index]
     assert 0.0 <= adversary["newest_share"] <= 1.0  # type: ignore[index]
+
+
+def test_watch_benchmark() -> None:
+    data = bench(
+        "watch",
+        *("--nodes", "8", "--ops", "3", "--interval", "0.05"),
+        *("--fanout-nodes", "20", "--updates", "4", "--after-updates", "2"),
+    )
+    latency, fanout = data["latency"], data["fanout"]
+    assert isinstance(latency, dict) and isinstance(fanout, dict)
+    assert latency["received"] == 3
+    assert fanout["watchers_saw_last"] == fanout["watchers"] == 20
+    assert fanout["seen_twice_or_out_of_order"] == 0
+    assert fanout["bytes_per_listener"] > 0
