@@ -33,12 +33,11 @@ import random
 import sys
 import time
 import tracemalloc
-from dataclasses import asdict
 from typing import Any
 
 import trio
 import trio.testing
-from _stats import percentiles, versions
+from _stats import percentiles, start
 from adversary import emit
 
 from trio_kad import Config, Dht
@@ -197,17 +196,8 @@ def main() -> None:
     parser.add_argument("--update-interval", type=float, default=0.5, help="virtual seconds")
     parser.add_argument("--churn", type=float, default=0.3, help="fanout: share of nodes that stop")
     parser.add_argument("--after-updates", type=int, default=20, help="fanout: updates after churn")
-    args = parser.parse_args()
-    modes = [mode for mode in args.modes.split(",") if mode]
-    if unknown := set(modes) - set(MODES):
-        parser.error(f"unknown modes {sorted(unknown)}; choose from {MODES}")
+    args, modes, result = start("watch", parser, MODES)
     started = time.perf_counter()
-    result: dict[str, Any] = {
-        "benchmark": "watch",
-        "params": vars(args),
-        "config": asdict(Config()),
-        "versions": versions(),
-    }
     if "latency" in modes:
         result["latency"] = trio.run(measure_latency, args)
         print(f"latency: {result['latency']['from_set_return_ms']}", file=sys.stderr)

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import cbor2
 import trio
-from framing import next_frame
+from framing import connect_from, next_frame
+from transports import raw_frame
 from wire import fields_of
 
 from trio_kad import Config, open_dht
@@ -54,14 +54,7 @@ class RawPeer:
 @asynccontextmanager
 async def raw_peer(source: str, address: Address) -> AsyncIterator[RawPeer]:
     """A raw connection from ``source`` to ``address``, closed on leaving."""
-    sock = trio.socket.socket()
-    try:
-        await sock.bind((source, 0))
-        await sock.connect(address)
-    except BaseException:
-        sock.close()
-        raise
-    async with trio.SocketStream(sock) as stream:
+    async with await connect_from(source, address) as stream:
         yield RawPeer(stream)
 
 
@@ -86,10 +79,9 @@ async def test_a_push_crosses_tcp_to_a_listening_and_a_client_only_watcher() -> 
 async def test_a_malformed_listen_is_answered_and_the_connection_still_serves() -> None:
     fields = fields_of(listen_frame(2, b"\x07" * 32, bytes(32), 4000))
     fields["key"] = bytes(31)
-    payload = cbor2.dumps(fields)
     with trio.fail_after(10):
         async with open_dht(config=CONFIG) as dht, raw_peer(ATTACKER, dht.address) as peer:
-            await peer.stream.send_all(len(payload).to_bytes(4, "big") + payload)
+            await peer.stream.send_all(raw_frame(fields))
             got = await next_frame(peer.stream, peer.reader)
             assert isinstance(got, ReplyFrame) and got.request_id == 2
             assert isinstance(got.body, ErrorReply) and got.body.code is ErrorCode.MALFORMED
