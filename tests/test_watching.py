@@ -223,3 +223,18 @@ async def test_a_signed_watch_refuses_forged_records(
             with trio.fail_after(5):
                 record = await updates.__anext__()
             assert (record.seq, record.value) == (9, "truth")
+
+
+async def test_a_watch_read_outside_the_node_ends_when_the_node_stops(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_simulation(10, seed=10, config=CONFIG) as sim:
+        writer, watcher = sim.nodes[0], sim.nodes[-1]
+        await writer.set("k", "v")
+        seen: list[object] = []
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(collect, watcher, "k", seen, 1000)
+                await trio.sleep(1)
+                sim.stop_node(watcher)
+        assert seen == ["v"]

@@ -159,16 +159,19 @@ class Node:
         self, host: str, port: int, *, task_status: trio.TaskStatus[Address | None]
     ) -> None:
         """Start the transport, report the bound address, serve until cancelled."""
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            handler = None if self.client_only else self.handle_request
-            address = await nursery.start(
-                self.transport.run, self.config, self.node_id, host, port, handler
-            )
-            if address is not None:
-                self.port = address[1]
-            self.addresses = AddressPolicy(host if address is None else address[0])
-            task_status.started(address)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                handler = None if self.client_only else self.handle_request
+                address = await nursery.start(
+                    self.transport.run, self.config, self.node_id, host, port, handler
+                )
+                if address is not None:
+                    self.port = address[1]
+                self.addresses = AddressPolicy(host if address is None else address[0])
+                task_status.started(address)
+        finally:
+            self.watches.close()  # a watch read elsewhere ends with the node
 
     # --- routing table upkeep (paper section 2.2) -----------------------------
 

@@ -66,6 +66,12 @@ class Watches:
     def add(self, watch: Watch) -> None:
         self._by_key.setdefault(watch.key, set()).add(watch)
 
+    def close(self) -> None:
+        """The node stopped: every watch's reader ends its ``async for``."""
+        for watches in list(self._by_key.values()):
+            for watch in watches:
+                watch.close()
+
     def remove(self, watch: Watch) -> None:
         watches = self._by_key.get(watch.key)
         if watches is not None:
@@ -127,6 +133,13 @@ class Watch:
         """Nodes that accepted this watch's LISTEN at its last renewal (and since)."""
         self.polling = False
         """No node accepted the LISTEN at the last renewal: polling until the next."""
+        self.closed = False
+        """The node stopped: ``next_pair`` raises ``StopAsyncIteration``."""
+
+    def close(self) -> None:
+        """End the reader's ``async for`` once it took the pair waiting, if any."""
+        self.closed = True
+        self._ready.set()
 
     def offer(self, value: bytes, published: int, signed: SignedPart | None) -> bool:
         """A pair heard for the key; False when it fails a check (older is not a failure)."""
@@ -150,6 +163,8 @@ class Watch:
     async def next_pair(self) -> tuple[bytes, SignedPart | None]:
         """Wait for a pair newer than the last one returned; the newest one if several came."""
         while self._slot is None:
+            if self.closed:
+                raise StopAsyncIteration
             self._ready = trio.Event()
             await self._ready.wait()
         pair, self._slot = self._slot, None
