@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import platform
 import statistics
+from dataclasses import asdict
+from typing import Any
 
 import trio
 
 import trio_kad
+from trio_kad import Config
 
 
 def versions() -> dict[str, str]:
@@ -37,3 +41,24 @@ def percentiles(values: list[float]) -> dict[str, float]:
         "p99": at(0.99),
         "max": ordered[-1],
     }
+
+
+def start(
+    name: str, parser: argparse.ArgumentParser, modes: tuple[str, ...]
+) -> tuple[argparse.Namespace, list[str], dict[str, Any]]:
+    """Parse a ``--modes`` benchmark's arguments: the args, the modes asked, the JSON's head.
+
+    The head names the benchmark and holds its params, the default Config and
+    the versions; each mode adds its section to it.
+    """
+    args = parser.parse_args()
+    chosen = [mode for mode in args.modes.split(",") if mode]
+    if unknown := set(chosen) - set(modes):
+        parser.error(f"unknown modes {sorted(unknown)}; choose from {modes}")
+    head = {
+        "benchmark": name,
+        "params": vars(args),
+        "config": asdict(Config()),
+        "versions": versions(),
+    }
+    return args, chosen, head

@@ -4,12 +4,15 @@
 
 Three processes, so no side steals the others' event loop: the node
 (``trio-kad serve`` on 127.0.0.1, default Config), an attacker process whose
-sockets are bound to 127.0.0.2 .. 127.0.0.9 (one kind of abuse per address,
-the last one mixing them all), and this process, whose honest client-only
+sockets are bound to 127.0.0.2 .. 127.0.0.12 (one kind of abuse per address,
+127.0.0.9 mixing the older ones), and this process, whose honest client-only
 nodes do set/get from 127.0.0.1 at a modest pace. The attacks: oversize
 length prefixes, garbage, CBOR tags, deep nesting, half frames held open,
 floods of valid pings, connection storms, and valid-shaped requests with
-hostile values. Every loop is bounded in count and in time.
+hostile values, floods of provider announcements with fresh ids, bad ports
+and full topics (127.0.0.10), floods of LISTENs (127.0.0.12) and listeners
+that never read their pushes (127.0.0.11, listening to every honest client's keys).
+Every loop is bounded in count and in time.
 
 Prints one JSON object on stdout (params, Config, versions, honest success
 rate and latency percentiles, the node's peak RSS and open sockets, the
@@ -44,6 +47,7 @@ from trio_kad._messages import (
     AddProvider,
     FindNode,
     FindValue,
+    Listen,
     Ping,
     Request,
     RequestFrame,
@@ -64,6 +68,9 @@ SOURCES = {
     MIXED: "127.0.0.9",
     # Provider sets (issue 17): fresh node ids, full topics, ports 0 and 65536.
     "provider_flood": "127.0.0.10",
+    # Watching a key (issue 18).
+    "listen_flood": "127.0.0.12",
+    "deaf_listeners": "127.0.0.11",
 }
 WORKERS_PER_KIND = 4
 MAX_ITERATIONS_PER_WORKER = 1_000_000
@@ -341,6 +348,41 @@ class Attack:
             else:
                 await self.send_and_drain(MIXED, makers[choice]())
 
+    # --- watching a key (issue 18) ---
+
+    async def listen_flood(self) -> None:
+        """LISTENs for random keys under made-up ids: bounded by the listener limits."""
+        await self.simple("listen_flood", lambda: self.request(Listen(self.rng.randbytes(32))), 200)
+
+    async def deaf_listeners(self) -> None:
+        """LISTENs to every honest client's keys over its own connection, then never reads.
+
+        Each honest ``set`` makes the node push to it: pushes that fill the
+        socket buffers and are never answered (``Config.watch_push_timeout``).
+        """
+        keys = [key_id(honest_key(i, n)) for i in range(HONEST_INDEXES) for n in range(50)]
+        for _ in range(MAX_ITERATIONS_PER_WORKER):
+            if not self.running():
+                return
+            stream = await self.connect("deaf_listeners")
+            if stream is None:
+                await trio.sleep(0.5)
+                continue
+            sender = self.rng.randbytes(32)
+            frames = b"".join(
+                encode_frame(RequestFrame(n + 1, sender, None, Listen(key), n == 0))
+                for n, key in enumerate(keys)
+            )
+            try:
+                await stream.send_all(frames)
+                self.counts["deaf_listeners_sent"] += len(keys)
+                # Never reads; renews with a new connection now and then.
+                await trio.sleep(min(30.0, max(0.0, self.deadline - trio.current_time())))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self.counts["closed_by_server"] += 1
+            finally:
+                await trio.aclose_forcefully(stream)
+
 
 async def attack(target: tuple[str, int], seconds: float, seed: int) -> dict[str, int]:
     state = Attack(target, trio.current_time() + seconds, seed)
@@ -355,6 +397,8 @@ async def attack(target: tuple[str, int], seconds: float, seed: int) -> dict[str
         lambda: state.simple("hostile_values", state.hostile_request, 8),
         state.mixed,
         state.provider_flood,
+        state.listen_flood,
+        state.deaf_listeners,
     ]
     # A hard stop: nothing may outlive the run by more than the longest drain.
     with trio.move_on_after(seconds + 20):
@@ -390,6 +434,15 @@ def read_proc(pid: int) -> dict[str, int]:
     return info
 
 
+HONEST_INDEXES = 16
+"""The deaf listeners listen to the keys of this many honest clients (``--honest`` at most)."""
+
+
+def honest_key(index: int, n: int) -> str:
+    """The ``n``-th of the 50 keys honest client ``index`` sets and gets."""
+    return f"honest-{index}-{n}"
+
+
 async def honest_client(
     index: int,
     bootstrap: tuple[str, int],
@@ -404,7 +457,7 @@ async def honest_client(
             if trio.current_time() >= deadline:
                 return
             # Even steps set a key, the next step gets it back.
-            key = f"honest-{index}-{(step // 2) % 50}"
+            key = honest_key(index, (step // 2) % 50)
             start = time.perf_counter()
             try:
                 with trio.fail_after(OP_TIMEOUT):

@@ -39,13 +39,12 @@ import time
 import timeit
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
 from typing import Any
 
 import cbor2
 import trio
 import trio.testing
-from _stats import percentiles, versions
+from _stats import percentiles, start
 from adversary import SIGNED_BEHAVIOURS, Adversary, emit, start_hostile
 
 from trio_kad import CasMismatch, Config, Dht, DhtError, MemoryNetwork, SigningKey
@@ -296,17 +295,8 @@ def main() -> None:
     parser.add_argument("--fraction", type=float, default=0.2, help="adversary: hostile share")
     parser.add_argument("--keys", type=int, default=1000, help="adversary: signed records read")
     parser.add_argument("--versions", type=int, default=3, help="adversary: seqs per record")
-    args = parser.parse_args()
-    modes = [mode for mode in args.modes.split(",") if mode]
-    if unknown := set(modes) - set(MODES):
-        parser.error(f"unknown modes {sorted(unknown)}; choose from {MODES}")
+    args, modes, result = start("records", parser, MODES)
     started = time.perf_counter()
-    result: dict[str, Any] = {
-        "benchmark": "records",
-        "params": vars(args),
-        "config": asdict(Config()),
-        "versions": versions(),
-    }
     if "verify" in modes:
         result["verify"] = measure_verify(args)
         print(f"verify: {result['verify']}", file=sys.stderr)

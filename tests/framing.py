@@ -5,6 +5,7 @@ from __future__ import annotations
 import trio
 
 from trio_kad._codec import FrameReader, decode_frame
+from trio_kad._ids import Address
 from trio_kad._messages import Frame
 
 
@@ -21,3 +22,15 @@ async def next_frame(stream: trio.SocketStream, reader: FrameReader) -> Frame | 
         if not data:
             return None
         reader.feed(data)
+
+
+async def connect_from(source: str, address: Address) -> trio.SocketStream:
+    """A raw TCP stream to ``address`` whose local end is bound to ``source``."""
+    sock = trio.socket.socket()
+    try:
+        await sock.bind((source, 0))
+        await sock.connect(address)
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketStream(sock)

@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 
 import cbor2
 import trio
-from framing import next_frame
+from framing import connect_from, next_frame
 
 from trio_kad import open_dht
 from trio_kad._codec import FrameReader, encode_frame
@@ -66,18 +66,6 @@ async def serving(
         assert address is not None
         yield server, address
         nursery.cancel_scope.cancel()
-
-
-async def connect_from(source: str, address: Address) -> trio.SocketStream:
-    """A raw TCP stream to ``address`` whose local end is bound to ``source``."""
-    sock = trio.socket.socket()
-    try:
-        await sock.bind((source, 0))
-        await sock.connect(address)
-    except BaseException:
-        sock.close()
-        raise
-    return trio.SocketStream(sock)
 
 
 def ping_bytes(request_id: int) -> bytes:

@@ -161,3 +161,20 @@ def test_providers_benchmark() -> None:
     assert find["rpcs_per_find"]["mean"] >= 0
     assert isinstance(churn, dict) and churn["stopped_still_listed_share_after_one_lifetime"] == 0
     assert isinstance(memory, dict) and memory["bytes_per_entry"] > 0
+
+
+# --- watching a key (issue 18)
+
+
+def test_watch_benchmark() -> None:
+    data = bench(
+        "watch",
+        *("--nodes", "8", "--ops", "3", "--interval", "0.05"),
+        *("--fanout-nodes", "20", "--updates", "4", "--after-updates", "2"),
+    )
+    latency, fanout = data["latency"], data["fanout"]
+    assert isinstance(latency, dict) and isinstance(fanout, dict)
+    assert latency["received"] == 3
+    assert fanout["watchers_saw_last"] == fanout["watchers"] == 20
+    assert fanout["seen_twice_or_out_of_order"] == 0
+    assert fanout["bytes_per_listener"] > 0

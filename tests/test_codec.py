@@ -67,7 +67,7 @@ from trio_kad._messages import (
 )
 
 pairs = st.builds(Store, ids, st.binary(min_size=1, max_size=64), st.integers(0, MAX_TTL))
-results = st.sampled_from([0, *ErrorCode]) | st.integers(1, len(ErrorCode))
+results = st.sampled_from([0, *ErrorCode]) | st.sampled_from([code.value for code in ErrorCode])
 
 # Shared by the examples on purpose: contacts remembered from one example are
 # hits in the next, and the small limit makes it empty itself now and then.

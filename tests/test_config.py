@@ -107,3 +107,9 @@ def test_lookup_bounds_and_paths_follow_k() -> None:
     for name in ("lookup_max_rpcs", "lookup_max_contacts", "disjoint_paths"):
         with pytest.raises(ValueError, match=name):
             Config(**{name: 0})  # type: ignore[arg-type]
+
+
+def test_a_listener_outlives_a_renewal_interval() -> None:
+    with pytest.raises(ValueError, match="watch_listener_ttl"):
+        Config(watch_renew_interval=60.0, watch_listener_ttl=60.0)
+    assert Config(watch_renew_interval=10.0, watch_listener_ttl=11.0).watch_listener_ttl == 11.0

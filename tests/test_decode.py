@@ -10,7 +10,16 @@ from typing import Any
 
 import cbor2
 import pytest
-from wire import KEY, SENDER, fields_of, ping_fields, refused, store_many_fields, stored_many_fields
+from wire import (
+    KEY,
+    SENDER,
+    fields_of,
+    payload_of,
+    ping_fields,
+    refused,
+    store_many_fields,
+    stored_many_fields,
+)
 
 from trio_kad._codec import MAX_CONTACTS, UnsupportedFrameError, decode_frame
 from trio_kad._errors import ProtocolError
@@ -23,7 +32,9 @@ from trio_kad._messages import (
     FindValue,
     FoundValue,
     Frame,
+    Listen,
     Nodes,
+    Push,
     ReplyFrame,
     RequestFrame,
     Store,
@@ -256,3 +267,47 @@ def test_pairs_without_published_are_the_oldest() -> None:
     frame = decode_frame(cbor2.dumps(store_many_fields([GOOD_PAIR, [*GOOD_PAIR, 1234]])))
     assert isinstance(frame, RequestFrame)
     assert frame.body == StoreMany((Store(KEY, b"v", 60), Store(KEY, b"v", 60, published=1234)))
+
+
+# --- watching a key (issue 18) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        Listen(KEY),
+        Push(Store(KEY, b"\x01")),
+        Push(Store(KEY, b"\x01", ttl=5, published=123)),
+    ],
+)
+def test_listen_and_push_round_trip(body: Listen | Push) -> None:
+    frame = RequestFrame(7, SENDER, 4000, body)
+    assert decode_frame(payload_of(frame)) == frame
+
+
+@pytest.mark.parametrize(
+    ("body", "name", "value"),
+    [
+        (Listen(KEY), "key", KEY[:31]),
+        (Listen(KEY), "key", "k"),
+        (Listen(KEY), "key", None),
+        (Push(Store(KEY, b"\x01")), "key", KEY + b"x"),
+        (Push(Store(KEY, b"\x01")), "value", b""),
+        (Push(Store(KEY, b"\x01")), "cache", True),
+        (Push(Store(KEY, b"\x01")), "published", -1),
+    ],
+)
+def test_malformed_listen_or_push_is_refused_with_its_id(
+    body: Listen | Push, name: str, value: object
+) -> None:
+    fields = fields_of(RequestFrame(7, SENDER, 4000, body))
+    if value is None:
+        del fields[name]
+    else:
+        fields[name] = value
+    assert refused(cbor2.dumps(fields)).request_id == 7
+
+
+def test_not_listening_is_an_error_code() -> None:
+    frame = ReplyFrame(7, SENDER, ErrorReply(ErrorCode.NOT_LISTENING, "not listening"))
+    assert decode_frame(payload_of(frame)) == frame

@@ -23,6 +23,7 @@ from trio_kad._messages import (
     Nodes,
     Ping,
     Pong,
+    Push,
     ReplyFrame,
     RequestFrame,
     Store,
@@ -205,3 +206,15 @@ def test_invalid_contact_is_refused_every_time() -> None:
 def test_not_a_contact_is_refused() -> None:
     with pytest.raises(ValueError):
         encode_frame(ReplyFrame(1, SENDER, Nodes(((KEY, "h", 1),))))  # type: ignore[arg-type]
+
+
+# --- watching a key (issue 18) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "pair",
+    [Store(KEY, b"\x01", cache=True), Store(KEY, b"\x01", signed=None, cas=3)],
+)
+def test_a_push_carries_no_cache_copy_and_no_cas(pair: Store) -> None:
+    with pytest.raises(ValueError):
+        encode_frame(RequestFrame(1, SENDER, 4000, Push(pair)))

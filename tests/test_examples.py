@@ -124,3 +124,10 @@ def test_rendezvous_example() -> None:
     assert _run_example("rendezvous.py") == "".join(
         f"peer-{i} found 2 others, 2 answered\n" for i in range(3)
     )
+
+
+# --- watching a key (issue 18)
+
+
+def test_watch_example() -> None:
+    assert _run_example("watch.py") == "temperature: 20\ntemperature: 21\ntemperature: 22\n"

@@ -47,6 +47,10 @@ SHELL = [
     # --- provider sets (issue 17)
     "_provider_ops",  # announcing, finding and replicating providers
     "_cli_providers",  # the announce and providers commands of cli
+    # --- watching a key (issue 18)
+    "_pushing",  # watching a key: the holder's pushes
+    "_watching",  # watching a key: the watcher's listens and polls
+    "_cli_watch",
 ]
 """The Trio and I/O side (glob patterns). A new module that must do I/O goes here."""
 

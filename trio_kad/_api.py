@@ -6,11 +6,11 @@ import logging
 import os
 import random
 import secrets
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import cbor2
 import trio
@@ -30,7 +30,7 @@ from ._maintenance import (
     run_replicate,
     run_republish,
 )
-from ._messages import MAX_TTL
+from ._messages import MAX_TTL, SignedPart
 from ._node import LookupReport, Node
 from ._persist import DataDir
 from ._persist_providers import load_providers, save_providers
@@ -47,6 +47,9 @@ from ._signed import SignedRecord, SigningKey, check_signed_arguments, signed_ke
 from ._signed_ops import find_immutable, find_signed, publish_immutable, publish_signed
 from ._storing import publish
 from ._transport import Transport, TransportStatistics
+from ._watching import Updates, Watch, plain_value
+
+T = TypeVar("T")
 
 log = logging.getLogger("trio_kad")
 
@@ -336,6 +339,58 @@ class Dht:
     def __repr__(self) -> str:
         where = "client" if self._address is None else f"{self._address[0]}:{self._address[1]}"
         return f"<Dht {self.node_id.hex()[:12]} {where}>"
+
+    # --- watching a key (issue 18) ------------------------------------------
+
+    @asynccontextmanager
+    async def watch(self, key: str | bytes) -> AsyncIterator[Updates[Any]]:
+        """Watch ``key``: ``async with dht.watch(key) as updates: async for value in updates:``.
+
+        Yields the current value first when one exists, then each newer one
+        (a later publication) as it is stored at the nodes closest to the key,
+        which push it here; never a value twice or out of order. A slow reader
+        is not queued for: it gets the newest value when it next reads
+        (a one-slot "latest" buffer), skipping those in between. While no
+        holder accepts this node's LISTEN (a client-only node, or every holder
+        at its listener limits) the watch polls every
+        ``Config.watch_poll_interval`` instead. Leaving the block ends the watch.
+        """
+        async with self._watching(key_id(key), False, plain_value(_decode)) as updates:
+            yield updates
+
+    @asynccontextmanager
+    async def watch_signed(
+        self, public_key: bytes, *, salt: bytes = b""
+    ) -> AsyncIterator[Updates[SignedRecord]]:
+        """Watch a signed record, as ``watch`` does: ``SignedRecord``s of rising seq, verified."""
+        if not isinstance(public_key, bytes) or len(public_key) != 32:
+            raise ValueError("public_key must be 32 bytes")
+        check_signed_arguments(salt, None)
+
+        def record(value: bytes, signed: SignedPart | None) -> SignedRecord:
+            assert signed is not None  # a signed watch takes verified records only
+            return SignedRecord(_decode(value), signed.seq, public_key, salt, signed.signature)
+
+        async with self._watching(signed_key(public_key, salt), True, record) as updates:
+            yield updates
+
+    @asynccontextmanager
+    async def _watching(
+        self, key: bytes, signed: bool, convert: Callable[[bytes, SignedPart | None], T]
+    ) -> AsyncIterator[Updates[T]]:
+        watch = Watch(self._node, key, signed=signed)
+        self._node.watches.add(watch)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(watch.run)
+                try:
+                    yield Updates(watch, convert)
+                finally:
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise_single(group)
+        finally:
+            self._node.watches.remove(watch)
 
 
 def _decode(value: bytes) -> Any:

@@ -231,6 +231,37 @@ class Config:
     Fresh node ids cost nothing to make: this bounds how many places one
     host can take in one topic, whatever ids it invents.
     """
+    # --- watching a key (issue 18)
+    watch_renew_interval: float = 60.0
+    """Seconds between a watcher's renewals: it looks the key up again and sends LISTEN to the
+    k closest it finds, so it follows churn and new nodes within this interval.
+
+    OpenDHT renews every 30 s; each of our renewals is a lookup as well, which
+    OpenDHT does not repeat, so we renew half as often and pay about the same.
+    """
+    watch_listener_ttl: float = 180.0
+    """Seconds a holder keeps a listener without a renewal (more than ``watch_renew_interval``).
+
+    Three renewal intervals: two lost renewals in a row do not drop a watcher.
+    OpenDHT keeps listeners 10 min; a watcher gone without a word holds a
+    slot here for 3 min at most, so limits free up sooner after churn.
+    """
+    watch_poll_interval: float = 30.0
+    """Seconds between a watcher's polls (a value lookup) while no holder accepts its LISTEN
+    (all refused ``OVERLOADED``, or this node is client-only over a transport that cannot push)."""
+    max_listeners: int = 16384
+    """Listeners a holder keeps in all (one per key and listening node), about 200 bytes each."""
+    max_listeners_per_key: int = 4096
+    """Listeners a holder keeps for one key."""
+    max_listeners_per_ip: int = 64
+    """Listeners a holder keeps from one IP address (/24 or /48 group; ``per_ip_exempt`` hosts
+    are not counted)."""
+    watch_push_rate: float = 10.0
+    """Pushes per second a holder sends one listener; faster changes are coalesced: the
+    listener gets the latest pair when its turn comes."""
+    watch_push_timeout: float = 5.0
+    """Seconds one push may take; a listener that does not answer in time (one that never
+    reads fills its socket buffer) is dropped, so it never holds the holder up."""
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -265,6 +296,8 @@ class Config:
             raise ValueError("Config.max_providers_per_topic must be at most 256")
         if self.max_value_size + 1024 > self.max_frame_size:
             raise ValueError("Config.max_frame_size must leave room for a value of max_value_size")
+        if self.watch_listener_ttl <= self.watch_renew_interval:
+            raise ValueError("Config.watch_listener_ttl must exceed Config.watch_renew_interval")
 
     def replace(self, **changes: object) -> Config:
         """Return a copy with some fields changed (validated again)."""

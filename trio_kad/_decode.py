@@ -33,9 +33,11 @@ from ._messages import (
     FindValue,
     FoundValue,
     Frame,
+    Listen,
     Nodes,
     Ping,
     Pong,
+    Push,
     Reply,
     ReplyFrame,
     Request,
@@ -249,6 +251,13 @@ def _decode_stored_many(fields: dict[Any, Any], request_id: int) -> StoredMany:
     return StoredMany(tuple(results))
 
 
+def _decode_push(fields: dict[Any, Any], request_id: int) -> Push:
+    pair = _decode_store(fields, request_id)
+    if pair.cache or pair.cas is not None:
+        _fail("a push carries no 'cache' or 'cas'", request_id)
+    return Push(pair)
+
+
 # Bodies without fields are immutable and equal to any other instance: share one.
 PING = Ping()
 PONG = Pong()
@@ -261,6 +270,8 @@ _REQUEST_DECODERS: dict[str, Callable[[dict[Any, Any], int], Request]] = {
     "find_value": lambda fields, request_id: FindValue(_id_field(fields, "key", request_id)),
     "store_many": _decode_store_many,
     **PROVIDER_REQUEST_DECODERS,
+    "listen": lambda fields, request_id: Listen(_id_field(fields, "key", request_id)),
+    "push": _decode_push,
 }
 _REPLY_DECODERS: dict[str, Callable[[dict[Any, Any], int], Reply]] = {
     "pong": lambda fields, request_id: PONG,

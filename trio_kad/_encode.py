@@ -38,10 +38,12 @@ from ._messages import (
     FindValue,
     FoundValue,
     Frame,
+    Listen,
     Nodes,
     Ping,
     Pong,
     Providers,
+    Push,
     Reply,
     ReplyFrame,
     RequestFrame,
@@ -345,6 +347,23 @@ def _encode_signed_found_value(body: FoundValue) -> _BodyBytes:
     return _VALUE_TYPE, 2 if body.ttl is None else 3, b"".join(parts)
 
 
+# --- watching a key (issue 18)
+_LISTEN_TYPE = _text("listen")
+_PUSH_TYPE = _text("push")
+
+
+def _encode_listen(body: Listen) -> _BodyBytes:
+    return _LISTEN_TYPE, 1, KEY_KEY_AND_ID_HEAD + _check_encode_id(body.key, "listen key")
+
+
+def _encode_push(body: Push) -> _BodyBytes:
+    # A push carries a pair as a STORE would, but never a cache copy or a cas.
+    if type(body.pair) is not Store or body.pair.cache or body.pair.cas is not None:
+        raise ValueError(f"a push carries a plain Store, got {body.pair!r}")
+    _, entries, fields = _encode_store(body.pair)
+    return _PUSH_TYPE, entries, fields
+
+
 _REQUEST_ENCODERS: dict[type, Callable[[Any], _BodyBytes]] = {
     Ping: lambda body: _PING_BYTES,
     Store: _encode_store,
@@ -352,6 +371,8 @@ _REQUEST_ENCODERS: dict[type, Callable[[Any], _BodyBytes]] = {
     FindValue: _encode_find_value,
     StoreMany: _encode_store_many,
     **PROVIDER_REQUEST_ENCODERS,
+    Listen: _encode_listen,
+    Push: _encode_push,
 }
 _REPLY_ENCODERS: dict[type, Callable[[Any], _BodyBytes]] = {
     Pong: lambda body: _PONG_BYTES,

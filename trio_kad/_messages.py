@@ -151,8 +151,44 @@ class StoreProviders:
     entries: tuple[ProviderEntry, ...]
 
 
+# --- watching a key (issue 18) ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """Push me each newer pair of ``key`` you come to hold (docs/protocol.md, "Watching a key").
+
+    Answered as ``FindValue`` is (``FoundValue`` when the receiver holds the
+    key, else ``Nodes``), which also says the receiver keeps the sender as a
+    listener until ``Config.watch_listener_ttl`` passes without another
+    ``Listen``; or refused with ``OVERLOADED`` over a listener limit.
+    """
+
+    key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """A holder's newer pair for a key the receiver listens to: ``pair`` as it was stored.
+
+    ``pair`` is a ``Store`` without ``cache`` or ``cas``. Answered by ``Pong``,
+    or by ``NOT_LISTENING`` when the receiver does not listen to that key (any more).
+    """
+
+    pair: Store
+
+
 Request = (
-    Ping | Store | FindNode | FindValue | StoreMany | AddProvider | GetProviders | StoreProviders
+    Ping
+    | Store
+    | FindNode
+    | FindValue
+    | StoreMany
+    | AddProvider
+    | GetProviders
+    | StoreProviders
+    | Listen
+    | Push
 )
 
 # --- replies -----------------------------------------------------------------
@@ -224,6 +260,9 @@ class ErrorCode(enum.IntEnum):
     """The announcing address holds as many provider entries, or node ids, as it may."""
     PROVIDER_CONFLICT = 12
     """The node id is a provider of the key from another address until that entry expires."""
+    # Watching a key (issue 18).
+    NOT_LISTENING = 13
+    """A ``Push`` for a key the receiver does not listen to: the sender stops pushing it there."""
 
 
 @dataclass(frozen=True, slots=True)

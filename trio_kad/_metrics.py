@@ -82,6 +82,7 @@ class MeteredTransport(Transport):
                 return reply
 
             counted = counted_handler
+        self._inner.push_handler = self.push_handler  # a client-only watcher's pushes
         await self._inner.run(config, node_id, host, port, counted, task_status=task_status)
 
     async def request(
@@ -104,6 +105,10 @@ class MeteredTransport(Transport):
     def statistics(self) -> TransportStatistics:
         """The inner transport's counters."""
         return self._inner.statistics()
+
+    def holds_connection(self, address: Address) -> bool:
+        """The inner transport's answer."""
+        return self._inner.holds_connection(address)
 
 
 class _Histogram:

@@ -31,6 +31,7 @@ from ._messages import (
 )
 from ._newer import newer, trusted_locally
 from ._providers import ProviderTable
+from ._pushing import Pusher
 from ._records import MemoryStore, RecordStore
 from ._routing import Added, PingOldest, RoutingTable
 from ._rtt import RttTable
@@ -38,6 +39,7 @@ from ._search import LookupOutcome, LookupReport, Search
 from ._serve import Server
 from ._transport import Transport
 from ._values import well_formed_value
+from ._watching import Watches
 
 __all__ = ["LookupOutcome", "LookupReport", "Node", "NodeCounters"]
 
@@ -142,11 +144,26 @@ class Node:
         """Topics this node announces: key -> (port, when to announce again)."""
         self.own_host: str | None = None
         """The host this node listens on (``None`` until ``run``, and for a client-only node)."""
+        # Watching a key (issue 18): this node's watches, and its listeners as a holder.
+        self.watches = Watches()
+        self.pusher = Pusher(self)
+        if client_only:
+            transport.push_handler = self.watches.serve_client
         self.server = Server(self, self._saw_requester)
         self.handle_request: Callable[[RequestFrame, Address], Awaitable[Reply]] = (
             self.server.handle_request
         )
         """The transport's handler: answers one request (see ``Server.handle_request``)."""
+
+    def spawn(self, job: Callable[..., Awaitable[None]], *args: object) -> bool:
+        """Run ``job(*args)`` in the node's nursery; False when the node is not running."""
+        if self._nursery is None:
+            return False
+        try:
+            self._nursery.start_soon(job, *args)
+        except RuntimeError:  # the nursery is closing
+            return False
+        return True
 
     def wall_ms(self) -> int:
         """``wall_clock`` in whole milliseconds: a ``published`` time (``Store.published``)."""
@@ -156,16 +173,19 @@ class Node:
         self, host: str, port: int, *, task_status: trio.TaskStatus[Address | None]
     ) -> None:
         """Start the transport, report the bound address, serve until cancelled."""
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            handler = None if self.client_only else self.handle_request
-            address = await nursery.start(
-                self.transport.run, self.config, self.node_id, host, port, handler
-            )
-            if address is not None:
-                self.port, self.own_host = address[1], address[0]
-            self.addresses = AddressPolicy(host if address is None else address[0])
-            task_status.started(address)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                handler = None if self.client_only else self.handle_request
+                address = await nursery.start(
+                    self.transport.run, self.config, self.node_id, host, port, handler
+                )
+                if address is not None:
+                    self.port, self.own_host = address[1], address[0]
+                self.addresses = AddressPolicy(host if address is None else address[0])
+                task_status.started(address)
+        finally:
+            self.watches.close()  # a watch read elsewhere ends with the node
 
     # --- routing table upkeep (paper section 2.2) -----------------------------
 

@@ -31,7 +31,9 @@ from ._messages import (
     ErrorReply,
     FindNode,
     FindValue,
+    Listen,
     Ping,
+    Push,
     Reply,
     ReplyFrame,
     Request,
@@ -41,8 +43,10 @@ from ._messages import (
 W = TypeVar("W")
 """Whatever a transport keeps for a caller waiting on a reply (an event, a future...)."""
 
-ANSWERED_INLINE = frozenset({Ping, FindNode, FindValue})
+ANSWERED_INLINE = frozenset({Ping, FindNode, FindValue, Listen, Push})
 """Requests answered before the next frame is read: the node only reads memory for them.
+
+(LISTEN and PUSH too: the one notes a listener, the other hands a pair to a watch.)
 
 The rest (STOREs, which may wait on a disk) are handled apart, at most
 ``Config.max_requests_per_connection`` at once per connection.

@@ -26,9 +26,11 @@ from ._messages import (
     FindValue,
     FoundValue,
     GetProviders,
+    Listen,
     Nodes,
     Ping,
     Pong,
+    Push,
     Reply,
     RequestFrame,
     Store,
@@ -62,6 +64,8 @@ class Server:
         self._saw_requester = saw_requester
         self._per_ip_exempt = NetworkSet(node.config.per_ip_exempt)
         self._wall_ms = node.wall_ms
+        self._pusher = node.pusher
+        self._watches = node.watches
         # Held from a STORE's verdict to its put: a durable put awaits the disk,
         # and compare-and-set (signed records' cas) must see no STORE in between.
         self._store_lock = trio.Lock()
@@ -81,17 +85,7 @@ class Server:
         if isinstance(body, Ping):
             return Pong()
         if isinstance(body, FindValue):
-            now = trio.current_time()
-            record = self._records.get(body.key, now)
-            if record is not None:
-                return FoundValue(
-                    record.value,
-                    ttl_left(record, now),
-                    record.signed,
-                    published=record.published,
-                    cached=record.cached,
-                )
-            return Nodes(self._closest_for(body.key, frame.sender_id))
+            return self._value_or_nodes(body.key, frame.sender_id)
         # Pairs from an exempt host count toward no per-IP quota.
         origin = "" if remote[0] in self._per_ip_exempt else ip_group(remote[0])
         if isinstance(body, Store):
@@ -104,7 +98,27 @@ class Server:
             return StoredMany(tuple(results))
         if isinstance(body, AddProvider | GetProviders | StoreProviders):
             return self._providers.serve(frame, remote)
+        # Watching a key (issue 18): a LISTEN is answered as a FIND_VALUE once kept.
+        if isinstance(body, Listen):
+            refusal = self._pusher.listen(frame, body, remote, origin)
+            return refusal or self._value_or_nodes(body.key, frame.sender_id)
+        if isinstance(body, Push):
+            return self._watches.push(frame, body)
         return ErrorReply(ErrorCode.UNSUPPORTED, "unknown request")
+
+    def _value_or_nodes(self, key: bytes, requester: bytes) -> Reply:
+        """The FIND_VALUE answer: the pair held under ``key``, else the closest contacts."""
+        now = trio.current_time()
+        record = self._records.get(key, now)
+        if record is not None:
+            return FoundValue(
+                record.value,
+                ttl_left(record, now),
+                record.signed,
+                published=record.published,
+                cached=record.cached,
+            )
+        return Nodes(self._closest_for(key, requester))
 
     def _closest_for(self, target: bytes, requester: bytes) -> tuple[Contact, ...]:
         # The requester knows itself; leaving it out leaves room for one more useful contact.
@@ -185,4 +199,5 @@ class Server:
             counters.stores_refused += 1
             return ErrorReply(ErrorCode.OVERLOADED, "storage full")
         counters.stores_accepted += 1
+        self._pusher.stored(held, record)
         return Stored()

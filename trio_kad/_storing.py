@@ -120,11 +120,13 @@ async def keep_own(node: Node, record: Record) -> None:
     Quotas meant for others never refuse it (``RecordStore.put_own``).
     Raises ``StoreError`` when the node's own pairs alone fill the store.
     """
+    held = node.records.get(record.key, trio.current_time())
     if not await node.records.put_own(record):
         raise StoreError(
             "the local store has no room for this pair: this node's own pairs fill it"
             " (Config.max_records, Config.max_store_bytes)"
         )
+    node.pusher.stored(held, record)  # its listeners, if it holds the key for others too
 
 
 async def send_stores(node: Node, contacts: Iterable[Contact], request: Store) -> int:

@@ -58,8 +58,8 @@ class TcpTransport(Transport):
 
     @property
     def handler(self) -> RequestHandler | None:
-        """The node's request handler (None: client-only)."""
-        return self._handler
+        """The node's request handler (a client-only node's ``push_handler``, or None)."""
+        return self._handler if self._handler is not None else self.push_handler
 
     @property
     def stats(self) -> TransportStatistics:
@@ -184,6 +184,13 @@ class TcpTransport(Transport):
     def named(self, conn: Connection, peer: PeerNamed) -> None:
         if peer.duplex and peer.port is not None and not conn.dialed:
             self._dialer.adopt(conn, (conn.remote[0], peer.port))
+        elif peer.duplex and not conn.dialed:
+            # A client-only peer: reachable over this connection only (pushes of a watch).
+            self._dialer.adopt(conn, conn.remote)
+
+    def holds_connection(self, address: Address) -> bool:
+        conn = self._dialer.by_address.get(address)
+        return conn is not None and not conn.closed
 
     def touched(self, conn: Connection) -> None:
         self._dialer.touched(conn)

@@ -38,6 +38,9 @@ class Transport(abc.ABC):
 
     def __init__(self) -> None:
         self._stats = TransportStatistics()
+        self.push_handler: RequestHandler | None = None
+        """Serves the requests a client-only node (``run`` without a handler) receives on the
+        connections it opened: the pushes of the keys it watches. ``None``: refuse them all."""
 
     @abc.abstractmethod
     async def run(
@@ -88,6 +91,15 @@ class Transport(abc.ABC):
         body: Request,
     ) -> ReplyFrame:
         """``request`` without the counting: what each transport implements."""
+
+    def holds_connection(self, address: Address) -> bool:
+        """Would a request to ``address`` go over a connection open now, without dialing?
+
+        Pushes to a client-only watcher go only over the connection it opened
+        (at its ephemeral address): never dialed. Transports that cannot say
+        answer False, and client-only nodes then poll instead of listening.
+        """
+        return False
 
     def statistics(self) -> TransportStatistics:
         """A snapshot of the counters since the transport was created."""

@@ -1,4 +1,4 @@
-"""The ``trio-kad`` command: serve, set, get, config, demo, and the signed-record commands."""
+"""The ``trio-kad`` command: serve, set, get, watch, config, demo, signed-record commands."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ from ._cli_providers import run_command as run_provider_command
 from ._cli_records import COMMANDS as RECORD_COMMANDS
 from ._cli_records import add_commands as add_record_commands
 from ._cli_records import run_command as run_record_command
+from ._cli_watch import COMMAND as WATCH_COMMAND
+from ._cli_watch import add_command as add_watch_command
+from ._cli_watch import run_command as run_watch_command
 from ._config import Config
 from ._errors import DhtError
 from ._logs import FORMATS, configure_logging
@@ -87,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_record_commands(sub, _network_options)
     add_provider_commands(sub, _network_options)
+    add_watch_command(sub, _network_options)
     config = sub.add_parser("config", help="print every Config field with its default")
     config.add_argument(
         "--defaults", action="store_true", required=True, help="as TOML that --config accepts"
@@ -123,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return trio.run(_set, args)
         if args.command == "get":
             return trio.run(_get, args)
+        if args.command == WATCH_COMMAND:
+            return run_watch_command(args, _peers(args.bootstrap))
         if args.command in RECORD_COMMANDS:
             return run_record_command(args, _peers(getattr(args, "bootstrap", None)))
         if args.command in PROVIDER_COMMANDS:
