@@ -179,16 +179,52 @@ def entry(n: int, age: int) -> ProviderEntry:
     return ProviderEntry(node(n), "198.51.100.1", 1000 + n, age, 100)
 
 
-def test_merge_is_distinct_by_node_id_and_freshest_first() -> None:
+HONEST, SECOND, LIAR = b"h" * 32, b"s" * 32, b"l" * 32
+
+
+def test_merge_is_distinct_by_node_id_confirmed_then_freshest() -> None:
     merge = ProviderMerge(limit=3)
-    assert [p.node_id for p in merge.add([entry(1, 50), entry(2, 10)])] == [node(1), node(2)]
+    assert [p.node_id for p in merge.add([entry(1, 50), entry(2, 10)], HONEST)] == [
+        node(1),
+        node(2),
+    ]
+    # A sighting of a known provider is no new provider; a fresher one lowers its age.
+    assert merge.add([entry(1, 5)], SECOND) == []
+    assert [p.node_id for p in merge.add([entry(3, 1), entry(4, 0)], HONEST)] == [node(3), node(4)]
+    # Four ids known, but only node 1 named by two holders: not enough to stop.
     assert not merge.full
-    # A fresher sighting of a known provider is no new provider, but it wins.
-    assert merge.add([entry(1, 5)]) == []
-    assert [p.node_id for p in merge.add([entry(3, 1), entry(4, 0)])] == [node(3), node(4)]
+    merge.add([entry(3, 2), entry(4, 3)], SECOND)
     assert merge.full
     assert merge.result() == [
         Provider(node(4), "198.51.100.1", 1004, 0.0),
         Provider(node(3), "198.51.100.1", 1003, 1.0),
         Provider(node(1), "198.51.100.1", 1001, 5.0),
     ]
+
+
+def test_one_lying_holder_neither_crowds_out_nor_moves_honest_providers() -> None:
+    merge = ProviderMerge(limit=3)
+    # The liar answers first: invented providers of age 0, and provider 1 at its own host.
+    invented = [ProviderEntry(node(100 + i), "203.0.113.9", 9000 + i, 0, 100) for i in range(3)]
+    moved = ProviderEntry(node(1), "203.0.113.9", 9999, 0, 100)
+    merge.add([*invented, moved], LIAR)
+    assert not merge.full  # one holder's word is not enough to stop
+    honest = [entry(1, 30), entry(2, 40), entry(3, 50)]
+    merge.add(honest, HONEST)
+    merge.add(honest, SECOND)
+    assert merge.full
+    assert merge.result() == [
+        Provider(node(1), "198.51.100.1", 1001, 30.0),
+        Provider(node(2), "198.51.100.1", 1002, 40.0),
+        Provider(node(3), "198.51.100.1", 1003, 50.0),
+    ]
+
+
+def test_a_holder_repeating_itself_confirms_nothing() -> None:
+    merge = ProviderMerge(limit=1)
+    merge.add([entry(1, 5), entry(1, 5)], HONEST)
+    merge.add([entry(1, 4)], HONEST)
+    assert not merge.full
+    merge.add([entry(1, 9)], SECOND)
+    assert merge.full
+    assert merge.result() == [Provider(node(1), "198.51.100.1", 1001, 4.0)]

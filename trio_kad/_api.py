@@ -246,10 +246,12 @@ class Dht:
         await trio.lowlevel.checkpoint()
 
     async def find_providers(self, topic: str | bytes, *, limit: int = 20) -> list[Provider]:
-        """Up to ``limit`` providers of ``topic``, distinct by node id, freshest first.
+        """Up to ``limit`` providers of ``topic``, distinct by node id.
 
         A lookup toward the topic's key that merges the sets of the holders it
-        meets and stops as soon as it has ``limit``.
+        meets and stops once it has ``limit`` providers each named by two
+        holders (one holder's answer may be all made up). Those named by more
+        holders come first, then the freshest.
         """
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"limit must be an int >= 1, got {limit!r}")

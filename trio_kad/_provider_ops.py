@@ -185,7 +185,8 @@ class _ProviderLookup:
 
     def local(self) -> list[Provider]:
         """This node's own entries for the key (it may be a holder)."""
-        return self._take(self.node.providers.get(self.state.target, trio.current_time()))
+        entries = self.node.providers.get(self.state.target, trio.current_time())
+        return self._take(entries, self.node.node_id)
 
     async def ask(self, contact: Contact) -> Reply | None:
         node = self.node
@@ -198,17 +199,18 @@ class _ProviderLookup:
             return []
         self.state.on_reply(contact.node_id, self.node.addresses.allowed(reply.contacts))
         # Holders record the address an announcement came from: a name was made up.
-        return self._take(e for e in reply.entries if ip_literal(e.host) is not None)
+        entries = (e for e in reply.entries if ip_literal(e.host) is not None)
+        return self._take(entries, contact.node_id)
 
-    def _take(self, entries: Iterable[ProviderEntry]) -> list[Provider]:
-        new = self.merge.add(entries)
+    def _take(self, entries: Iterable[ProviderEntry], holder: bytes) -> list[Provider]:
+        new = self.merge.add(entries, holder)
         if self.merge.full:
-            self.state.finish()  # enough: stop as soon as ``limit`` are known
+            self.state.finish()  # enough: ``limit`` providers, each named by two holders
         return new
 
 
 async def find_providers(node: Node, key: bytes, limit: int) -> list[Provider]:
-    """Up to ``limit`` providers of ``key``: distinct by node id, freshest first."""
+    """Up to ``limit`` providers of ``key``: distinct by node id (``ProviderMerge``)."""
     search = _ProviderLookup(node, key, limit)
     search.local()
     state = search.state

@@ -3,7 +3,8 @@
 ``ProviderTable`` is a holder's side: per topic, one entry per node id, each
 with its own expiry, under four bounds (entries per topic, topics, entries
 and node ids per announcing address). ``ProviderMerge`` is a finder's side:
-the entries of many holders, distinct by node id, freshest first. Pure code:
+the entries of many holders, distinct by node id, the providers most holders
+name first (one holder may lie), then the freshest. Pure code:
 ``now`` is always an argument.
 """
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 from ._messages import MAX_TTL, ErrorCode, ProviderEntry
 
-__all__ = ["Provider", "ProviderMerge", "ProviderRefusal", "ProviderTable"]
+__all__ = ["CONFIRMATIONS", "Provider", "ProviderMerge", "ProviderRefusal", "ProviderTable"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,30 +225,74 @@ def _wire(entry: _Entry, now: float) -> ProviderEntry:
     return ProviderEntry(entry.node_id, entry.host, entry.port, age, ttl)
 
 
+CONFIRMATIONS = 2
+"""Holders that must name a provider before a finder may stop early on it.
+
+One holder's answer may be all made up (ids, hosts, ages of 0): an honest
+provider is held at k nodes, so a second holder naming it costs a finder
+one more answer, while a liar's inventions stay unconfirmed.
+"""
+
+
+class _Sighting:
+    """Where holders say one provider is: which holders said so, and the freshest age given."""
+
+    __slots__ = ("age", "holders")
+
+    def __init__(self, age: float) -> None:
+        self.age = age
+        self.holders: set[bytes] = set()
+
+
 class ProviderMerge:
-    """A finder's merge of the entries holders return: distinct by node id, freshest wins."""
+    """A finder's merge of the entries holders return, distinct by node id.
+
+    Every peer may lie, so a provider's place is decided by how many holders
+    name it at that host and port, then by freshness: a liar can neither move
+    an honest provider to its own host nor crowd the honest ones out with
+    invented entries of age 0, unless its entries are all the finder meets.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._found: dict[bytes, Provider] = {}
+        self._found: dict[bytes, dict[tuple[str, int], _Sighting]] = {}
+        self._confirmed = 0
 
-    def add(self, entries: Iterable[ProviderEntry]) -> list[Provider]:
-        """Take one holder's entries; return the providers not seen before, in its order."""
+    def add(self, entries: Iterable[ProviderEntry], holder: bytes) -> list[Provider]:
+        """Take ``holder``'s entries; return the node ids not seen before, in its order."""
         new = []
         for entry in entries:
-            provider = Provider(entry.node_id, entry.host, entry.port, float(entry.age))
-            seen = self._found.get(entry.node_id)
-            if seen is None:
-                new.append(provider)
-            if seen is None or provider.age < seen.age:
-                self._found[entry.node_id] = provider
+            places = self._found.get(entry.node_id)
+            if places is None:
+                places = self._found[entry.node_id] = {}
+                new.append(Provider(entry.node_id, entry.host, entry.port, float(entry.age)))
+            sighting = places.get((entry.host, entry.port))
+            if sighting is None:
+                sighting = places[entry.host, entry.port] = _Sighting(float(entry.age))
+            sighting.age = min(sighting.age, float(entry.age))
+            if holder not in sighting.holders:
+                sighting.holders.add(holder)
+                if len(sighting.holders) == CONFIRMATIONS and not _confirmed_elsewhere(
+                    places, sighting
+                ):
+                    self._confirmed += 1
         return new
 
     @property
     def full(self) -> bool:
-        """Whether ``limit`` distinct providers are known."""
-        return len(self._found) >= self.limit
+        """Whether ``limit`` providers are known, each named by ``CONFIRMATIONS`` holders."""
+        return self._confirmed >= self.limit
 
     def result(self) -> list[Provider]:
-        """The providers found, freshest first, at most ``limit``."""
-        return sorted(self._found.values(), key=lambda p: p.age)[: self.limit]
+        """At most ``limit`` providers: most confirmed first, then freshest."""
+        ranked = []
+        for node_id, places in self._found.items():
+            (host, port), best = max(places.items(), key=lambda p: (len(p[1].holders), -p[1].age))
+            ranked.append((-len(best.holders), best.age, Provider(node_id, host, port, best.age)))
+        ranked.sort(key=lambda r: (r[0], r[1]))
+        return [provider for _, _, provider in ranked[: self.limit]]
+
+
+def _confirmed_elsewhere(places: dict[tuple[str, int], _Sighting], sighting: _Sighting) -> bool:
+    # A provider counts once toward ``full``, however many places reach the bar.
+    return any(len(s.holders) >= CONFIRMATIONS for s in places.values() if s is not sighting)
