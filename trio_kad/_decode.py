@@ -9,11 +9,13 @@ frames usually skip it (``_decode_fast``); ``_codec.decode_frame`` picks. Pure c
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
 from ._address import MAX_HOST_LENGTH, valid_host
 from ._contacts import ContactCache
 from ._errors import ProtocolError
+from ._fields import fail as _fail
+from ._fields import id_field as _id_field
 from ._ids import ID_BYTES, Contact
 from ._messages import (
     ERROR_CODES,
@@ -59,17 +61,6 @@ class UnsupportedFrameError(ProtocolError):
 
     A receiver answers it with ``ErrorCode.UNSUPPORTED`` rather than ``MALFORMED``.
     """
-
-
-def _fail(message: str, request_id: int) -> NoReturn:
-    raise ProtocolError(message, request_id=request_id)
-
-
-def _id_field(fields: dict[Any, Any], key: str, request_id: int) -> bytes:
-    value = fields.get(key)
-    if type(value) is not bytes or len(value) != ID_BYTES:
-        _fail(f"'{key}' must be {ID_BYTES} bytes", request_id)
-    return value
 
 
 def _bytes_field(fields: dict[Any, Any], key: str, min_size: int, request_id: int) -> bytes:

@@ -10,12 +10,13 @@ passed in so this module depends on neither of them. Pure code.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
 import cbor2
 
 from ._address import MAX_HOST_LENGTH, valid_host
-from ._errors import ProtocolError
+from ._fields import fail as _fail
+from ._fields import id_field as _id_field
 from ._ids import ID_BYTES, Contact
 from ._messages import (
     MAX_CONTACTS,
@@ -113,17 +114,6 @@ def encode_providers(body: Providers, encode_contact: Callable[[Contact], bytes]
 
 
 # --- decoding: every field checked, only ProtocolError raised ----------------
-
-
-def _fail(message: str, request_id: int) -> NoReturn:
-    raise ProtocolError(message, request_id=request_id)
-
-
-def _id_field(fields: dict[Any, Any], key: str, request_id: int) -> bytes:
-    value = fields.get(key)
-    if type(value) is not bytes or len(value) != ID_BYTES:
-        _fail(f"'{key}' must be {ID_BYTES} bytes", request_id)
-    return value
 
 
 def _decode_entry(item: object, request_id: int) -> ProviderEntry:
