@@ -25,6 +25,7 @@ SHELL = [
     "__init__",  # re-exports both sides
     "__main__",
     "_api",
+    "_open",  # open_dht: starts a node and its background tasks
     "_demo",
     "_logs",  # formats wall-clock times of log records
     "_maintenance",

@@ -4,7 +4,7 @@ Start here: ``async with open_dht(bootstrap=["host:port"]) as dht``, then
 ``await dht.set(key, value)`` and ``await dht.get(key)``.
 """
 
-from ._api import Dht, DhtStatistics, open_dht
+from ._api import Dht, DhtStatistics
 from ._config import Config
 from ._errors import (
     BootstrapError,
@@ -22,6 +22,7 @@ from ._errors import (
 from ._memory import MemoryTransport
 from ._memory_net import MemoryNetwork
 from ._node import LookupReport
+from ._open import open_dht
 from ._providers import Provider
 from ._signed import SignedRecord, SigningKey
 from ._tcp import TcpTransport

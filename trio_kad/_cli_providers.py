@@ -10,7 +10,7 @@ from collections.abc import Callable
 import trio
 
 from ._address import format_address
-from ._api import open_dht
+from ._open import open_dht
 
 EXIT_OK = 0
 EXIT_NONE = 1

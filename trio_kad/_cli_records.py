@@ -10,9 +10,9 @@ from pathlib import Path
 
 import trio
 
-from ._api import open_dht
 from ._errors import CasMismatch, StaleSequence
 from ._messages import PUBLIC_KEY_BYTES
+from ._open import open_dht
 from ._signed import SEED_BYTES, SigningKey
 
 EXIT_OK = 0

@@ -10,7 +10,8 @@ from typing import Any
 
 import trio
 
-from ._api import open_dht, raise_single
+from ._errors import raise_single
+from ._open import open_dht
 
 COMMAND = "watch"
 

@@ -9,9 +9,10 @@ from typing import Any
 import trio
 
 from ._address import format_address
-from ._api import Dht, open_dht
+from ._api import Dht
 from ._config import Config
 from ._ids import distance, key_id
+from ._open import open_dht
 
 DEMO_PAIRS: list[tuple[str, Any]] = [
     ("greeting", "hello, kademlia"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 
 class DhtError(Exception):
     """Base class of every error trio-kad raises on purpose."""
@@ -83,3 +85,22 @@ class CasMismatch(DhtError):
         held = "no record" if seq is None else f"seq {seq}"
         super().__init__(f"compare-and-swap failed: the storing nodes hold {held}")
         self.seq = seq
+
+
+def raise_single(group: BaseExceptionGroup[BaseException]) -> NoReturn:
+    """Raise the one exception inside ``group`` as itself; the group when it holds several."""
+    # Background tasks never raise, so a group here wraps the caller's own
+    # exception (or a startup error): hand it back as itself, not as a group.
+    leaves: list[BaseException] = []
+
+    def collect(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                collect(inner)
+        else:
+            leaves.append(exc)
+
+    collect(group)
+    if len(leaves) == 1:
+        raise leaves[0]
+    raise group

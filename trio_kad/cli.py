@@ -13,7 +13,6 @@ from typing import Any
 import trio
 
 from ._address import format_address, parse_address
-from ._api import open_dht, raise_single
 from ._cli_config import add_config_flags, config_from_args, defaults_toml
 from ._cli_providers import COMMANDS as PROVIDER_COMMANDS
 from ._cli_providers import add_commands as add_provider_commands
@@ -25,8 +24,9 @@ from ._cli_watch import COMMAND as WATCH_COMMAND
 from ._cli_watch import add_command as add_watch_command
 from ._cli_watch import run_command as run_watch_command
 from ._config import Config
-from ._errors import DhtError
+from ._errors import DhtError, raise_single
 from ._logs import FORMATS, configure_logging
+from ._open import open_dht
 from ._status import StatusServer
 
 EXIT_OK = 0

@@ -20,10 +20,12 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from ._api import Dht, open_dht, raise_single
+from ._api import Dht
 from ._config import Config
+from ._errors import raise_single
 from ._memory_net import MemoryNetwork
 from ._node import Node
+from ._open import open_dht
 from ._tcp import TcpTransport
 from ._transport import Transport
 from ._wan import WanModel
