@@ -80,3 +80,29 @@ async def test_a_failed_rpc_is_counted_as_failed(autojump_clock: trio.testing.Mo
                 if n == "trio_kad_rpcs_sent_total" and ("outcome", "failed") in labels
             )
             assert failed > 0
+
+
+async def test_provider_sets_and_watches_are_counted(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_simulation(6) as sim:
+        holder, watcher = sim.nodes[0], sim.nodes[1]
+        await sim.nodes[2].announce("topic", port=8000)
+        await holder.set("key", 1)
+        async with watcher.watch("key") as updates:
+            assert await updates.__anext__() == 1
+            await holder.set("key", 2)
+            assert await updates.__anext__() == 2
+            stats = [dht.statistics() for dht in sim.nodes]
+            assert watcher.statistics().watches == 1
+            assert sum(s.listeners.listeners for s in stats) >= 1
+            assert sum(s.listeners.pushes_sent for s in stats) >= 1
+            totals: dict[str, float] = {}
+            for dht in sim.nodes:
+                for (name, _), value in _samples(generate_latest(node_registry(dht))).items():
+                    totals[name] = totals.get(name, 0.0) + value
+        assert watcher.statistics().watches == 0
+    assert totals["trio_kad_watches"] == 1
+    assert totals["trio_kad_listeners"] >= 1
+    assert totals["trio_kad_pushes_sent_total"] >= 1
+    assert totals["trio_kad_provider_entries"] == sum(s.provider_entries for s in stats) > 0

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import cbor2
@@ -17,6 +18,7 @@ from ._codec import decode_value
 from ._config import Config
 from ._errors import ProtocolError, StoreError, raise_single
 from ._ids import Address, key_id
+from ._listeners import ListenerStatistics
 from ._messages import MAX_TTL, SignedPart
 from ._node import LookupReport, Node
 from ._provider_ops import (
@@ -62,6 +64,15 @@ class DhtStatistics:
     """Provider entries held for the network, all topics together."""
     providers_refused: int = 0
     """Announcements and replicated entries refused (full topic, over quota, ...)."""
+    # --- watching a key (issue 18)
+    listeners: ListenerStatistics = field(default_factory=ListenerStatistics)
+    """This node as a holder: listeners held, LISTENs accepted and refused, pushes."""
+    watches: int = 0
+    """Watches this node runs now."""
+    pushes_unsolicited: int = 0
+    """Pushes received for no watch of ours (answered ``NOT_LISTENING``)."""
+    pushes_refused: int = 0
+    """Pushed pairs that failed the checks a FIND_VALUE answer gets."""
 
 
 class Dht:
@@ -293,6 +304,10 @@ class Dht:
             bans=node.table.bans_running(trio.current_time()),
             provider_entries=len(node.providers),
             providers_refused=sum(node.providers.refused.values()),
+            listeners=dataclasses.replace(node.pusher.listeners.stats),
+            watches=len(node.watches),
+            pushes_unsolicited=node.watches.unsolicited,
+            pushes_refused=node.watches.refused,
         )
 
     @property

@@ -160,6 +160,13 @@ class DhtCollector:
         yield _gauge("trio_kad_records", "Pairs held for the network.", stats.records)
         yield _gauge("trio_kad_record_bytes", "Bytes of the values held.", stats.record_bytes)
         yield _gauge("trio_kad_bans", "Peers banned right now.", stats.bans)
+        yield _gauge(
+            "trio_kad_provider_entries",
+            "Provider entries held, all topics.",
+            stats.provider_entries,
+        )
+        yield _gauge("trio_kad_listeners", "Listeners held as a holder.", stats.listeners.listeners)
+        yield _gauge("trio_kad_watches", "Watches this node runs.", stats.watches)
         yield _gauge("trio_kad_connections_open", "TCP connections open.", t.connections_open)
         yield _gauge(
             "trio_kad_requests_pending", "Our RPCs waiting for a reply.", t.requests_pending
@@ -174,6 +181,17 @@ class DhtCollector:
             ("frames_sent", "Frames written to peers.", t.frames_sent),
             ("frames_received", "Frames read from peers.", t.frames_received),
             ("stores_accepted", "Pairs kept from STOREs.", stats.stores_accepted),
+            ("pushes_sent", "New values pushed to listeners.", stats.listeners.pushes_sent),
+            (
+                "pushes_coalesced",
+                "Values a newer one replaced before their push.",
+                stats.listeners.pushes_coalesced,
+            ),
+            (
+                "pushes_unsolicited",
+                "Pushes received for no watch of ours.",
+                stats.pushes_unsolicited,
+            ),
         ):
             yield _counter(f"trio_kad_{name}", doc, value)
         refusals = CounterMetricFamily(
@@ -186,6 +204,9 @@ class DhtCollector:
             ("request_rate", t.requests_refused),
             ("store", stats.stores_refused),
             ("protocol_error", t.protocol_errors),
+            ("provider", stats.providers_refused),
+            ("listen", stats.listeners.listens_refused),
+            ("push", stats.pushes_refused),
         ):
             refusals.add_metric([reason], value)
         yield refusals

@@ -63,6 +63,10 @@ class Watches:
         self.refused = 0
         """Pushes dropped because their pair failed a check (form, size, date, signature)."""
 
+    def __len__(self) -> int:
+        """Watches running now."""
+        return sum(len(watches) for watches in self._by_key.values())
+
     def add(self, watch: Watch) -> None:
         self._by_key.setdefault(watch.key, set()).add(watch)
 
