@@ -32,7 +32,7 @@ from _stats import percentiles
 from trio_kad import DhtError, TcpTransport, open_dht
 from trio_kad._ids import key_id
 from trio_kad._messages import FindValue, FoundValue
-from trio_kad._persist import DB_FILENAME
+from trio_kad._persist_file import DB_FILENAME
 
 
 class Lines:

@@ -14,7 +14,8 @@ import trio
 
 from trio_kad._errors import DataDirError
 from trio_kad._ids import Contact
-from trio_kad._persist import APPLICATION_ID, DB_FILENAME, LOCK_FILENAME, DataDir
+from trio_kad._persist import DataDir
+from trio_kad._persist_file import APPLICATION_ID, DB_FILENAME, LOCK_FILENAME
 from trio_kad._records import Record
 from trio_kad._routing import ContactInfo
 

@@ -12,7 +12,8 @@ import cbor2
 import trio
 
 from trio_kad import SigningKey
-from trio_kad._persist import DB_FILENAME, DataDir
+from trio_kad._persist import DataDir
+from trio_kad._persist_file import DB_FILENAME
 from trio_kad._records import Record
 from trio_kad._signed import signed_key
 
