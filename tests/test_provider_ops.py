@@ -253,3 +253,38 @@ async def test_announce_fails_when_nobody_accepts(autojump_clock: trio.testing.M
             with pytest.raises(StoreError):
                 await client.announce("two", port=80)
             assert first.statistics().providers_refused == 1
+
+
+async def test_a_graceful_leave_hands_provider_sets_to_the_one_taking_its_place(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # k = 4 and five nodes: every table holds every other node, so the leaver knows who
+    # takes its place (the one node outside the four closest to the topic).
+    config = Config(k=4)
+    async with open_simulation(4, config=config, seed=3) as sim:
+        assert sim.network is not None
+        leaving = Config(k=4, handoff_on_exit=True)
+        async with open_dht(
+            bootstrap=[sim.nodes[0].address], config=leaving, transport=sim.network.transport()
+        ) as leaver:
+            everyone = [*sim.nodes, leaver]
+
+            def distance(dht: object, key: bytes) -> int:
+                node_id = dht.node_id  # type: ignore[attr-defined]
+                return int.from_bytes(node_id, "big") ^ int.from_bytes(key, "big")
+
+            topic = next(
+                t
+                for t in (f"topic {i}" for i in range(100))
+                if max(everyone, key=lambda d: distance(d, key_id(t))) is not leaver
+            )
+            key = key_id(topic)
+            outsider = max(everyone, key=lambda d: distance(d, key))
+            # Not the outsider: a node keeps no copy of its own entry it was not sent.
+            announcer = next(d for d in sim.nodes if d is not outsider)
+            assert await announcer.announce(topic, port=7000) == 4
+            now = trio.current_time()
+            assert node_of(leaver).providers.get(key, now)
+            assert not node_of(outsider).providers.get(key, now)
+        entries = node_of(outsider).providers.get(key, trio.current_time())
+        assert [(e.node_id, e.port) for e in entries] == [(announcer.node_id, 7000)]

@@ -29,7 +29,7 @@ from ._duties import (
 from ._ids import Contact
 from ._messages import FindNode, Nodes, Ping, Store
 from ._node import Node
-from ._provider_ops import handoff_providers
+from ._provider_ops import handoff_providers, leave_providers
 from ._storing import publish, store_batch
 
 log = logging.getLogger("trio_kad.maintenance")
@@ -191,6 +191,7 @@ async def leave(node: Node) -> int:
     Bounded by ``Config.handoff_deadline``; returns how many pairs were sent.
     """
     with trio.move_on_after(node.config.handoff_deadline):
+        await leave_providers(node)  # provider sets (issue 17)
         return await _send_plan(node, leave_plan(node.table, node.records, trio.current_time()))
     log.warning("leaving: the hand-off did not finish within its deadline")
     return 0

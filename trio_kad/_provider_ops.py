@@ -289,6 +289,27 @@ async def replicate_providers(node: Node) -> int:
     return sent
 
 
+async def leave_providers(node: Node) -> int:
+    """Leaving for good: send each set this node is among the k closest for to the one
+    taking its place, the k-th closest other (as ``_duties.leave_plan`` does for pairs)."""
+    k = node.config.k
+    plan: list[tuple[Contact, StoreProviders]] = []
+    for key, entries in node.providers.items(trio.current_time()):
+        others = node.table.closest(key, k)
+        if len(others) == k and among_closest(node.node_id, key, others, k):
+            plan.append((others[-1], StoreProviders(key, tuple(entries[:MAX_PROVIDER_ENTRIES]))))
+    limiter = trio.CapacityLimiter(REPLICATION_PARALLELISM)
+
+    async def send(contact: Contact, request: StoreProviders) -> None:
+        async with limiter:
+            await node.rpc(contact, request)
+
+    async with trio.open_nursery() as nursery:
+        for contact, request in plan:
+            nursery.start_soon(send, contact, request)
+    return len(plan)
+
+
 async def handoff_providers(node: Node, newcomer: Contact) -> int:
     """Send ``newcomer`` the provider sets it is now among the k closest for; return how many.
 
