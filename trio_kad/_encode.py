@@ -161,7 +161,7 @@ _MESSAGE_KEY = _text("message")
 _STORE_MANY_TYPE = _text("store_many")
 _PAIRS_KEY = _text("pairs")
 _PAIR_START = _head(_ARRAY, 3) + _ID_HEAD
-_PUBLISHED_PAIR_START = _head(_ARRAY, 4) + _ID_HEAD
+_PAIR_OF_FOUR_START = _head(_ARRAY, 4) + _ID_HEAD
 _PUBLISHED_KEY = _text("published")
 _CACHED_ENTRY = _text("cached") + _TRUE
 _STORED_MANY_TYPE = _text("stored_many")
@@ -220,23 +220,22 @@ def _encode_store_many(body: StoreMany) -> _BodyBytes:
             raise ValueError("a store_many pair cannot be a cache copy")
         value = _check_store_value(pair.value, "store_many value")
         published = _check_uint(pair.published, 0, MAX_PUBLISHED, "store_many published")
+        if pair.cas is not None:
+            raise ValueError("a store_many pair cannot carry cas")
+        # An optional fourth item: the signed part (its seq orders the pair, so it carries
+        # no published), or the publication time when it is not 0.
+        if pair.signed is not None:
+            fourth = [encode_signed_part(pair.signed)]
+        else:
+            fourth = [_head(_UINT, published)] if published else []
         parts += (
-            _PAIR_START,
+            _PAIR_OF_FOUR_START if fourth else _PAIR_START,
             _check_encode_id(pair.key, "store_many key"),
             _head(_BYTES, len(value)),
             value,
             _head(_UINT, _check_uint(pair.ttl, 0, MAX_TTL, "store_many ttl")),
+            *fourth,
         )
-        if pair.cas is not None:
-            raise ValueError("a store_many pair cannot carry cas")
-        if pair.signed is not None:
-            # A signed pair is [key, value, ttl, signed]: its head says 4, not 3. Its seq
-            # orders it, so it carries no published.
-            parts[-5] = _SIGNED_PAIR_START
-            parts.append(encode_signed_part(pair.signed))
-        elif published:
-            parts[-5] = _PUBLISHED_PAIR_START
-            parts.append(_head(_UINT, published))
     return _STORE_MANY_TYPE, 1, b"".join(parts)
 
 
@@ -256,13 +255,15 @@ def _encode_found_value(body: FoundValue) -> _BodyBytes:
     value = body.value
     if type(value) is not bytes:
         raise ValueError("found value must be bytes")
-    if body.signed is not None:
-        return _encode_signed_found_value(body)
     parts = [_VALUE_KEY, _head(_BYTES, len(value)), value]
     entries = 1
     if body.ttl is not None:
         parts += (_TTL_KEY, _head(_UINT, _check_uint(body.ttl, 0, MAX_TTL, "value ttl")))
         entries += 1
+    if body.signed is not None:
+        # A signed record's seq orders it: ``published`` and ``cached`` are for plain values.
+        parts += (_SIGNED_KEY, encode_signed_part(body.signed))
+        return _VALUE_TYPE, entries + 1, b"".join(parts)
     entries += _published_entry(body.published, parts)
     if body.cached:
         parts.append(_CACHED_ENTRY)
@@ -303,7 +304,6 @@ def _encode_stored_many(body: StoredMany) -> _BodyBytes:
 _SIGNED_KEY = _text("signed")
 _CAS_KEY = _text("cas")
 _SEQ_KEY = _text("seq")
-_SIGNED_PAIR_START = _head(_ARRAY, 4) + _ID_HEAD
 _SIGNED_PART_START = _head(_ARRAY, 4) + _head(_BYTES, PUBLIC_KEY_BYTES)
 _SIGNATURE_HEAD = _head(_BYTES, SIGNATURE_BYTES)
 
@@ -335,16 +335,6 @@ def _signed_store_entries(body: Store, parts: list[bytes]) -> int:
         return 1
     parts += (_CAS_KEY, _head(_UINT, _check_uint(body.cas, 0, MAX_SEQ, "cas")))
     return 2
-
-
-def _encode_signed_found_value(body: FoundValue) -> _BodyBytes:
-    # A signed record's seq orders it: ``published`` and ``cached`` are for plain values.
-    assert body.signed is not None
-    parts = [_VALUE_KEY, _head(_BYTES, len(body.value)), body.value]
-    if body.ttl is not None:
-        parts += (_TTL_KEY, _head(_UINT, _check_uint(body.ttl, 0, MAX_TTL, "value ttl")))
-    parts += (_SIGNED_KEY, encode_signed_part(body.signed))
-    return _VALUE_TYPE, 2 if body.ttl is None else 3, b"".join(parts)
 
 
 # --- watching a key (issue 18)
