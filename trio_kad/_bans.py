@@ -39,6 +39,10 @@ class BanList:
         """Every ban recorded, as (id, until), oldest first."""
         return list(self._bans.items())
 
+    def running(self, now: float) -> int:
+        """How many ids are banned at ``now``."""
+        return sum(1 for until in self._bans.values() if now < until)
+
     def banned(self, node_id: bytes, now: float) -> bool:
         """Whether ``node_id`` is banned at ``now``."""
         until = self._bans.get(node_id)

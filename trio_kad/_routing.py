@@ -171,7 +171,7 @@ class RoutingTable:
 
     def bans_running(self, now: float) -> int:
         """How many ids are banned at time ``now`` (for status pages and metrics)."""
-        return sum(1 for _, until in self._bans.entries() if now < until)
+        return self._bans.running(now)
 
     def closest(
         self, target: bytes, count: int, *, exclude: Container[bytes] = frozenset()
