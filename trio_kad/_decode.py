@@ -24,12 +24,9 @@ from ._messages import (
     MAX_ERROR_MESSAGE_LENGTH,
     MAX_PUBLISHED,
     MAX_REQUEST_ID,
-    MAX_SALT_BYTES,
     MAX_SEQ,
     MAX_TTL,
     PROTOCOL_VERSION,
-    PUBLIC_KEY_BYTES,
-    SIGNATURE_BYTES,
     ErrorReply,
     FindNode,
     FindValue,
@@ -207,16 +204,11 @@ def decode_signed_part(item: object, request_id: int) -> SignedPart:
     """A ``[public_key, salt, seq, signature]``, every length and range checked."""
     if type(item) is not list or len(item) != 4:
         _fail("'signed' must be [public_key, salt, seq, signature]", request_id)
-    public_key, salt, seq, signature = item
-    if type(public_key) is not bytes or len(public_key) != PUBLIC_KEY_BYTES:
-        _fail(f"a public key must be {PUBLIC_KEY_BYTES} bytes", request_id)
-    if type(salt) is not bytes or len(salt) > MAX_SALT_BYTES:
-        _fail(f"a salt must be at most {MAX_SALT_BYTES} bytes", request_id)
-    if type(seq) is not int or not 0 <= seq <= MAX_SEQ:
-        _fail(f"a seq must be an int in 0..{MAX_SEQ}", request_id)
-    if type(signature) is not bytes or len(signature) != SIGNATURE_BYTES:
-        _fail(f"a signature must be {SIGNATURE_BYTES} bytes", request_id)
-    return SignedPart(public_key, salt, seq, signature)
+    signed = SignedPart(*item)
+    problem = signed.problem()
+    if problem is not None:
+        _fail(problem, request_id)
+    return signed
 
 
 def _signed_field(fields: dict[Any, Any], request_id: int) -> SignedPart | None:

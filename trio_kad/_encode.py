@@ -26,7 +26,6 @@ from ._messages import (
     MAX_ERROR_MESSAGE_LENGTH,
     MAX_PUBLISHED,
     MAX_REQUEST_ID,
-    MAX_SALT_BYTES,
     MAX_SEQ,
     MAX_TTL,
     PROTOCOL_VERSION,
@@ -312,17 +311,20 @@ def encode_signed_part(signed: SignedPart) -> bytes:
     """``signed`` as a CBOR [public_key, salt, seq, signature], once checked against the limits."""
     if type(signed) is not SignedPart:
         raise ValueError(f"not a SignedPart: {signed!r}")
-    public_key, salt, signature = signed.public_key, signed.salt, signed.signature
-    if type(public_key) is not bytes or len(public_key) != PUBLIC_KEY_BYTES:
-        raise ValueError(f"a public key must be {PUBLIC_KEY_BYTES} bytes")
-    if type(salt) is not bytes or len(salt) > MAX_SALT_BYTES:
-        raise ValueError(f"a salt must be at most {MAX_SALT_BYTES} bytes")
-    if type(signature) is not bytes or len(signature) != SIGNATURE_BYTES:
-        raise ValueError(f"a signature must be {SIGNATURE_BYTES} bytes")
-    seq = _head(_UINT, _check_uint(signed.seq, 0, MAX_SEQ, "seq"))
-    salt_head = _head(_BYTES, len(salt))
+    problem = signed.problem()
+    if problem is not None:
+        raise ValueError(problem)
+    salt = signed.salt
     return b"".join(
-        (_SIGNED_PART_START, public_key, salt_head, salt, seq, _SIGNATURE_HEAD, signature)
+        (
+            _SIGNED_PART_START,
+            signed.public_key,
+            _head(_BYTES, len(salt)),
+            salt,
+            _head(_UINT, signed.seq),
+            _SIGNATURE_HEAD,
+            signed.signature,
+        )
     )
 
 

@@ -40,6 +40,23 @@ class SignedPart:
     seq: int
     signature: bytes
 
+    def problem(self) -> str | None:
+        """What is out of the wire's limits (types, lengths, seq range); ``None`` when nothing.
+
+        The one check of a signed part, wherever one comes from: the encoder
+        refuses to send it, the decoder to take it, a reader to believe it.
+        """
+        public_key, salt, seq, signature = self.public_key, self.salt, self.seq, self.signature
+        if type(public_key) is not bytes or len(public_key) != PUBLIC_KEY_BYTES:
+            return f"a public key must be {PUBLIC_KEY_BYTES} bytes"
+        if type(salt) is not bytes or len(salt) > MAX_SALT_BYTES:
+            return f"a salt must be at most {MAX_SALT_BYTES} bytes"
+        if type(seq) is not int or not 0 <= seq <= MAX_SEQ:
+            return f"a seq must be an int in 0..{MAX_SEQ}"
+        if type(signature) is not bytes or len(signature) != SIGNATURE_BYTES:
+            return f"a signature must be {SIGNATURE_BYTES} bytes"
+        return None
+
 
 # --- requests (paper section 2.3: the four RPCs) -----------------------------
 
