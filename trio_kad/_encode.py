@@ -315,17 +315,8 @@ def encode_signed_part(signed: SignedPart) -> bytes:
     if problem is not None:
         raise ValueError(problem)
     salt = signed.salt
-    return b"".join(
-        (
-            _SIGNED_PART_START,
-            signed.public_key,
-            _head(_BYTES, len(salt)),
-            salt,
-            _head(_UINT, signed.seq),
-            _SIGNATURE_HEAD,
-            signed.signature,
-        )
-    )
+    head = (_SIGNED_PART_START, signed.public_key, _head(_BYTES, len(salt)), salt)
+    return b"".join((*head, _head(_UINT, signed.seq), _SIGNATURE_HEAD, signed.signature))
 
 
 def _signed_store_entries(body: Store, parts: list[bytes]) -> int:
