@@ -114,12 +114,12 @@ class Listeners:
             self.stats.listens_refused += 1
             return None
         bucket = TokenBucket(self._rate, self._burst, now)
-        listener = Listener(key, node_id, address, group, now + self._ttl, bucket)
-        listener.client_only = client_only
+        listener = Listener(
+            key, node_id, address, group, now + self._ttl, bucket, client_only=client_only
+        )
         self._by_key.setdefault(key, {})[node_id] = listener
         self._count += 1
-        if group:
-            self._per_group[group] = self._per_group.get(group, 0) + 1
+        self._count_group(group)
         self.stats.listeners = self._count
         self.stats.listens_accepted += 1
         return listener
@@ -131,9 +131,12 @@ class Listeners:
         if listener.group == group:
             return
         self._uncount_group(listener.group)
+        self._count_group(group)
+        listener.group = group
+
+    def _count_group(self, group: str) -> None:
         if group:
             self._per_group[group] = self._per_group.get(group, 0) + 1
-        listener.group = group
 
     def _uncount_group(self, group: str) -> None:
         if not group:

@@ -270,23 +270,17 @@ async def run_provider_upkeep(node: Node, *, task_status: trio.TaskStatus[None])
 async def replicate_providers(node: Node) -> int:
     """Send each provider set this node is among the k closest for to the others; return sets."""
     k = node.config.k
-    sent = 0
-    limiter = trio.CapacityLimiter(REPLICATION_PARALLELISM)
-
-    async def send(contact: Contact, request: StoreProviders) -> None:
-        async with limiter:
-            await node.rpc(contact, request)
-
-    async with trio.open_nursery() as nursery:
-        for key, entries in node.providers.items(trio.current_time()):
-            closest = node.table.closest(key, k)
-            if not among_closest(node.node_id, key, closest, k):
-                continue
-            sent += 1
-            request = StoreProviders(key, tuple(entries[:MAX_PROVIDER_ENTRIES]))
-            for contact in closest[: k - 1]:
-                nursery.start_soon(send, contact, request)
-    return sent
+    plan: list[tuple[Contact, StoreProviders]] = []
+    sets = 0
+    for key, entries in node.providers.items(trio.current_time()):
+        closest = node.table.closest(key, k)
+        if not among_closest(node.node_id, key, closest, k):
+            continue
+        sets += 1
+        request = StoreProviders(key, tuple(entries[:MAX_PROVIDER_ENTRIES]))
+        plan.extend((contact, request) for contact in closest[: k - 1])
+    await _send_all(node, plan)
+    return sets
 
 
 async def leave_providers(node: Node) -> int:
@@ -298,6 +292,12 @@ async def leave_providers(node: Node) -> int:
         others = node.table.closest(key, k)
         if len(others) == k and among_closest(node.node_id, key, others, k):
             plan.append((others[-1], StoreProviders(key, tuple(entries[:MAX_PROVIDER_ENTRIES]))))
+    await _send_all(node, plan)
+    return len(plan)
+
+
+async def _send_all(node: Node, plan: list[tuple[Contact, StoreProviders]]) -> None:
+    """Send each request of ``plan``, ``REPLICATION_PARALLELISM`` at a time."""
     limiter = trio.CapacityLimiter(REPLICATION_PARALLELISM)
 
     async def send(contact: Contact, request: StoreProviders) -> None:
@@ -307,7 +307,6 @@ async def leave_providers(node: Node) -> int:
     async with trio.open_nursery() as nursery:
         for contact, request in plan:
             nursery.start_soon(send, contact, request)
-    return len(plan)
 
 
 async def handoff_providers(node: Node, newcomer: Contact) -> int:

@@ -197,14 +197,18 @@ class Watch:
     async def _listen_round(self) -> bool:
         """LISTEN at the k closest nodes found now; whether any accepted."""
         node = self._node
-        record = node.records.get(self.key, trio.current_time())
-        if record is not None and not record.cached:
-            self.offer(record.value, record.published, record.signed)
+        self._offer_held()
         outcome = await node.lookup(self.key)
         accepted = await self._listen_at(outcome.contacts[: node.config.k])
         # Nodes no longer among the closest get NOT_LISTENING for their next push.
         self.listening_at = accepted
         return bool(accepted)
+
+    def _offer_held(self) -> None:
+        """Offer the pair this node holds itself for the key, if any (not a cached copy)."""
+        record = self._node.records.get(self.key, trio.current_time())
+        if record is not None and not record.cached:
+            self.offer(record.value, record.published, record.signed)
 
     async def _listen_again(self) -> None:
         """Renew at the nodes listened at, without a lookup (keeps connections open)."""
@@ -235,9 +239,7 @@ class Watch:
             if found is not None:
                 self.offer(found[0], 0, found[1])
             return
-        record = self._node.records.get(self.key, trio.current_time())
-        if record is not None and not record.cached:
-            self.offer(record.value, record.published, record.signed)
+        self._offer_held()
         outcome = await self._node.lookup(self.key, want_value=True)
         if outcome.value is not None:
             self.offer(outcome.value, outcome.published, None)
