@@ -17,6 +17,7 @@ from typing import Any
 
 from ._address import MAX_HOST_LENGTH, valid_host
 from ._contacts import ContactCache
+from ._fields import check_id, check_uint
 from ._framing import prefixed
 from ._ids import ID_BYTES, Contact
 from ._messages import (
@@ -99,19 +100,6 @@ _CONTACT_START = _head(_ARRAY, 3) + _ID_HEAD
 _TRUE = b"\xf5"
 
 
-def _check_uint(value: object, low: int, high: int, what: str) -> int:
-    # type() is, not isinstance: bool is an int subclass and must not pass.
-    if type(value) is not int or not low <= value <= high:
-        raise ValueError(f"{what} must be an int in {low}..{high}, got {value!r}")
-    return value
-
-
-def _check_encode_id(value: object, what: str) -> bytes:
-    if type(value) is not bytes or len(value) != ID_BYTES:
-        raise ValueError(f"{what} must be {ID_BYTES} bytes")
-    return value
-
-
 def _check_store_value(value: object, what: str) -> bytes:
     if type(value) is not bytes or not value:
         raise ValueError(f"{what} must be non-empty bytes")
@@ -122,11 +110,11 @@ def encode_contact(contact: Contact) -> bytes:
     """``contact`` as a CBOR [id, host, port], once it is checked against the wire rules."""
     if not isinstance(contact, Contact):
         raise ValueError(f"not a Contact: {contact!r}")
-    node_id = _check_encode_id(contact.node_id, "contact id")
+    node_id = check_id(contact.node_id, "contact id")
     host = contact.host
     if not valid_host(host):
         raise ValueError(f"contact host must be 1..{MAX_HOST_LENGTH} printable ASCII characters")
-    port = _check_uint(contact.port, 1, 65535, "contact port")
+    port = check_uint(contact.port, 1, 65535, "contact port")
     return b"".join(
         (_CONTACT_START, node_id, _head(TEXT, len(host)), host.encode("ascii"), _head(_UINT, port))
     )
@@ -168,12 +156,12 @@ _RESULTS_KEY = _text("results")
 
 
 def _encode_store(body: Store) -> _BodyBytes:
-    key = _check_encode_id(body.key, "store key")
+    key = check_id(body.key, "store key")
     value = _check_store_value(body.value, "store value")
     parts = [KEY_KEY_AND_ID_HEAD, key, _VALUE_KEY, _head(_BYTES, len(value)), value]
     entries = 2
     if body.ttl is not None:
-        parts += (_TTL_KEY, _head(_UINT, _check_uint(body.ttl, 0, MAX_TTL, "store ttl")))
+        parts += (_TTL_KEY, _head(_UINT, check_uint(body.ttl, 0, MAX_TTL, "store ttl")))
         entries += 1
     if body.cache:
         parts.append(_CACHE_ENTRY)
@@ -186,19 +174,19 @@ def _encode_store(body: Store) -> _BodyBytes:
 
 def _published_entry(published: int, parts: list[bytes]) -> int:
     """Append the ``published`` entry unless it is 0 (the default); return the entries added."""
-    if _check_uint(published, 0, MAX_PUBLISHED, "published") == 0:
+    if check_uint(published, 0, MAX_PUBLISHED, "published") == 0:
         return 0
     parts += (_PUBLISHED_KEY, _head(_UINT, published))
     return 1
 
 
 def _encode_find_node(body: FindNode) -> _BodyBytes:
-    target = _check_encode_id(body.target, "find_node target")
+    target = check_id(body.target, "find_node target")
     return FIND_NODE_TYPE, 1, TARGET_KEY_AND_ID_HEAD + target
 
 
 def _encode_find_value(body: FindValue) -> _BodyBytes:
-    key = _check_encode_id(body.key, "find_value key")
+    key = check_id(body.key, "find_value key")
     return FIND_VALUE_TYPE, 1, KEY_KEY_AND_ID_HEAD + key
 
 
@@ -218,7 +206,7 @@ def _encode_store_many(body: StoreMany) -> _BodyBytes:
         if pair.cache:
             raise ValueError("a store_many pair cannot be a cache copy")
         value = _check_store_value(pair.value, "store_many value")
-        published = _check_uint(pair.published, 0, MAX_PUBLISHED, "store_many published")
+        published = check_uint(pair.published, 0, MAX_PUBLISHED, "store_many published")
         if pair.cas is not None:
             raise ValueError("a store_many pair cannot carry cas")
         # An optional fourth item: the signed part (its seq orders the pair, so it carries
@@ -229,10 +217,10 @@ def _encode_store_many(body: StoreMany) -> _BodyBytes:
             fourth = [_head(_UINT, published)] if published else []
         parts += (
             _PAIR_OF_FOUR_START if fourth else _PAIR_START,
-            _check_encode_id(pair.key, "store_many key"),
+            check_id(pair.key, "store_many key"),
             _head(_BYTES, len(value)),
             value,
-            _head(_UINT, _check_uint(pair.ttl, 0, MAX_TTL, "store_many ttl")),
+            _head(_UINT, check_uint(pair.ttl, 0, MAX_TTL, "store_many ttl")),
             *fourth,
         )
     return _STORE_MANY_TYPE, 1, b"".join(parts)
@@ -257,7 +245,7 @@ def _encode_found_value(body: FoundValue) -> _BodyBytes:
     parts = [_VALUE_KEY, _head(_BYTES, len(value)), value]
     entries = 1
     if body.ttl is not None:
-        parts += (_TTL_KEY, _head(_UINT, _check_uint(body.ttl, 0, MAX_TTL, "value ttl")))
+        parts += (_TTL_KEY, _head(_UINT, check_uint(body.ttl, 0, MAX_TTL, "value ttl")))
         entries += 1
     if body.signed is not None:
         # A signed record's seq orders it: ``published`` and ``cached`` are for plain values.
@@ -279,7 +267,7 @@ def _encode_error(body: ErrorReply) -> _BodyBytes:
     parts = [_CODE_KEY, _head(_UINT, body.code), _MESSAGE_KEY, _head(TEXT, len(message)), message]
     entries = 2
     if body.seq is not None:
-        parts += (_SEQ_KEY, _head(_UINT, _check_uint(body.seq, 0, MAX_SEQ, "error seq")))
+        parts += (_SEQ_KEY, _head(_UINT, check_uint(body.seq, 0, MAX_SEQ, "error seq")))
         entries += 1
     entries += _published_entry(body.published, parts)
     return _ERROR_TYPE, entries, b"".join(parts)
@@ -326,7 +314,7 @@ def _signed_store_entries(body: Store, parts: list[bytes]) -> int:
     parts += (_SIGNED_KEY, encode_signed_part(body.signed))
     if body.cas is None:
         return 1
-    parts += (_CAS_KEY, _head(_UINT, _check_uint(body.cas, 0, MAX_SEQ, "cas")))
+    parts += (_CAS_KEY, _head(_UINT, check_uint(body.cas, 0, MAX_SEQ, "cas")))
     return 2
 
 
@@ -336,7 +324,7 @@ _PUSH_TYPE = _text("push")
 
 
 def _encode_listen(body: Listen) -> _BodyBytes:
-    return _LISTEN_TYPE, 1, KEY_KEY_AND_ID_HEAD + _check_encode_id(body.key, "listen key")
+    return _LISTEN_TYPE, 1, KEY_KEY_AND_ID_HEAD + check_id(body.key, "listen key")
 
 
 def _encode_push(body: Push) -> _BodyBytes:
@@ -383,7 +371,7 @@ def encode_frame(frame: Frame, contacts: ContactCache | None = None) -> bytes:
     if sender_port is None:
         entries, port_key, port = 4, b"", b""
     else:
-        port = _head(_UINT, _check_uint(sender_port, 1, 65535, "sender port"))
+        port = _head(_UINT, check_uint(sender_port, 1, 65535, "sender port"))
         entries, port_key = 5, PORT_KEY
     if frame.duplex:
         # Once per connection (its first request), so the fast path need not know it.
@@ -422,8 +410,8 @@ def _frame_bytes(
     body: _BodyBytes,
 ) -> bytes:
     entries, port_key, port = head
-    request_id = _check_uint(request_id, 0, MAX_REQUEST_ID, "request id")
-    sender_id = _check_encode_id(sender_id, "sender id")
+    request_id = check_uint(request_id, 0, MAX_REQUEST_ID, "request id")
+    sender_id = check_id(sender_id, "sender id")
     kind, body_entries, body_bytes = body
     payload = b"".join(
         (

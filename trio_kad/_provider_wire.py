@@ -15,6 +15,7 @@ from typing import Any
 import cbor2
 
 from ._address import MAX_HOST_LENGTH, valid_host
+from ._fields import check_id, check_uint
 from ._fields import fail as _fail
 from ._fields import id_field as _id_field
 from ._ids import ID_BYTES, Contact
@@ -48,29 +49,17 @@ _ENTRIES = cbor2.dumps("entries")
 _NODES = cbor2.dumps("nodes")
 
 
-def _id(value: object, what: str) -> bytes:
-    if type(value) is not bytes or len(value) != ID_BYTES:
-        raise ValueError(f"{what} must be {ID_BYTES} bytes")
-    return value
-
-
-def _uint(value: object, low: int, high: int, what: str) -> int:
-    if type(value) is not int or not low <= value <= high:
-        raise ValueError(f"{what} must be an int in {low}..{high}, got {value!r}")
-    return value
-
-
 def _entry_item(entry: ProviderEntry) -> list[Any]:
     if type(entry) is not ProviderEntry:
         raise ValueError(f"not a ProviderEntry: {entry!r}")
     if not valid_host(entry.host):
         raise ValueError(f"a provider host must be 1..{MAX_HOST_LENGTH} printable ASCII characters")
     return [
-        _id(entry.node_id, "provider id"),
+        check_id(entry.node_id, "provider id"),
         entry.host,
-        _uint(entry.port, 1, 65535, "provider port"),
-        _uint(entry.age, 0, MAX_TTL, "provider age"),
-        _uint(entry.ttl, 0, MAX_TTL, "provider ttl"),
+        check_uint(entry.port, 1, 65535, "provider port"),
+        check_uint(entry.age, 0, MAX_TTL, "provider age"),
+        check_uint(entry.ttl, 0, MAX_TTL, "provider ttl"),
     ]
 
 
@@ -81,17 +70,17 @@ def _entries(entries: tuple[ProviderEntry, ...], low: int) -> bytes:
 
 
 def _encode_add(body: AddProvider) -> _BodyBytes:
-    key = cbor2.dumps(_id(body.key, "add_provider key"))
-    port = cbor2.dumps(_uint(body.port, 1, 65535, "service port"))
+    key = cbor2.dumps(check_id(body.key, "add_provider key"))
+    port = cbor2.dumps(check_uint(body.port, 1, 65535, "service port"))
     return _ADD_PROVIDER, 2, _KEY + key + _SERVICE_PORT + port
 
 
 def _encode_get(body: GetProviders) -> _BodyBytes:
-    return _GET_PROVIDERS, 1, _KEY + cbor2.dumps(_id(body.key, "get_providers key"))
+    return _GET_PROVIDERS, 1, _KEY + cbor2.dumps(check_id(body.key, "get_providers key"))
 
 
 def _encode_store(body: StoreProviders) -> _BodyBytes:
-    key = cbor2.dumps(_id(body.key, "store_providers key"))
+    key = cbor2.dumps(check_id(body.key, "store_providers key"))
     return _STORE_PROVIDERS, 2, _KEY + key + _entries(body.entries, 1)
 
 
