@@ -9,6 +9,7 @@ increment per RPC, both the ones sent and the ones served.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -37,7 +38,13 @@ HOP_BUCKETS = (1, 2, 3, 4, 5, 6, 8, 10, 15, 20)
 
 def kind(message: object) -> str:
     """A message's type as a label: ``FindNode`` -> ``find_node``."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(message).__name__).lower()
+    return _label(type(message).__name__)
+
+
+@functools.cache
+def _label(name: str) -> str:
+    # Once per message type: kind() runs on every RPC, each way.
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 def outcome(reply: Reply) -> str:
