@@ -15,6 +15,7 @@ import time
 
 import trio
 
+from ._ids import ID_BYTES
 from ._persist import DataDir
 from ._providers import ProviderTable
 
@@ -64,7 +65,7 @@ async def load_providers(data: DataDir, table: ProviderTable) -> int:
         well_formed = (
             isinstance(key, bytes)
             and isinstance(node_id, bytes)
-            and len(node_id) == 32
+            and len(node_id) == ID_BYTES
             and isinstance(host, str)
             and isinstance(port, int)
             and isinstance(origin, str)
