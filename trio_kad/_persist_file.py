@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from ._errors import DataDirError
 from ._ids import ID_BYTES
+from ._persist_providers import create_providers_table
 from ._persist_signed import create_signed_table
 
 __all__ = [
@@ -178,7 +179,7 @@ def _prepare(conn: sqlite3.Connection, db_path: Path, node_id: bytes | None) -> 
     else:
         _migrate(conn, version)
 
-    transaction(conn, create_signed_table)
+    transaction(conn, _create_side_tables)
     row = conn.execute("SELECT value FROM meta WHERE key = 'node_id'").fetchone()
     if row is None:
         raise DataDirError(f"{db_path} has no node id (meta row missing)")
@@ -190,6 +191,12 @@ def _prepare(conn: sqlite3.Connection, db_path: Path, node_id: bytes | None) -> 
             f"{db_path} belongs to node {stored_id.hex()}, not the requested {node_id.hex()}"
         )
     return stored_id
+
+
+def _create_side_tables(conn: sqlite3.Connection) -> None:
+    """The tables made on every open rather than by a schema version (``IF NOT EXISTS``)."""
+    create_signed_table(conn)
+    create_providers_table(conn)
 
 
 def _migrate(conn: sqlite3.Connection, version: int) -> None:

@@ -12,18 +12,23 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from typing import TYPE_CHECKING
 
 import trio
 
-from ._persist import DataDir
-from ._providers import ProviderTable
+from ._ids import ID_BYTES
 
-__all__ = ["load_providers", "save_providers"]
+if TYPE_CHECKING:
+    from ._persist import DataDir
+    from ._providers import ProviderTable
+
+__all__ = ["create_providers_table", "load_providers", "save_providers"]
 
 _Row = tuple[bytes, bytes, str, int, str, float, float]
 
 
-def _create(conn: sqlite3.Connection) -> None:
+def create_providers_table(conn: sqlite3.Connection) -> None:
+    """Add the table of provider sets to a file that lacks it (``_persist_file``, at open)."""
     conn.execute(
         "CREATE TABLE IF NOT EXISTS providers (key BLOB NOT NULL, node_id BLOB NOT NULL,"
         " host TEXT NOT NULL, port INTEGER NOT NULL, origin TEXT NOT NULL,"
@@ -41,7 +46,6 @@ async def save_providers(data: DataDir, table: ProviderTable) -> int:
             rows.append((key, e.node_id, e.host, e.port, origin, wall - e.age, wall + e.ttl))
 
     def replace(conn: sqlite3.Connection) -> None:
-        _create(conn)
         conn.execute("DELETE FROM providers")
         conn.executemany("INSERT INTO providers VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
@@ -53,7 +57,6 @@ async def load_providers(data: DataDir, table: ProviderTable) -> int:
     """Add the saved entries still alive to ``table`` (within its bounds); return how many."""
 
     def read(conn: sqlite3.Connection) -> list[_Row]:
-        _create(conn)
         return list(conn.execute("SELECT * FROM providers"))
 
     rows = await data.transaction(read)
@@ -64,7 +67,7 @@ async def load_providers(data: DataDir, table: ProviderTable) -> int:
         well_formed = (
             isinstance(key, bytes)
             and isinstance(node_id, bytes)
-            and len(node_id) == 32
+            and len(node_id) == ID_BYTES
             and isinstance(host, str)
             and isinstance(port, int)
             and isinstance(origin, str)

@@ -214,7 +214,7 @@ def store_verdict(
     held_seq = None if held is None else held.seq
     if cas is not None and cas != held_seq:
         return Refusal(ErrorCode.CAS_MISMATCH, "cas does not match the seq held", held_seq)
-    if held is None or held_seq is None:
+    if held_seq is None:
         return Verdict.STORE
     if signed.seq < held_seq or (signed.seq == held_seq and value != held_value):
         return Refusal(ErrorCode.STALE_SEQUENCE, "a newer or different record is held", held_seq)

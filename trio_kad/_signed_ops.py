@@ -21,7 +21,6 @@ from ._search import LookupOutcome, Search
 from ._signed import (
     Refusal,
     SigningKey,
-    check_signed_arguments,
     content_key,
     is_content_addressed,
     judge,
@@ -88,14 +87,13 @@ async def publish_signed(
     ``seq=None``: one more than the highest seq found. With ``cas``, the
     closest node that answers decides first (see ``_arbitrate``). Raises
     ``StaleSequence`` or ``CasMismatch`` when the storing nodes refuse it.
+    The caller (``Dht._put_signed``) has checked ``salt``, ``seq`` and ``cas``.
     """
-    check_signed_arguments(salt, seq, cas)
     key = signed_key(signing_key.public_key, salt)
     found, outcome = await _find_signed(node, key)
     if seq is None:
         seq = 0 if found is None else found[1].seq + 1
-        check_signed_arguments(salt, seq)
-    signed = signing_key.sign(salt, seq, value)
+    signed = signing_key.sign(salt, seq, value)  # checks the seq found + 1 too
     store = Store(key, value, signed=signed, cas=cas)
     k = node.config.k
     contacts = outcome.contacts[:k]

@@ -35,7 +35,6 @@ __all__ = [
     "keep_own",
     "publish",
     "send_collecting",
-    "send_stores",
     "store_at_closest",
     "store_batch",
 ]
@@ -127,12 +126,6 @@ async def keep_own(node: Node, record: Record) -> None:
             " (Config.max_records, Config.max_store_bytes)"
         )
     node.pusher.stored(held, record)  # its listeners, if it holds the key for others too
-
-
-async def send_stores(node: Node, contacts: Iterable[Contact], request: Store) -> int:
-    """Send one STORE to each contact at once; return how many acknowledged."""
-    replies = await send_collecting(node, contacts, request)
-    return sum(isinstance(reply, Stored) for reply in replies)
 
 
 async def send_collecting(node: Node, contacts: Iterable[Contact], request: Store) -> list[Reply]:
