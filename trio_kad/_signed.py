@@ -29,8 +29,6 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from ._messages import (
     MAX_SALT_BYTES,
     MAX_SEQ,
-    PUBLIC_KEY_BYTES,
-    SIGNATURE_BYTES,
     ErrorCode,
     SignedPart,
     Store,
@@ -143,19 +141,9 @@ def check_signed_arguments(salt: bytes, seq: int | None, cas: int | None = None)
 
 def verify(key: bytes, value: bytes, signed: SignedPart) -> bool:
     """Is ``value`` under ``key`` a record ``signed`` proves: right key, limits, signature?"""
-    public_key, salt, seq = signed.public_key, signed.salt, signed.seq
-    if (
-        type(public_key) is not bytes
-        or len(public_key) != PUBLIC_KEY_BYTES
-        or type(salt) is not bytes
-        or len(salt) > MAX_SALT_BYTES
-        or type(seq) is not int
-        or not 0 <= seq <= MAX_SEQ
-        or type(signed.signature) is not bytes
-        or len(signed.signature) != SIGNATURE_BYTES
-        or signed_key(public_key, salt) != key
-    ):
+    if signed.problem() is not None or signed_key(signed.public_key, signed.salt) != key:
         return False
+    public_key, salt, seq = signed.public_key, signed.salt, signed.seq
     try:
         Ed25519PublicKey.from_public_bytes(public_key).verify(
             signed.signature, signing_bytes(salt, seq, value)
